@@ -1,0 +1,412 @@
+"""The operations behind the commands: up, down, status, health, logs.
+
+Each returns a result object; ``cli.py`` renders it. Progress while starting goes through a
+``report`` callable (stderr in the CLI) so the final summary on stdout stays clean.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import backends
+from backends.base import Backend, LaunchPlan, PlanContext, ReadinessProbe
+from launcher import clients, devices, health, models, paths, ports, state
+from launcher.errors import (
+    AlreadyRunning,
+    BackendUnavailable,
+    ModelserveError,
+    StopFailed,
+)
+from launcher.spec import Deployment, LoadedSpec
+from launcher.supervisor import Started, StopReport, Supervisor, find_members, pid_alive
+
+Report = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+@dataclass
+class Choice:
+    backend: Backend
+    reason: str
+    devices: devices.DevicePlan
+
+
+@dataclass
+class UpResult:
+    record: state.DeploymentRecord
+    backend_reason: str
+    model_description: str
+    ready_seconds: float
+    config_path: str | None = None
+    config_names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def choose(dep: Deployment, gpus: list[devices.Gpu] | None = None) -> Choice:
+    """Pick the backend and devices, and say why (the summary prints the reason)."""
+    gpus = devices.discover() if gpus is None else gpus
+    if dep.backend != "auto":
+        backend = backends.get(dep.backend)
+        dplan = devices.plan(dep.device, gpus, supports_cpu=backend.supports_cpu)
+        return Choice(backend, f"{backend.name} (asked for)", dplan)
+    dplan = devices.plan(dep.device, gpus)
+    if dplan.kind == "cuda" and "vllm" in backends.names():
+        vllm = backends.get("vllm")
+        avail = vllm.available(python=dep.python)
+        if avail.ok:
+            return Choice(vllm, f"{len(dplan.gpus)} GPU(s) and vllm {avail.version} installed: vllm", dplan)
+        backend = backends.get("flask-transformers")
+        return Choice(backend, f"GPU found but vllm is not installed ({avail.reason}): flask-transformers", dplan)
+    backend = backends.get("flask-transformers")
+    where = "on CPU" if dplan.kind == "cpu" else f"on {dplan.describe()}"
+    return Choice(backend, f"{dplan.reason}: flask-transformers {where}", dplan)
+
+
+def plan(loaded: LoadedSpec, *, prepare_model: bool = False, report: Report = _stderr) -> tuple[Choice, LaunchPlan]:
+    """Everything ``up`` decides, without starting anything (``up --dry-run``)."""
+    dep = loaded.deployment
+    choice = choose(dep)
+    model = models.resolve(dep.model, prepare=prepare_model, progress=report)
+    ctx = PlanContext(
+        python=dep.python or sys.executable,
+        log_dir=paths.deployment_dir(dep.deployment_name) / "logs",
+        free_port=ports.free_port,
+        cpu_count=cpu_count(),
+    )
+    return choice, choice.backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+
+
+def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor | None = None) -> UpResult:
+    dep = loaded.deployment
+    name = dep.deployment_name
+    sup = supervisor or Supervisor()
+    warnings: list[str] = []
+    with state.locked(name):
+        _refuse_if_running(name)
+        choice = choose(dep)
+        backend = choice.backend
+        avail = backend.available(python=dep.python)
+        if not avail.ok:
+            raise BackendUnavailable(
+                f"backend {backend.name} cannot run here: {avail.reason}",
+                _install_hint(backend.name),
+            )
+        if not dep.is_loopback and not dep.api_key:
+            warnings.append(
+                f"binding {dep.host} without an API key: anyone who can reach this machine can use the model "
+                "(add --api-key KEY)"
+            )
+        config_path = _agentscope_path(dep)
+        if config_path is not None:
+            clients.check_mergeable(config_path)  # before anything starts: never fail after
+        ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
+
+        model = models.resolve(dep.model, progress=report)
+        log_dir = paths.deployment_dir(name) / "logs"
+        ctx = PlanContext(dep.python or sys.executable, log_dir, ports.free_port, cpu_count())
+        launch = backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+
+        record = state.DeploymentRecord(
+            name=name,
+            backend=backend.name,
+            api=launch.api,
+            model=dep.model,
+            model_path=model.path,
+            served_model_name=launch.served_model_name,
+            host=dep.host,
+            port=dep.port,
+            base_url=dep.base_url,
+            endpoints=dict(launch.endpoints),
+            marker=uuid.uuid4().hex,
+            started_at=time.time(),
+            log_dir=str(log_dir),
+            probes=[_probe_dict(p) for spec in launch.processes for p in spec.ready],
+            api_key=dep.api_key,
+            device=choice.devices.describe(),
+            notes=list(launch.notes),
+            external=launch.external,
+            stop_timeout=dep.stop_timeout,
+        )
+        report(f"starting {name}: {backend.name}, {choice.devices.describe()}, model {model.description}")
+        started: list[Started] = []
+        t0 = time.monotonic()
+        try:
+            for spec in launch.processes:
+                _rotate(log_dir / f"{spec.role}.log")
+                group = started[0].pgid if started else None
+                proc = sup.start(spec, log_dir=log_dir, marker=record.marker, group=group)
+                started.append(proc)
+                record.processes = [s.record() for s in started]
+                state.save(record)
+                report(f"  {spec.role}: pid {proc.process.pid}, log {proc.log_path}")
+                remaining = dep.timeout - (time.monotonic() - t0)
+                health.wait_until_ready(
+                    spec.ready,
+                    started,
+                    timeout=max(remaining, 0.1),
+                    on_progress=lambda s, last: report(f"  waiting for {name}: {s:.0f} s ({last})"),
+                )
+            ready = time.monotonic() - t0
+            result = UpResult(record, choice.reason, model.description, ready, warnings=warnings)
+            if config_path is not None:
+                entries = clients.agentscope_entries(
+                    launch.clients, dep.agentscope, dep.agentscope.config_name or name
+                )
+                clients.merge(config_path, entries)
+                names = [e["config_name"] for e in entries]
+                record.clients = [state.ClientRecord("agentscope", str(config_path), names)]
+                result.config_path, result.config_names = str(config_path), names
+            record.status = "ready"
+            record.ready_seconds = round(ready, 2)
+            state.save(record)
+            return result
+        except BaseException:
+            # A failed or interrupted up leaves nothing running and no record behind.
+            if started:
+                sup.stop([s.record() for s in started], marker=record.marker, timeout=dep.stop_timeout)
+            state.remove(name)
+            raise
+
+
+def _install_hint(backend: str) -> str:
+    hints = {
+        "flask-transformers": "pip install torch==2.13.0 && pip install 'modelserve[hf]'  (CPU torch first)",
+        "flask-modelscope": "pip install 'modelserve[hf,modelscope]'",
+        "vllm": "modelserve env create vllm",
+        "fastchat": "modelserve env create fastchat",
+    }
+    return hints.get(backend, "install the engine, or pick another backend with -b (see `modelserve backends`)")
+
+
+def _agentscope_path(dep: Deployment) -> Path | None:
+    raw = dep.agentscope.config
+    return Path(raw).expanduser().absolute() if raw else None
+
+
+def _refuse_if_running(name: str) -> None:
+    if not state.exists(name):
+        return
+    record = state.load(name)
+    if record.external or any(pid_alive(p) for p in record.processes) or find_members(record.processes, record.marker):
+        raise AlreadyRunning(
+            f"deployment {name!r} is already running ({record.backend}, {record.base_url}, pid {record.pid})",
+            f"run `modelserve down {name}` first, or pick another --name",
+        )
+    state.remove(name)  # its processes are gone: the record is stale
+
+
+def _port_owner(port: int) -> str | None:
+    for record in state.list_all():
+        if record.port == port:
+            return record.name
+    return None
+
+
+def _rotate(log: Path) -> None:
+    if log.exists():
+        os.replace(log, log.with_name(log.name + ".1"))
+
+
+def _probe_dict(p: ReadinessProbe) -> dict[str, str | None]:
+    return {"kind": p.kind, "url": p.url, "model": p.model, "path": p.path}
+
+
+def _probes(record: state.DeploymentRecord, cheap: bool = False) -> list[ReadinessProbe]:
+    probes = [
+        ReadinessProbe(d["kind"], d["url"], d.get("model"), record.api_key, d.get("path") or "")  # type: ignore[arg-type]
+        for d in record.probes
+    ]
+    if cheap:
+        # Status shows live health for many deployments: skip the probes that generate tokens.
+        light = [p for p in probes if p.kind not in ("openai-chat", "post-llm")]
+        return light or probes
+    return probes
+
+
+# ---- down -----------------------------------------------------------------------------------
+
+
+@dataclass
+class DownResult:
+    name: str
+    report: StopReport
+    forgot: int = 0
+    external: bool = False
+
+
+def down(
+    names: list[str] | None,
+    *,
+    forget_config: bool = False,
+    timeout: float | None = None,
+    supervisor: Supervisor | None = None,
+) -> list[DownResult]:
+    """Stop deployments (all when ``names`` is None). Raises DeploymentNotFound for unknown names."""
+    sup = supervisor or Supervisor()
+    records = state.list_all() if names is None else [state.load(n) for n in names]
+    results = []
+    for record in records:
+        with state.locked(record.name, timeout=30):
+            if record.external:
+                rep = StopReport(already_gone=True)
+            else:
+                rep = sup.stop(
+                    record.processes, marker=record.marker, timeout=timeout or record.stop_timeout
+                )
+            if rep.survivors:
+                raise StopFailed(
+                    f"{record.name}: pids {rep.survivors} survived SIGKILL",
+                    "they may be stuck in the kernel (D state); check `ps -o pid,stat,cmd -p ...`",
+                )
+            forgot = 0
+            if forget_config:
+                for client in record.clients:
+                    forgot += clients.remove_entries(Path(client.path), client.names)
+            state.remove(record.name)
+            results.append(DownResult(record.name, rep, forgot, record.external))
+    return results
+
+
+# ---- status / health / logs -----------------------------------------------------------------
+
+
+@dataclass
+class Status:
+    name: str
+    backend: str
+    model: str
+    served_model_name: str
+    endpoint: str
+    endpoints: dict[str, str]
+    pid: int | None
+    uptime_s: float | None
+    state: str  # running | starting | exited
+    health: str  # ok | failing: ... | -
+    healthy: bool
+    log: str
+    device: str
+    processes: list[dict[str, object]]
+
+
+def status(*, probe: bool = True) -> list[Status]:
+    rows = []
+    for record in state.list_all():
+        alive = [pid_alive(p) for p in record.processes]
+        running = record.external or (bool(alive) and all(alive))
+        if record.status == "starting" and running:
+            st = "starting"
+        elif running:
+            st = "running"
+        elif any(alive):
+            st = "degraded"
+        else:
+            st = "exited"
+        if probe and st in ("running", "degraded"):
+            res = health.check_all(_probes(record, cheap=True), timeout=3.0)
+            health_text, healthy = ("ok", True) if res.ok else (f"failing: {res.detail}", False)
+        else:
+            health_text, healthy = "-", False
+        rows.append(
+            Status(
+                name=record.name,
+                backend=record.backend,
+                model=record.model,
+                served_model_name=record.served_model_name,
+                endpoint=record.base_url,
+                endpoints=record.endpoints,
+                pid=record.pid,
+                uptime_s=round(time.time() - record.started_at, 1) if st != "exited" else None,
+                state=st,
+                health=health_text,
+                healthy=healthy,
+                log=record.main_log,
+                device=record.device,
+                processes=[
+                    {"role": p.role, "pid": p.pid, "alive": a, "log": p.log}
+                    for p, a in zip(record.processes, alive, strict=True)
+                ],
+            )
+        )
+    return rows
+
+
+def health_of(target: str, timeout: float = 10.0) -> health.ProbeResult:
+    """Health of a deployment NAME, or of a server URL (probe kind guessed from the URL)."""
+    if "://" in target:
+        return health.check_all(_url_probes(target), timeout=timeout)
+    record = state.load(target)
+    return health.check_all(_probes(record), timeout=timeout)
+
+
+def _url_probes(url: str) -> list[ReadinessProbe]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    base = f"{parts.scheme}://{parts.netloc}"
+    key = os.environ.get("MODELSERVE_API_KEY")
+    path = parts.path.rstrip("/")
+    if path.endswith("/llm"):
+        return [ReadinessProbe("post-llm", base, None, key)]
+    if path.startswith("/api"):
+        return [ReadinessProbe("ollama-version", base)]
+    if path.endswith("/v1"):
+        return [ReadinessProbe("http-ok", base, None, key, "/v1/models")]
+    return [ReadinessProbe("http-ok", base, None, key, path or "/health")]
+
+
+def log_path(name: str, process: str | None = None) -> Path:
+    record = state.load(name)
+    if process is None:
+        return Path(record.main_log)
+    for p in record.processes:
+        if p.role == process:
+            return Path(p.log)
+    roles = ", ".join(p.role for p in record.processes)
+    raise ModelserveError(f"{name} has no process {process!r}", f"pick one of: {roles}")
+
+
+def follow(path: Path, *, lines: int, stop: Callable[[], bool], sleep: Callable[[float], None] = time.sleep) -> Iterator[str]:
+    """Yield the last ``lines`` lines, then new lines as they are written, until ``stop()``.
+
+    Follows a rotated log (a new file at the same path) like ``tail -F``.
+    """
+    text = health.tail(path, lines)
+    if text:
+        yield text + "\n"
+    fh = path.open("r", errors="replace") if path.exists() else None
+    if fh is not None:
+        fh.seek(0, 2)
+    try:
+        while not stop():
+            chunk = fh.read() if fh is not None else ""
+            if chunk:
+                yield chunk
+                continue
+            try:
+                if fh is None or os.stat(path).st_ino != os.fstat(fh.fileno()).st_ino:
+                    if fh is not None:
+                        fh.close()
+                    fh = path.open("r", errors="replace")
+                    continue
+            except FileNotFoundError:
+                pass
+            sleep(0.25)
+    finally:
+        if fh is not None:
+            fh.close()

@@ -1,0 +1,174 @@
+"""Text and JSON renderings of command results (pure functions; the CLI prints them)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from backends.base import LaunchPlan
+    from launcher.lifecycle import Choice, DownResult, Status, UpResult
+    from launcher.spec import LoadedSpec
+
+
+def up_text(result: UpResult) -> str:
+    rec = result.record
+    width = max(len(k) for k in rec.endpoints) if rec.endpoints else 0
+    endpoints = [f"{k.ljust(width)}  {v}" for k, v in rec.endpoints.items()]
+    lines = [
+        f"ready: {rec.name} answered after {result.ready_seconds:.1f} s",
+        f"  backend:    {result.backend_reason}",
+        f"  model:      {rec.model}  ({result.model_description})",
+        f"  served as:  {rec.served_model_name}",
+        "  endpoints:  " + ("\n              ".join(endpoints) if endpoints else "-"),
+    ]
+    if result.config_path:
+        lines.append(f"  agentscope: {result.config_path}  (config_name: {', '.join(result.config_names)})")
+    for note in rec.notes:
+        lines.append(f"  note:       {note}")
+    lines += [
+        f"  pid:        {rec.pid}",
+        f"  log:        {rec.main_log}",
+        f"  stop:       modelserve down {rec.name}",
+    ]
+    return "\n".join(lines)
+
+
+def up_json(result: UpResult) -> dict[str, Any]:
+    rec = asdict(result.record)
+    rec.pop("api_key", None)
+    return {
+        "version": 1,
+        "deployment": rec,
+        "backend_reason": result.backend_reason,
+        "model": result.model_description,
+        "ready_seconds": round(result.ready_seconds, 2),
+        "agentscope_config": result.config_path,
+        "config_names": result.config_names,
+        "warnings": result.warnings,
+    }
+
+
+def down_text(results: list[DownResult]) -> str:
+    if not results:
+        return "no deployments"
+    lines = []
+    for r in results:
+        rep = r.report
+        if r.external:
+            how = "left running (modelserve did not start it)"
+        elif rep.already_gone:
+            how = "was not running; record removed"
+        elif rep.killed:
+            how = f"stopped in {rep.seconds:.1f} s (SIGKILL needed for {len(rep.killed)} process(es))"
+        else:
+            how = f"stopped in {rep.seconds:.1f} s"
+        if r.forgot:
+            how += f"; removed {r.forgot} agent config entr{'y' if r.forgot == 1 else 'ies'}"
+        lines.append(f"{r.name}: {how}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+
+
+def status_text(rows: list[Status]) -> str:
+    if not rows:
+        return "no deployments (start one with `modelserve up -m MODEL`)"
+    header = ["NAME", "BACKEND", "MODEL", "ENDPOINT", "PID", "UPTIME", "STATE", "HEALTH", "LOG"]
+    table = [header] + [
+        [r.name, r.backend, r.model, r.endpoint, str(r.pid or "-"), _duration(r.uptime_s), r.state,
+         r.health if len(r.health) < 60 else r.health[:57] + "...", r.log]  # fmt: skip
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in table
+    )
+
+
+def backend_rows() -> list[dict[str, Any]]:
+    import backends
+
+    rows = []
+    for name in backends.names():
+        try:
+            b = backends.get(name)
+        except Exception as exc:  # a broken third-party plugin must not break the listing
+            rows.append({"name": name, "available": False, "reason": f"cannot load: {exc}"})
+            continue
+        avail = b.available()
+        rows.append(
+            {
+                "name": name,
+                "api": b.api,
+                "cpu": b.supports_cpu,
+                "gpu": b.supports_gpu,
+                "available": avail.ok,
+                "version": avail.version,
+                "reason": avail.reason,
+                "summary": b.summary,
+            }
+        )
+    return rows
+
+
+def backends_text(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for r in rows:
+        mark = "yes" if r["available"] else "no "
+        detail = (r.get("version") and f"({r['version']})") or ""
+        if not r["available"]:
+            detail = f"- {r['reason']}"
+        where = "/".join(k for k in ("cpu", "gpu") if r.get(k)) or "-"
+        out.append(f"{r['name']:<20} {mark} {where:<8} {r.get('summary', '')} {detail}".rstrip())
+    return "\n".join(out)
+
+
+def plan_text(loaded: LoadedSpec, choice: Choice, plan: LaunchPlan) -> str:
+    dep = loaded.deployment
+    lines = [
+        f"deployment {dep.deployment_name}: {choice.reason}",
+        f"  devices: {choice.devices.describe()} ({choice.devices.reason})",
+        f"  served as: {plan.served_model_name}",
+    ]
+    for key in sorted(loaded.sources):
+        lines.append(f"  {key} from {loaded.sources[key]}")
+    for proc in plan.processes:
+        lines.append(f"process {proc.role}:")
+        lines.append("  argv: " + shlex.join(proc.argv))
+        for k, v in sorted(proc.env.items()):
+            lines.append(f"  env:  {k}={'***' if k in proc.secret_env else v}")
+        for probe in proc.ready:
+            lines.append(f"  ready when: {probe.describe()}")
+    for note in plan.notes:
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def launch_plan_text(plan: LaunchPlan) -> str:
+    """Every decision in a LaunchPlan, one per line, secrets masked (golden files use this)."""
+    lines = [f"backend: {plan.backend}", f"api: {plan.api}", f"served_model_name: {plan.served_model_name}"]
+    for proc in plan.processes:
+        lines.append(f"process {proc.role}:")
+        lines += [f"  argv: {arg}" for arg in proc.argv]
+        lines += [f"  env: {k}={'***' if k in proc.secret_env else v}" for k, v in sorted(proc.env.items())]
+        if proc.cwd:
+            lines.append(f"  cwd: {proc.cwd}")
+        lines += [f"  ready: {p.kind} {p.url}{p.path} model={p.model} key={'***' if p.api_key else None}"
+                  for p in proc.ready]  # fmt: skip
+    lines += [f"endpoint {k}: {v}" for k, v in plan.endpoints.items()]
+    lines += [f"client {c.kind}: {c.url} model={c.model_name} key={'***' if c.api_key else None}" for c in plan.clients]
+    lines += [f"note: {n}" for n in plan.notes]
+    if plan.external:
+        lines.append("external: true")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,168 @@
+"""On-disk records of deployments: ``$MODELSERVE_HOME/deployments/NAME/state.json``.
+
+A record is written atomically (temp file + rename, mode 0600: it may hold the API key) and is
+the only link between ``up`` and later ``status``/``down``/``logs`` calls. Process identity is
+(pid, create_time), so a recycled pid is never mistaken for our server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from launcher import paths
+from launcher.errors import AlreadyRunning, DeploymentNotFound
+
+STATE_VERSION = 1
+MARKER_ENV = "MODELSERVE_DEPLOYMENT_ID"
+
+
+@dataclass
+class ProcessRecord:
+    role: str
+    pid: int
+    pgid: int
+    create_time: float
+    argv: list[str]
+    log: str
+
+
+@dataclass
+class ClientRecord:
+    """An agent config file ``up`` merged entries into (so ``down --forget-config`` can undo it)."""
+
+    kind: str  # "agentscope"
+    path: str
+    names: list[str]
+
+
+@dataclass
+class DeploymentRecord:
+    name: str
+    backend: str
+    api: str
+    model: str  # as the user gave it
+    model_path: str | None
+    served_model_name: str
+    host: str
+    port: int
+    base_url: str
+    endpoints: dict[str, str]
+    marker: str  # value of MODELSERVE_DEPLOYMENT_ID in every process of the deployment
+    started_at: float  # epoch seconds
+    log_dir: str
+    processes: list[ProcessRecord] = field(default_factory=list)
+    probes: list[dict[str, Any]] = field(default_factory=list)
+    clients: list[ClientRecord] = field(default_factory=list)
+    api_key: str | None = None
+    device: str = "cpu"
+    notes: list[str] = field(default_factory=list)
+    status: str = "starting"  # starting | ready
+    external: bool = False  # reused a server we did not start: never stopped by `down`
+    ready_seconds: float | None = None
+    stop_timeout: float = 10.0
+    version: int = STATE_VERSION
+
+    @property
+    def pid(self) -> int | None:
+        return self.processes[-1].pid if self.processes else None
+
+    @property
+    def main_log(self) -> str:
+        return self.processes[-1].log if self.processes else str(Path(self.log_dir) / "server.log")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DeploymentRecord:
+        data = dict(data)
+        data["processes"] = [ProcessRecord(**p) for p in data.get("processes", [])]
+        data["clients"] = [ClientRecord(**c) for c in data.get("clients", [])]
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def state_file(name: str) -> Path:
+    return paths.deployment_dir(name) / "state.json"
+
+
+def save(record: DeploymentRecord) -> None:
+    target = state_file(record.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(record.to_json())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def load(name: str) -> DeploymentRecord:
+    path = state_file(name)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        known = [r.name for r in list_all()]
+        raise DeploymentNotFound(
+            f"no deployment named {name!r}",
+            f"running: {', '.join(known)}" if known else "start one with `modelserve up -m MODEL`",
+        ) from None
+    except ValueError as exc:
+        raise DeploymentNotFound(f"the state file {path} is damaged: {exc}", f"remove {path.parent}") from None
+    return DeploymentRecord.from_dict(data)
+
+
+def exists(name: str) -> bool:
+    return state_file(name).exists()
+
+
+def list_all() -> list[DeploymentRecord]:
+    root = paths.deployments_dir()
+    if not root.is_dir():
+        return []
+    records = []
+    for path in sorted(root.glob("*/state.json")):
+        try:
+            records.append(DeploymentRecord.from_dict(json.loads(path.read_text())))
+        except (ValueError, TypeError):
+            continue  # a half-written or foreign file: `down NAME` reports it
+    return records
+
+
+def remove(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        state_file(name).unlink()
+
+
+@contextlib.contextmanager
+def locked(name: str, timeout: float = 5.0) -> Iterator[None]:
+    """Serialise up/down of one deployment name across processes."""
+    root = paths.deployments_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(root / f".{name}.lock"))
+    try:
+        lock.acquire(timeout=timeout)
+    except Timeout:
+        raise AlreadyRunning(
+            f"another modelserve command is starting or stopping {name!r} right now",
+            "wait for it to finish, or use another --name",
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()

@@ -1,0 +1,57 @@
+"""Shared fixtures: every test gets its own MODELSERVE_HOME; expensive things (the converted
+demo model, client venvs) live in a cache under the checkout and are built once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("MODELSERVE_TEST_CACHE", ROOT / ".cache" / "modelserve"))
+
+
+@pytest.fixture(autouse=True)
+def modelserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "msh"
+    monkeypatch.setenv("MODELSERVE_HOME", str(home))
+    # Converted models and downloads are shared by all tests (and all runs).
+    monkeypatch.setenv("MODELSERVE_CACHE", str(CACHE))
+    return home
+
+
+@pytest.fixture()
+def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test from an empty folder (``up`` writes ./model_config.json by default)."""
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.fixture()
+def cli_env(modelserve_home: Path) -> dict[str, str]:
+    """Environment for `modelserve` subprocesses: same HOME/CACHE as the test."""
+    env = dict(os.environ)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+@pytest.fixture()
+def python() -> str:
+    return sys.executable
+
+
+@pytest.fixture()
+def cleanup_deployments() -> Iterator[None]:
+    """Stop whatever a test left running, so one failure does not leak servers into the next."""
+    yield
+    from launcher import lifecycle
+
+    try:
+        lifecycle.down(None)
+    except Exception as exc:  # report, but do not mask the test's own failure
+        print(f"cleanup: {exc}", file=sys.stderr)

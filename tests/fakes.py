@@ -1,0 +1,41 @@
+"""A backend that runs one of tests/programs as its server, registered the way a plugin is."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from backends.base import Availability, Backend, LaunchPlan, PlanContext, ProcessSpec, ReadinessProbe
+
+PROGRAMS = Path(__file__).resolve().parent / "programs"
+
+
+class ScriptBackend(Backend):
+    """Serves ``backend_args.program`` (a file in tests/programs) with ``backend_args.args``."""
+
+    name: ClassVar[str] = "script"
+    api: ClassVar = "openai"
+    summary: ClassVar[str] = "test programs"
+
+    def available(self, *, python: str | None = None) -> Availability:
+        return Availability(True, "test")
+
+    def plan(self, *, deployment, model, devices, ctx: PlanContext) -> LaunchPlan:  # type: ignore[override]
+        args = dict(deployment.backend_args)
+        program = PROGRAMS / args.pop("program", "http_server.py")
+        extra = [str(a) for a in args.pop("args", [])]
+        argv = (sys.executable, str(program), str(deployment.port), *extra)
+        base = deployment.base_url
+        probe = ReadinessProbe("http-ok", base, None, None, "/health")
+        return LaunchPlan(
+            backend=self.name, api="openai", served_model_name=model.served_name,
+            processes=(ProcessSpec("server", argv, {}, (probe,)),),
+            endpoints={"health": f"{base}/health"},
+        )
+
+
+def register() -> None:
+    import backends
+
+    backends.BUILTIN.setdefault("script", "tests.fakes:ScriptBackend")

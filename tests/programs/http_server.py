@@ -1,0 +1,59 @@
+"""A minimal HTTP server answering GET /health, with misbehaviours chosen by flags.
+
+  --ignore-sigterm   keep running on SIGTERM (only SIGKILL stops it)
+  --spawn-child      fork a child into the same process group that keeps running
+  --never-ready      answer /health with 503 forever
+  --ready-after S    answer /health with 503 for S seconds, then 200
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+parser = argparse.ArgumentParser()
+parser.add_argument("port", type=int)
+parser.add_argument("--ignore-sigterm", action="store_true")
+parser.add_argument("--spawn-child", action="store_true")
+parser.add_argument("--never-ready", action="store_true")
+parser.add_argument("--ready-after", type=float, default=0.0)
+args = parser.parse_args()
+
+if args.ignore_sigterm:
+    signal.signal(signal.SIGTERM, lambda *_: print("ignoring SIGTERM", flush=True))
+
+if args.spawn_child:
+    pid = os.fork()
+    if pid == 0:
+        # Like vLLM's EngineCore: a helper process that outlives a killed parent.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        while True:
+            time.sleep(1)
+    print(f"spawned helper {pid}", flush=True)
+
+started = time.monotonic()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        ready = not args.never_ready and time.monotonic() - started >= args.ready_after
+        code = 200 if ready and self.path == "/health" else 503
+        body = b'{"status": "ok"}' if code == 200 else b'{"status": "loading"}'
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, fmt: str, *a: object) -> None:
+        print("request:", fmt % a, flush=True)
+
+
+server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+print(f"listening on {args.port}", flush=True)
+sys.stdout.flush()
+server.serve_forever()

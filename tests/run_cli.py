@@ -1,0 +1,9 @@
+"""`modelserve` with the test backends registered: python -m tests.run_cli ARGS..."""
+
+from tests.fakes import register
+
+register()
+
+from launcher.cli import main  # noqa: E402
+
+main()

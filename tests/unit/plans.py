@@ -1,0 +1,35 @@
+"""Deterministic inputs for backend plan golden tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import backends
+from backends.base import LaunchPlan, PlanContext
+from launcher import devices
+from launcher.models import ResolvedModel
+from launcher.render import launch_plan_text
+from launcher.spec import Deployment
+
+LOCAL = ResolvedModel("/models/smollm2-135m", "local", "/models/smollm2-135m", "smollm2-135m", "local")
+REMOTE = ResolvedModel("meta-llama/Llama-2-7b-chat-hf", "remote", None, "meta-llama/Llama-2-7b-chat-hf", "remote")
+
+
+def gpu(i: int, free_gib: float = 70.0, total_gib: float = 80.0) -> devices.Gpu:
+    return devices.Gpu(i, f"GPU-{i:08d}", "NVIDIA H100 80GB HBM3", int(total_gib * 1024),
+                       int((total_gib - free_gib) * 1024), int(free_gib * 1024), 0)  # fmt: skip
+
+
+def ports() -> Any:
+    counter = iter(range(21001, 21100))
+    return lambda: next(counter)
+
+
+def render(backend: str, dep: Deployment, model: ResolvedModel = LOCAL, dplan: devices.DevicePlan | None = None,
+           cpus: int = 2) -> tuple[LaunchPlan, str]:  # fmt: skip
+    ctx = PlanContext("/venv/bin/python", Path("/state/deployments/x/logs"), ports(), cpus)
+    plan = backends.get(backend).plan(
+        deployment=dep, model=model, devices=dplan or devices.DevicePlan("cpu", (), "test"), ctx=ctx
+    )
+    return plan, launch_plan_text(plan)

@@ -1,0 +1,109 @@
+"""wait_until_ready driven by scripted events: a fake clock, fake children, scripted probes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from backends.base import ReadinessProbe
+from launcher import health
+from launcher.errors import ReadinessTimeout, StartupFailed
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@dataclass
+class Child:
+    """Exits with ``code`` once the clock passes ``exit_at``."""
+
+    clock: Clock
+    log_path: Path
+    exit_at: float | None = None
+    code: int = 0
+    role: str = "server"
+
+    def poll(self) -> int | None:
+        return self.code if self.exit_at is not None and self.clock.now >= self.exit_at else None
+
+
+@dataclass
+class Script:
+    """Probe answers: fail until ``ok_at`` on the clock."""
+
+    clock: Clock
+    ok_at: float
+    calls: list[str] = field(default_factory=list)
+
+    def __call__(self, probe: ReadinessProbe, timeout: float) -> health.ProbeResult:
+        self.calls.append(probe.kind)
+        if self.clock.now >= self.ok_at:
+            return health.ProbeResult(True, "ok")
+        return health.ProbeResult(False, "connection refused")
+
+
+PROBES = (ReadinessProbe("openai-models", "http://x", "m"), ReadinessProbe("openai-chat", "http://x", "m"))
+
+
+def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    log.write_text("loading\nCUDA out of memory\n")
+    clock = Clock()
+    child = Child(clock, log, exit_at=3.0, code=456)
+    with pytest.raises(StartupFailed) as err:
+        health.wait_until_ready(PROBES, [child], timeout=600, clock=clock, sleep=clock.sleep,
+                                checker=Script(clock, ok_at=1e9))  # fmt: skip
+    assert err.value.returncode == 456
+    assert "exited with code 456" in str(err.value)
+    assert err.value.log_tail.endswith("CUDA out of memory")
+    assert clock.now - 3.0 <= 0.2 + 1e-9  # noticed at the first poll after the exit
+    assert not isinstance(err.value, ReadinessTimeout)
+
+
+def test_probes_pass_in_order_and_each_once(tmp_path: Path) -> None:
+    clock = Clock()
+    script = Script(clock, ok_at=2.0)
+    took = health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=10, clock=clock,
+                                   sleep=clock.sleep, checker=script)  # fmt: skip
+    assert 2.0 <= took < 2.3
+    assert script.calls[-2:] == ["openai-models", "openai-chat"]
+    assert script.calls.count("openai-chat") == 1  # never asked before the model list passed
+
+
+def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
+    clock = Clock()
+    with pytest.raises(ReadinessTimeout) as err:
+        health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=5, clock=clock,
+                                sleep=clock.sleep, checker=Script(clock, ok_at=1e9))  # fmt: skip
+    assert "not ready after 5 s: connection refused" in str(err.value)
+    assert err.value.exit_code == 8
+    assert 5.0 <= clock.now <= 5.3
+    assert all(s > 0 for s in clock.sleeps)  # every turn sleeps: no busy loop
+
+
+def test_progress_is_reported(tmp_path: Path) -> None:
+    clock = Clock()
+    seen: list[float] = []
+    health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=100, clock=clock, sleep=clock.sleep,
+                            checker=Script(clock, ok_at=25), on_progress=lambda s, _: seen.append(s),
+                            progress_every=10)  # fmt: skip
+    assert [round(s) for s in seen] == [10, 20]
+
+
+def test_tail_reads_last_lines(tmp_path: Path) -> None:
+    log = tmp_path / "x.log"
+    log.write_text("".join(f"line {i}\n" for i in range(1000)))
+    assert health.tail(log, 3) == "line 997\nline 998\nline 999"
+    assert health.tail(tmp_path / "missing.log") == ""
