@@ -37,6 +37,7 @@ class FlaskTransformersBackend(Backend):
         dep = deployment
         served = dep.served_model_name or model.served_name
         notes: list[str] = []
+        dtype: str
         if devices.kind == "cpu":
             device = "cpu"
             # This CPU class has no native bf16 math; float32 is faster at batch > 1.

@@ -150,7 +150,7 @@ def check_mergeable(path: Path) -> None:
     read_entries(path)
     folder = path.parent if path.parent != Path("") else Path(".")
     if not folder.is_dir():
-        raise ClientConfigError(f"the folder {folder} does not exist", f"create it or choose another --agentscope-config")
+        raise ClientConfigError(f"the folder {folder} does not exist", "create it or choose another --agentscope-config")
     if not os.access(folder, os.W_OK):
         raise ClientConfigError(f"cannot write to {folder}", "choose another --agentscope-config")
 

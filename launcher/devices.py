@@ -8,6 +8,7 @@ Discovery asks NVML (``nvidia-ml-py``) first and falls back to ``nvidia-smi --qu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -138,10 +139,8 @@ def query_nvml() -> list[Gpu] | None:
             )
         return gpus
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pynvml.nvmlShutdown()
-        except Exception:
-            pass
 
 
 def apply_visible_devices(gpus: list[Gpu], visible: str | None) -> list[Gpu]:

@@ -40,7 +40,7 @@ def convert(gguf_path: Path, out_dir: Path) -> None:
     config = AutoConfig.from_pretrained(src_dir, gguf_file=name)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     result = model.load_state_dict(gguf_model.state_dict(), strict=False)
     missing = [k for k in result.missing_keys if "lm_head" not in k]
     if missing or result.unexpected_keys:

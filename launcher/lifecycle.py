@@ -229,7 +229,7 @@ def _probe_dict(p: ReadinessProbe) -> dict[str, str | None]:
 
 def _probes(record: state.DeploymentRecord, cheap: bool = False) -> list[ReadinessProbe]:
     probes = [
-        ReadinessProbe(d["kind"], d["url"], d.get("model"), record.api_key, d.get("path") or "")  # type: ignore[arg-type]
+        ReadinessProbe(d["kind"], d["url"], d.get("model"), record.api_key, d.get("path") or "")
         for d in record.probes
     ]
     if cheap:

@@ -6,19 +6,22 @@ pyproject.toml); in a plain checkout they are the top-level folders beside ``lau
 
 from __future__ import annotations
 
-from importlib import resources as _res
+import importlib.util
 from pathlib import Path
 
 _CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def _dir(package: str, folder: str) -> Path:
+    # These are namespace packages (data only, no __init__.py): importlib.resources hands back
+    # a MultiplexedPath there, so ask the import system for the folder instead.
     try:
-        path = Path(str(_res.files(package)))
-        if path.is_dir():
-            return path
-    except (ModuleNotFoundError, TypeError):
-        pass
+        spec = importlib.util.find_spec(package)
+    except ModuleNotFoundError:
+        spec = None
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        if Path(location).is_dir():
+            return Path(location)
     return _CHECKOUT / folder
 
 

@@ -192,11 +192,11 @@ def load(
     be dotted (``"agentscope.config"``).
     """
     layers: list[tuple[str, YamlDoc | None, dict[str, Any]]] = []
-    defaults = read_yaml(defaults_file or resources.config_path("defaults.yaml"))
+    defaults: YamlDoc = read_yaml(defaults_file or resources.config_path("defaults.yaml"))
     layers.append(("defaults", defaults, defaults.data))
     if config_file is not None:
-        doc = read_yaml(Path(config_file))
-        layers.append(("file", doc, doc.data))
+        user = read_yaml(Path(config_file))
+        layers.append(("file", user, user.data))
     cli: dict[str, Any] = {}
     for key, value in (overrides or {}).items():
         if value is None:

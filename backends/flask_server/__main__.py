@@ -1,0 +1,231 @@
+"""``python -m backends.flask_server --model DIR``: load, warm up, then bind and serve until SIGTERM.
+
+The port is bound only after the model has loaded and one token has been generated, so a
+``/health`` that answers means the server is ready. The API key comes from ``MODELSERVE_API_KEY``
+(never argv, where ``ps`` would show it).
+
+Example::
+
+    OMP_NUM_THREADS=1 python -m backends.flask_server --model ./smollm2-135m --port 8000 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backends.flask_server.engine import Engine
+
+log = logging.getLogger("modelserve.flask_server")
+
+API_KEY_ENV = "MODELSERVE_API_KEY"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _device(text: str) -> str:
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m backends.flask_server",
+        description="Serve one causal LM over AgentScope's POST /llm/ and the OpenAI /v1 API.",
+        epilog=f"The API key is read from ${API_KEY_ENV}; when set, every route but GET /health needs "
+        "'Authorization: Bearer KEY'.",
+    )
+    p.add_argument("--model", required=True, help="local folder of the model (config.json, weights, tokenizer)")
+    p.add_argument("--served-model-name", help="name clients use (default: the folder's basename)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="auto: float32 on CPU; bfloat16 on CUDA where supported, else float16",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=max(1, (os.cpu_count() or 2) // 2),
+        help="torch intra-op threads (default: half the CPUs)",
+    )
+    p.add_argument("--max-batch-size", type=_positive_int, default=8, help="requests per generate() call")
+    p.add_argument(
+        "--max-new-tokens-limit", type=_positive_int, default=4096, help="largest max_new_tokens a request may ask for"
+    )
+    p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
+    p.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
+    return p
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # werkzeug would log every request a second time, in its own format; ours has tokens and seconds.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    served_name = args.served_model_name or Path(args.model).expanduser().resolve().name
+    api_key = os.environ.get(API_KEY_ENV) or None
+
+    # Heavy imports only now: --help and argument errors stay instant.
+    import torch
+
+    from backends.flask_server.engine import Engine
+    from backends.flask_server.loaders import LoadError, load
+    from backends.flask_server.metrics import Metrics
+
+    torch.set_num_threads(args.threads)
+    try:
+        loaded = load(
+            path=args.model,
+            loader=args.loader,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+        )
+    except LoadError as exc:
+        log.error("cannot load the model: %s", exc)
+        return 2
+    log.info(
+        "loaded %s as %r with %s in %.1f s: dtype=%s device=%s threads=%d max_batch_size=%d",
+        args.model,
+        served_name,
+        args.loader,
+        loaded.seconds,
+        str(loaded.dtype).removeprefix("torch."),
+        loaded.device,
+        torch.get_num_threads(),
+        args.max_batch_size,
+    )
+
+    engine = Engine(
+        loaded.model,
+        loaded.tokenizer,
+        max_batch_size=args.max_batch_size,
+        max_new_tokens_limit=args.max_new_tokens_limit,
+        metrics=Metrics(),
+    )
+    engine.start()
+    try:
+        started = time.monotonic()
+        engine.warm_up()
+        log.info("warm-up: 1 token in %.2f s", time.monotonic() - started)
+    except Exception as exc:
+        log.error("the model failed its first generate(): %s", exc)
+        engine.stop()
+        return 1
+    return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key)
+
+
+def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None) -> int:
+    """Bind, serve until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
+    from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
+
+    from backends.flask_server.app import create_app
+
+    app = create_app(engine, served_name=served_name, api_key=api_key)
+
+    class QuietHandler(WSGIRequestHandler):
+        # The app logs each request once (route, status, tokens, seconds); werkzeug's line is noise.
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            return None
+
+    # Bind ourselves and hand werkzeug the socket: its own bind prints to stderr and calls
+    # sys.exit on EADDRINUSE, which would skip our message and the engine shutdown.
+    try:
+        listener = socket.socket(select_address_family(host, port), socket.SOCK_STREAM)
+        # A restart right after a stop must not fail on the old socket's TIME_WAIT.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s; pick another --port or stop what holds it", host, port, exc)
+        engine.stop()
+        return 1
+    try:
+        server = make_server(host, port, app, threaded=True, request_handler=QuietHandler, fd=listener.fileno())
+    finally:
+        listener.close()  # werkzeug works on its own duplicate of the descriptor
+
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record it: the main loop below does the shutdown, outside the signal handler.
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    http = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
+    http.start()
+    log.info(
+        "serving %r on http://%s:%d (POST /llm/, /v1/chat/completions, /v1/completions; auth %s)",
+        served_name,
+        host,
+        server.port,
+        "on" if api_key else "off",
+    )
+    code = 0
+    while not stop_requested.wait(timeout=1.0):
+        if not http.is_alive() or not engine.alive():
+            log.error("the %s thread died; exiting", "http" if not http.is_alive() else "scheduler")
+            code = 1
+            break
+    # A second SIGTERM / Ctrl-C now ends the process at once, should the clean stop hang.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    log.info("shutting down")
+    server.shutdown()  # no new connections
+    engine.stop()  # running generate() stops at its next step; queued requests get 503
+    # Let handlers write those answers (bounded: a client that stopped reading must not hold us).
+    inflight = app.extensions["modelserve.inflight"]
+    deadline = time.monotonic() + 5.0
+    while inflight.count > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if inflight.count:
+        log.warning("exiting with %d response(s) still being written", inflight.count)
+    server.server_close()
+    log.info("stopped")
+    return code
+
+
+def run() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        # Ctrl-C while loading (the handlers are installed only once serving starts).
+        log.info("interrupted during start-up")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(run())

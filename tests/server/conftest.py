@@ -1,0 +1,216 @@
+"""Fixtures for the built-in server: a tiny real model, and real server processes on free ports.
+
+The tiny model is a 2-layer Llama with random weights plus a real fast tokenizer with a ChatML
+template, so the fast tests exercise the real load / tokenize / generate / batching path without
+any big model. Its tokenizer is copied from ``$MODELSERVE_TEST_MODEL`` when that is set, and
+otherwise built with the ``tokenizers`` library (WordLevel over a small vocabulary).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+MODEL_ENV = "MODELSERVE_TEST_MODEL"
+CHATML = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
+    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# The small tokenizer's whole vocabulary (besides its special tokens), space-separated.
+VOCABULARY = (
+    "system user assistant you are a helpful the what is capital of france germany italy japan paris berlin rome "
+    "tokyo hello hi world please tell me about cats dogs and one two three four five six seven eight nine ten "
+    "write long story short answer question yes no , . ? !"
+)
+TINY_CONTEXT = 2048
+READY_TIMEOUT = 120.0  # first import of torch after an install is slow; a warm start takes ~4 s
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _build_tokenizer(folder: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
+    vocab = {tok: i for i, tok in enumerate([*specials, *VOCABULARY.split()])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="<unk>",
+        bos_token="<|im_start|>",
+        eos_token="<|im_end|>",
+        pad_token="<pad>",
+        model_max_length=TINY_CONTEXT,
+    )
+    tok.chat_template = CHATML
+    tok.save_pretrained(folder)
+
+
+def _copy_tokenizer(source: Path, folder: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
+        if (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import torch
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    source = os.environ.get(MODEL_ENV)
+    if source and (Path(source) / "tokenizer.json").is_file():
+        _copy_tokenizer(Path(source), folder)
+    else:
+        _build_tokenizer(folder)
+    tok = AutoTokenizer.from_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=len(tok),
+        max_position_embeddings=TINY_CONTEXT,
+        tie_word_embeddings=True,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
+    model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@dataclass
+class ServerProcess:
+    proc: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    name: str
+    api_key: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def log_tail(self, chars: int = 4000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 60)
+        kwargs.setdefault("headers", self.headers)
+        return requests.get(self.url + path, **kwargs)
+
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", 120)
+        kwargs.setdefault("headers", self.headers)
+        if body is not None:
+            kwargs["json"] = body
+        return requests.post(self.url + path, **kwargs)
+
+    def metrics(self) -> dict[str, float]:
+        """Prometheus text -> {"name{labels}": value}."""
+        out: dict[str, float] = {}
+        for line in self.get("/metrics").text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                out[key] = float(value)
+        return out
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        last = "no answer yet"
+        while time.monotonic() < deadline:
+            code = self.proc.poll()
+            if code is not None:
+                raise AssertionError(f"server exited with {code} before it was ready:\n{self.log_tail()}")
+            try:
+                r = requests.get(self.url + "/health", timeout=2)
+                if r.status_code == 200:
+                    return
+                last = f"/health -> {r.status_code} {r.text[:200]}"
+            except requests.RequestException as exc:
+                last = f"{type(exc).__name__}"
+            time.sleep(0.2)
+        raise AssertionError(f"server not ready after {timeout:.0f} s (last: {last}):\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+StartServer = Callable[..., ServerProcess]
+
+
+@pytest.fixture(scope="session")
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
+    """Start ``python -m backends.flask_server`` and wait for /health; every process is stopped at the end."""
+    started: list[ServerProcess] = []
+
+    def start(
+        model_dir: Path, *args: str, api_key: str | None = None, name: str = "tiny", wait: bool = True
+    ) -> ServerProcess:
+        port = free_port()
+        log_path = tmp_path_factory.mktemp("server-log") / "server.log"
+        env = {k: v for k, v in os.environ.items() if k != "MODELSERVE_API_KEY"}
+        env.update({"OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1",
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})  # fmt: skip
+        if api_key is not None:
+            env["MODELSERVE_API_KEY"] = api_key
+        argv = [sys.executable, "-m", "backends.flask_server", "--model", str(model_dir), "--served-model-name", name,
+                "--port", str(port), "--threads", "1", *args]  # fmt: skip
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        server = ServerProcess(proc=proc, url=f"http://127.0.0.1:{port}", log_path=log_path, name=name,
+                               api_key=api_key)  # fmt: skip
+        if api_key is not None:
+            server.headers = {"Authorization": f"Bearer {api_key}"}
+        started.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(start_server: StartServer, tiny_model_dir: Path) -> ServerProcess:
+    """One shared server on the tiny model (tests must leave it serving)."""
+    return start_server(tiny_model_dir, "--max-batch-size", "8")

@@ -1,0 +1,305 @@
+"""Unit tests for backends.flask_server.protocol: validation and normalisation, no model, no HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from backends.flask_server import protocol
+from backends.flask_server.protocol import (
+    ApiError,
+    ChatMessage,
+    GenerationDefaults,
+    Sampling,
+    TokenBudget,
+)
+
+LIMIT = 4096
+MSGS = [{"role": "user", "content": "hi"}]
+HF_DEFAULTS = GenerationDefaults()
+
+
+def llm(**body: Any) -> protocol.GenerationRequest:
+    return protocol.parse_llm_request({"messages": MSGS, **body}, limit=LIMIT, defaults=HF_DEFAULTS)
+
+
+def chat(**body: Any) -> protocol.GenerationRequest:
+    return protocol.parse_chat_request({"model": "m", "messages": MSGS, **body}, served_name="m", limit=LIMIT)
+
+
+def error_of(fn: Any, *args: Any, **kwargs: Any) -> ApiError:
+    with pytest.raises(ApiError) as info:
+        fn(*args, **kwargs)
+    return info.value
+
+
+# ----------------------------------------------------------------------------- JSON body
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        (b"", "empty"),
+        (b"{bad", "not valid JSON"),
+        (b"[1, 2]", "not an array"),
+        (b'"x"', "not a string"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],  # fmt: skip
+)
+def test_parse_json_object_rejects(raw: bytes, needle: str) -> None:
+    err = error_of(protocol.parse_json_object, raw)
+    assert err.status == 400
+    assert needle in err.message
+
+
+def test_parse_json_object_accepts_object() -> None:
+    assert protocol.parse_json_object(b' {"a": 1} ') == {"a": 1}
+
+
+def test_error_body_shape() -> None:
+    body = ApiError(400, "nope").body()
+    assert body == {"error": {"message": "nope", "type": "invalid_request_error", "code": 400}}
+    assert protocol.model_not_found("x").body() == {
+        "error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404}
+    }
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def test_messages_text_parts_are_joined_and_name_kept() -> None:
+    msgs = protocol.normalize_messages(
+        [
+            {"role": "developer", "content": "be brief"},
+            {"role": "user", "name": "bob", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]},
+            {"role": "assistant", "content": None, "tool_calls": []},
+        ]
+    )
+    assert msgs == (
+        ChatMessage("system", "be brief"),
+        ChatMessage("user", "a\nb", "bob"),
+        ChatMessage("assistant", ""),
+    )
+    assert msgs[1].for_template() == {"role": "user", "content": "a\nb"}
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [
+        (None, "messages is required"),
+        ([], "empty array"),
+        ("hi", "non-empty array"),
+        (["hi"], "messages[0] must be an object"),
+        ([{"content": "x"}], "messages[0].role"),
+        ([{"role": "wizard", "content": "x"}], "messages[0].role"),
+        ([{"role": "user"}], "messages[0].content is required"),
+        ([{"role": "user", "content": 5}], "messages[0].content must be"),
+        ([{"role": "user", "content": [{"type": "image_url", "image_url": {}}]}], "text-only"),
+        ([{"role": "user", "content": "x", "name": 3}], "messages[0].name"),
+    ],
+)
+def test_messages_wrong_shapes(value: Any, needle: str) -> None:
+    err = error_of(protocol.normalize_messages, value)
+    assert err.status == 400
+    assert needle in err.message
+
+
+def test_fallback_prompt_uses_name_then_role() -> None:
+    msgs = (ChatMessage("system", "rules"), ChatMessage("user", "hi", "bob"))
+    assert protocol.fallback_prompt(msgs) == "system: rules\nbob: hi\nassistant: "
+
+
+# ----------------------------------------------------------------------------- /llm/
+
+
+def test_llm_accepts_inputs_with_names() -> None:
+    req = protocol.parse_llm_request(
+        {"inputs": [{"role": "user", "name": "user", "content": "hi"}], "max_length": 4096, "temperature": 0.5},
+        limit=LIMIT,
+        defaults=HF_DEFAULTS,
+    )
+    assert req.messages == (ChatMessage("user", "hi", "user"),)
+    assert req.budget == TokenBudget(field="max_length", max_length=4096)
+    # temperature without do_sample: the caller means sampling (HF would silently ignore it).
+    assert req.sampling == Sampling(do_sample=True, temperature=0.5, top_p=1.0, top_k=50)
+
+
+@pytest.mark.parametrize("key", ["model", "foo", "num_beams", "stream"])
+def test_llm_unknown_key_names_it_and_lists_allowed(key: str) -> None:
+    err = error_of(llm, **{key: 1})
+    assert err.status == 400
+    assert repr(key) in err.message
+    assert "max_new_tokens" in err.message and "repetition_penalty" in err.message
+
+
+def test_llm_messages_and_inputs_together_rejected() -> None:
+    err = error_of(protocol.parse_llm_request, {"messages": MSGS, "inputs": MSGS}, limit=LIMIT, defaults=HF_DEFAULTS)
+    assert "not both" in err.message
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"max_new_tokens": 10**9}, "max_new_tokens must be <= 4096"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"max_new_tokens": -5}, "max_new_tokens must be >= 1"),
+        ({"max_new_tokens": "10"}, "max_new_tokens must be an integer"),
+        ({"max_new_tokens": True}, "max_new_tokens must be an integer"),
+        ({"max_new_tokens": 1.5}, "max_new_tokens must be an integer"),
+        ({"max_length": 0}, "max_length must be >= 1"),
+        ({"temperature": -1}, "temperature must be >= 0"),
+        ({"temperature": "hot"}, "temperature must be a number"),
+        ({"top_p": 0}, "top_p must be > 0"),
+        ({"top_p": 1.5}, "top_p must be <= 1"),
+        ({"do_sample": "yes"}, "do_sample must be true or false"),
+        ({"repetition_penalty": 0}, "repetition_penalty must be > 0"),
+    ],
+)
+def test_llm_bad_values(body: dict[str, Any], needle: str) -> None:
+    err = error_of(llm, **body)
+    assert err.status == 400
+    assert needle in err.message
+
+
+def test_llm_limit_error_names_the_fix() -> None:
+    assert "--max-new-tokens-limit is 4096" in error_of(llm, max_new_tokens=5000).message
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({}, Sampling(do_sample=False)),
+        ({"temperature": 0}, Sampling(do_sample=False)),
+        ({"temperature": 0, "do_sample": True}, Sampling(do_sample=False)),
+        ({"do_sample": False, "temperature": 0.7}, Sampling(do_sample=False)),
+        ({"do_sample": True}, Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=50)),
+        ({"temperature": 0.7, "top_k": 5, "top_p": 0.9}, Sampling(do_sample=True, temperature=0.7, top_p=0.9, top_k=5)),
+        ({"min_new_tokens": 3, "repetition_penalty": 1.2}, Sampling(do_sample=False, repetition_penalty=1.2, min_new_tokens=3)),
+    ],
+)  # fmt: skip
+def test_llm_sampling_resolution(body: dict[str, Any], expected: Sampling) -> None:
+    assert llm(**body).sampling == expected
+
+
+def test_llm_defaults_come_from_generation_config() -> None:
+    defaults = GenerationDefaults(do_sample=True, temperature=0.6, top_p=0.9, top_k=20, repetition_penalty=1.1)
+    req = protocol.parse_llm_request({"messages": MSGS}, limit=LIMIT, defaults=defaults)
+    assert req.sampling == Sampling(do_sample=True, temperature=0.6, top_p=0.9, top_k=20, repetition_penalty=1.1)
+
+
+def test_llm_max_new_tokens_wins_over_max_length() -> None:
+    assert llm(max_new_tokens=7, max_length=100).budget == TokenBudget(field="max_new_tokens", max_new_tokens=7)
+
+
+# ----------------------------------------------------------------------------- OpenAI
+
+
+def test_chat_defaults_are_openai_sampling() -> None:
+    req = chat()
+    assert req.sampling == Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    assert req.budget == TokenBudget(field="max_completion_tokens", default=protocol.DEFAULT_CHAT_MAX_NEW_TOKENS)
+    assert (req.stream, req.include_usage, req.stop) == (False, False, ())
+
+
+def test_chat_fields() -> None:
+    req = chat(
+        temperature=0,
+        max_completion_tokens=9,
+        max_tokens=99,
+        stop="END",
+        stream=True,
+        stream_options={"include_usage": True},
+        seed=1,
+        user="u",
+        n=1,
+        tools=[],
+        tool_choice="auto",
+        presence_penalty=0.5,
+    )
+    assert req.sampling == Sampling(do_sample=False)
+    assert req.budget.max_new_tokens == 9 and req.budget.field == "max_completion_tokens"
+    assert (req.stream, req.include_usage, req.stop) == (True, True, ("END",))
+    assert chat(max_tokens=12).budget == TokenBudget(field="max_tokens", max_new_tokens=12)
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "needle"),
+    [
+        ({"model": "other"}, 404, "The model `other` does not exist."),
+        ({"model": None}, 400, "model is required"),
+        ({"n": 2}, 400, "n must be 1"),
+        ({"foo": 1}, 400, "unsupported field 'foo'"),
+        ({"temperature": 3}, 400, "temperature must be <= 2"),
+        ({"max_tokens": "5"}, 400, "max_tokens must be an integer"),
+        ({"max_completion_tokens": 0}, 400, "max_completion_tokens must be >= 1"),
+        ({"stop": 5}, 400, "stop must be a string or an array"),
+        ({"stop": ["ok", ""]}, 400, "non-empty strings"),
+        ({"stream": "yes"}, 400, "stream must be true or false"),
+        ({"stream_options": []}, 400, "stream_options must be an object"),
+        ({"seed": "x"}, 400, "seed must be an integer"),
+        ({"logprobs": True}, 400, "logprobs are not supported"),
+        ({"response_format": {"type": "json_object"}}, 400, "response_format"),
+        ({"messages": []}, 400, "messages must be a non-empty array"),
+    ],
+)
+def test_chat_rejects(body: dict[str, Any], status: int, needle: str) -> None:
+    full = {"model": "m", "messages": MSGS, **body}
+    err = error_of(protocol.parse_chat_request, full, served_name="m", limit=LIMIT)
+    assert (err.status, needle in err.message) == (status, True), err.message
+
+
+def test_completion_request() -> None:
+    req = protocol.parse_completion_request(
+        {"model": "m", "prompt": ["Once"], "max_tokens": 3, "temperature": 0}, served_name="m", limit=LIMIT
+    )
+    assert (req.prompt, req.messages, req.budget.max_new_tokens, req.sampling) == ("Once", None, 3, Sampling(False))
+    default = protocol.parse_completion_request({"model": "m", "prompt": "x"}, served_name="m", limit=LIMIT)
+    assert default.budget.default == protocol.DEFAULT_COMPLETION_MAX_NEW_TOKENS
+    for bad in ({"prompt": ""}, {"prompt": [1, 2]}, {"prompt": "x", "echo": True}, {"prompt": "x", "best_of": 2}):
+        err = error_of(protocol.parse_completion_request, {"model": "m", **bad}, served_name="m", limit=LIMIT)
+        assert err.status == 400
+
+
+# ----------------------------------------------------------------------------- token budget
+
+
+def resolve(budget: TokenBudget, prompt: int = 30, context: int | None = 2048, limit: int = LIMIT) -> int:
+    return protocol.resolve_max_new_tokens(budget, prompt_tokens=prompt, context=context, limit=limit)
+
+
+def test_budget_explicit_and_defaults() -> None:
+    assert resolve(TokenBudget(field="max_new_tokens", max_new_tokens=100)) == 100
+    assert resolve(TokenBudget(field="max_tokens", default=512)) == 512
+    assert resolve(TokenBudget(field="max_tokens", default=512), prompt=1800) == 248  # capped by the context
+    assert resolve(TokenBudget(field="max_tokens", default=512), limit=64) == 64
+    assert resolve(TokenBudget(field="max_tokens", default=512), context=None) == 512
+
+
+def test_budget_max_length_is_prompt_plus_new() -> None:
+    assert resolve(TokenBudget(field="max_length", max_length=100)) == 70
+    # AgentScope's shipped config says max_length 4096: capped by the context, not an error.
+    assert resolve(TokenBudget(field="max_length", max_length=4096)) == 2048 - 30
+    assert resolve(TokenBudget(field="max_length", max_length=4096), context=None, limit=1000) == 1000
+    err = error_of(resolve, TokenBudget(field="max_length", max_length=30))
+    assert "raise max_length above 30" in err.message
+
+
+def test_budget_explicit_that_does_not_fit_is_an_error() -> None:
+    err = error_of(resolve, TokenBudget(field="max_tokens", max_new_tokens=2040))
+    assert err.status == 400
+    assert "max_tokens 2040 does not fit" in err.message and "at most 2018" in err.message
+    err = error_of(resolve, TokenBudget(field="max_tokens"), prompt=2048)
+    assert "fills the model's context" in err.message
+
+
+# ----------------------------------------------------------------------------- stop strings
+
+
+def test_find_stop_and_held_back() -> None:
+    assert protocol.find_stop("abc END def STOP", ("STOP", "END")) == 4
+    assert protocol.find_stop("abc", ("x",)) is None
+    assert protocol.held_back("hello EN", ("END",)) == 2
+    assert protocol.held_back("hello E", ("END", "EXIT")) == 1
+    assert protocol.held_back("hello", ("END",)) == 0
+    assert protocol.held_back("hello", ()) == 0
