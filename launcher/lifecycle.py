@@ -11,8 +11,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+import psutil
 
 import backends
 from backends.base import Backend, LaunchPlan, PlanContext, ReadinessProbe
@@ -20,6 +22,7 @@ from launcher import clients, devices, health, models, paths, ports, state
 from launcher.errors import (
     AlreadyRunning,
     BackendUnavailable,
+    DeviceError,
     ModelserveError,
     StopFailed,
 )
@@ -63,14 +66,14 @@ def choose(dep: Deployment, gpus: list[devices.Gpu] | None = None) -> Choice:
     gpus = devices.discover() if gpus is None else gpus
     if dep.backend != "auto":
         backend = backends.get(dep.backend)
-        dplan = devices.plan(dep.device, gpus, supports_cpu=backend.supports_cpu)
+        dplan = devices.plan(dep.device, gpus, count=dep.gpus, supports_cpu=backend.supports_cpu)
         return Choice(backend, f"{backend.name} (asked for)", dplan)
-    dplan = devices.plan(dep.device, gpus)
+    dplan = devices.plan(dep.device, gpus, count=dep.gpus)
     if dplan.kind == "cuda" and "vllm" in backends.names():
         vllm = backends.get("vllm")
-        avail = vllm.available(python=dep.python)
+        avail = vllm.available(python=engine_python(dep, vllm))
         if avail.ok:
-            return Choice(vllm, f"{len(dplan.gpus)} GPU(s) and vllm {avail.version} installed: vllm", dplan)
+            return Choice(vllm, f"{len(dplan.gpus)} GPU(s) and {avail.version} installed: vllm", dplan)
         backend = backends.get("flask-transformers")
         return Choice(backend, f"GPU found but vllm is not installed ({avail.reason}): flask-transformers", dplan)
     backend = backends.get("flask-transformers")
@@ -78,18 +81,80 @@ def choose(dep: Deployment, gpus: list[devices.Gpu] | None = None) -> Choice:
     return Choice(backend, f"{dplan.reason}: flask-transformers {where}", dplan)
 
 
-def plan(loaded: LoadedSpec, *, prepare_model: bool = False, report: Report = _stderr) -> tuple[Choice, LaunchPlan]:
-    """Everything ``up`` decides, without starting anything (``up --dry-run``)."""
-    dep = loaded.deployment
-    choice = choose(dep)
-    model = models.resolve(dep.model, prepare=prepare_model, progress=report)
+def engine_python(dep: Deployment, backend: Backend) -> str:
+    """The interpreter that runs the engine: ``python:`` when given; else this one when it has
+    the engine; else the backend's managed environment when one was created; else this one
+    (and the availability check then says what is missing and how to get it)."""
+    if dep.python:
+        return dep.python
+    if backend.env_name is None or backend.available().ok:
+        return sys.executable
+    from launcher import envs
+
+    return envs.ready_python(backend.env_name) or sys.executable
+
+
+@dataclass
+class Prepared:
+    choice: Choice
+    python: str
+    model: models.ResolvedModel
+    launch: LaunchPlan
+    fit: devices.FitVerdict | None
+
+
+def prepare(
+    dep: Deployment,
+    *,
+    report: Report = _stderr,
+    dry_run: bool = False,
+    choice: Choice | None = None,
+    running: str | None = None,
+) -> Prepared:
+    """Everything `up` decides before it starts anything (`up --dry-run` prints it).
+
+    A dry run converts nothing and raises for nothing it can still show (a missing engine, a
+    model that will not fit): it reports them instead. ``running``: a server to reuse.
+    """
+    choice = choice or choose(dep)
+    backend = choice.backend
+    if dry_run and running is None:
+        running = backend.find_running(dep)
+    model = backend.resolve_model(dep, prepare=not dry_run, progress=report)
+    dtype = dep.dtype if dep.dtype != "auto" else ("float32" if choice.devices.kind == "cpu" else "bfloat16")
+    estimate = None
+    if model.path is not None and Path(model.path).is_dir():
+        estimate = devices.estimate_memory(model.path, dtype=dtype, max_model_len=dep.max_model_len)
+    fit = None
+    if estimate is not None and choice.devices.kind == "cuda":
+        utilization = (dep.gpu_memory_utilization or 0.9) if backend.claims_gpu_share else None
+        used = choice.devices if backend.tensor_parallel else replace(choice.devices, gpus=choice.devices.gpus[:1])
+        visible = len(devices.discover()) if backend.tensor_parallel else None
+        fit = devices.check_fit(estimate, used, utilization=utilization, visible=visible)
+        problem = devices.tensor_parallel_problem(model.path or "", used.tensor_parallel)
+        if problem:
+            fit = devices.FitVerdict(False, problem, "pick a --gpus count that divides the head counts")
+        if not fit.fits and not dep.force and not dry_run:
+            raise DeviceError(fit.message, fit.hint)
+    python = engine_python(dep, backend)
+    avail = backend.available(python=None if python == sys.executable else python)
+    if not avail.ok and not dry_run and running is None:
+        raise BackendUnavailable(f"backend {backend.name} cannot run here: {avail.reason}", _install_hint(backend.name))
     ctx = PlanContext(
-        python=dep.python or sys.executable,
+        python=python,
         log_dir=paths.deployment_dir(dep.deployment_name) / "logs",
         free_port=ports.free_port,
         cpu_count=cpu_count(),
+        engine=backend.inspect(python),
+        memory_available=psutil.virtual_memory().available,
+        model_bytes=estimate.weights if estimate else 0,
+        running=running,
+        checkpoint_dtype=devices.checkpoint_dtype(model.path) if model.path else None,
     )
-    return choice, choice.backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+    launch = backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+    if not avail.ok and running is None:
+        launch = replace(launch, notes=(*launch.notes, f"cannot start here: {avail.reason}"))
+    return Prepared(choice, python, model, launch, fit)
 
 
 def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor | None = None) -> UpResult:
@@ -99,14 +164,6 @@ def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor |
     warnings: list[str] = []
     with state.locked(name):
         _refuse_if_running(name)
-        choice = choose(dep)
-        backend = choice.backend
-        avail = backend.available(python=dep.python)
-        if not avail.ok:
-            raise BackendUnavailable(
-                f"backend {backend.name} cannot run here: {avail.reason}",
-                _install_hint(backend.name),
-            )
         if not dep.is_loopback and not dep.api_key:
             warnings.append(
                 f"binding {dep.host} without an API key: anyone who can reach this machine can use the model "
@@ -115,12 +172,17 @@ def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor |
         config_path = _agentscope_path(dep)
         if config_path is not None:
             clients.check_mergeable(config_path)  # before anything starts: never fail after
-        ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
-
-        model = models.resolve(dep.model, progress=report)
+        choice = choose(dep)
+        running = choice.backend.find_running(dep)
+        if running is None:
+            ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
+        else:
+            report(f"reusing {running} (modelserve will not stop it)")
+        prep = prepare(dep, report=report, choice=choice, running=running)
+        choice, model, launch, backend = prep.choice, prep.model, prep.launch, prep.choice.backend
+        if prep.fit is not None and not prep.fit.fits:
+            warnings.append(f"--force: starting although {prep.fit.message}")
         log_dir = paths.deployment_dir(name) / "logs"
-        ctx = PlanContext(dep.python or sys.executable, log_dir, ports.free_port, cpu_count())
-        launch = backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
 
         record = state.DeploymentRecord(
             name=name,
@@ -136,12 +198,14 @@ def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor |
             marker=uuid.uuid4().hex,
             started_at=time.time(),
             log_dir=str(log_dir),
-            probes=[_probe_dict(p) for spec in launch.processes for p in spec.ready],
+            probes=[_probe_dict(p) for spec in launch.processes for p in spec.ready]
+            + [_probe_dict(p) for p in launch.final_probes],
             api_key=dep.api_key,
             device=choice.devices.describe(),
             notes=list(launch.notes),
             external=launch.external,
             stop_timeout=dep.stop_timeout,
+            engine=dict(launch.engine),
         )
         report(f"starting {name}: {backend.name}, {choice.devices.describe()}, model {model.description}")
         started: list[Started] = []
@@ -160,6 +224,15 @@ def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor |
                     spec.ready,
                     started,
                     timeout=max(remaining, 0.1),
+                    on_progress=lambda s, last: report(f"  waiting for {name}: {s:.0f} s ({last})"),
+                )
+            deadline = t0 + dep.timeout
+            backend.after_start(deployment=dep, launch=launch, report=report, deadline=deadline)
+            if launch.final_probes:
+                health.wait_until_ready(
+                    launch.final_probes,
+                    started,
+                    timeout=max(deadline - time.monotonic(), 0.1),
                     on_progress=lambda s, last: report(f"  waiting for {name}: {s:.0f} s ({last})"),
                 )
             ready = time.monotonic() - t0
@@ -302,6 +375,7 @@ class Status:
     log: str
     device: str
     processes: list[dict[str, object]]
+    engine: dict[str, str] = field(default_factory=dict)  # entry point and version that runs it
 
 
 def status(*, probe: bool = True) -> list[Status]:
@@ -341,6 +415,7 @@ def status(*, probe: bool = True) -> list[Status]:
                     {"role": p.role, "pid": p.pid, "alive": a, "log": p.log}
                     for p, a in zip(record.processes, alive, strict=True)
                 ],
+                engine=record.engine,
             )
         )
     return rows

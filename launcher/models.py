@@ -77,8 +77,10 @@ def resolve(
     prepare: bool = True,
     progress: Progress = _stderr,
     python: str | None = None,
+    caches: tuple[str, ...] = ("hf", "modelscope"),
 ) -> ResolvedModel:
-    """Find what ``reference`` names. ``engine_downloads``: the engine can fetch a hub ID itself.
+    """Find what ``reference`` names. ``engine_downloads``: the engine can fetch a hub ID itself;
+    ``caches``: which local caches to look in for an ID, in order ("hf", "modelscope").
 
     ``prepare=False`` never converts or downloads (for plans and dry runs); an alias that is not
     prepared yet then resolves to the folder it will have.
@@ -104,12 +106,11 @@ def resolve(
             "meta-llama/Llama-2-7b-chat-hf",
         )
 
-    hf = find_in_hf_cache(reference)
-    if hf is not None:
-        return ResolvedModel(reference, "hf-cache", str(hf), reference, f"Hugging Face cache {hf}")
-    ms = find_in_modelscope_cache(reference)
-    if ms is not None:
-        return ResolvedModel(reference, "modelscope-cache", str(ms), reference, f"ModelScope cache {ms}")
+    for cache in caches:
+        if cache == "hf" and (hf := find_in_hf_cache(reference)) is not None:
+            return ResolvedModel(reference, "hf-cache", str(hf), reference, f"Hugging Face cache {hf}")
+        if cache == "modelscope" and (ms := find_in_modelscope_cache(reference)) is not None:
+            return ResolvedModel(reference, "modelscope-cache", str(ms), reference, f"ModelScope cache {ms}")
     if engine_downloads:
         return ResolvedModel(
             reference, "remote", None, reference, "not in a local cache: the engine will download it"

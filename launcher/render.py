@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from backends.base import LaunchPlan
-    from launcher.lifecycle import Choice, DownResult, Status, UpResult
+    from launcher.lifecycle import DownResult, Prepared, Status, UpResult
     from launcher.spec import LoadedSpec
 
 
@@ -134,15 +134,22 @@ def backends_text(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def plan_text(loaded: LoadedSpec, choice: Choice, plan: LaunchPlan) -> str:
-    dep = loaded.deployment
+def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
+    dep, choice, plan = loaded.deployment, prep.choice, prep.launch
     lines = [
         f"deployment {dep.deployment_name}: {choice.reason}",
         f"  devices: {choice.devices.describe()} ({choice.devices.reason})",
+        f"  model: {prep.model.description}",
         f"  served as: {plan.served_model_name}",
+        f"  engine python: {prep.python}",
     ]
-    for key in sorted(loaded.sources):
+    if prep.fit is not None:
+        lines.append(f"  memory: {prep.fit.message}" + (f" ({prep.fit.hint})" if prep.fit.hint else ""))
+    defaults = [k for k, src in loaded.sources.items() if "defaults.yaml" in src]
+    for key in sorted(k for k in loaded.sources if k not in defaults):
         lines.append(f"  {key} from {loaded.sources[key]}")
+    if defaults:
+        lines.append(f"  other values from {loaded.source(defaults[0]).rsplit(':', 1)[0]}")
     for proc in plan.processes:
         lines.append(f"process {proc.role}:")
         lines.append("  argv: " + shlex.join(proc.argv))

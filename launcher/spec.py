@@ -47,6 +47,8 @@ class Deployment(StrictModel):
     name: str | None = Field(default=None, description="deployment name; default: from the model")
     backend: str = "auto"
     device: str = "auto"
+    gpus: int | None = Field(default=None, ge=1, description="how many GPUs (--device cuda picks the freest)")
+    force: bool = Field(default=False, description="start even when the memory estimate says it will not fit")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     api_key: str | None = None
@@ -55,9 +57,14 @@ class Deployment(StrictModel):
     served_model_name: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     threads: int | None = Field(default=None, ge=1, description="CPU threads for the engine")
+    max_model_len: int | None = Field(default=None, ge=16, description="context length the engine reserves for")
+    gpu_memory_utilization: float | None = Field(default=None, gt=0, le=1, description="vLLM: share of GPU memory")
     max_batch_size: int = Field(default=8, ge=1, le=256)
     max_new_tokens_limit: int = Field(default=4096, ge=1)
     python: str | None = Field(default=None, description="interpreter that runs the engine")
+    conv_template: str | None = Field(default=None, description="FastChat: conversation template")
+    worker: Literal["model", "vllm"] = Field(default="model", description="FastChat: model_worker or vllm_worker")
+    ollama_bin: str | None = Field(default=None, description="Ollama: the ollama executable [from PATH]")
     env: dict[str, str] = Field(default_factory=dict)
     backend_args: dict[str, Any] = Field(default_factory=dict)
     agentscope: AgentScopeSettings = Field(default_factory=AgentScopeSettings)

@@ -69,6 +69,7 @@ class DeploymentRecord:
     external: bool = False  # reused a server we did not start: never stopped by `down`
     ready_seconds: float | None = None
     stop_timeout: float = 10.0
+    engine: dict[str, str] = field(default_factory=dict)  # entry point / version that runs it
     version: int = STATE_VERSION
 
     @property

@@ -209,37 +209,42 @@ def _has_marker(proc: psutil.Process, marker: str) -> bool:
 
 
 def find_members(processes: Sequence[ProcessRecord], marker: str) -> list[psutil.Process]:
-    """Every live process of the deployment: the recorded ones (verified by start time), anything
-    carrying the deployment's marker, and the other members of a recorded group that one of
-    those is in (a member without the marker is ours only if a verified process shares its group)."""
+    """Every live process of the deployment:
+
+    - the recorded processes (pid + start time, so a recycled pid is not taken for ours);
+    - anything carrying the deployment's marker in its environment;
+    - any process in a recorded process group *and* in the session our first process created,
+      started no earlier than it. This does not rely on the environment: vLLM and others retitle
+      their workers with setproctitle, which overwrites what /proc/PID/environ shows (it reads
+      empty for VLLM::EngineCore), and those workers are what survives a killed API server.
+      A recycled pgid would also need a process that made a new session with that very id.
+    """
     found: dict[int, psutil.Process] = {}
     for rec in processes:
         proc = _verified(rec)
         if proc is not None:
             found[proc.pid] = proc
+    groups = {rec.pgid for rec in processes}
+    since = min((rec.create_time for rec in processes), default=0.0) - 1.0
     me = os.getpid()
-    others: list[tuple[psutil.Process, int]] = []
     for proc in psutil.process_iter():
         if proc.pid in found or proc.pid == me:
             continue
         try:
-            pgid = os.getpgid(proc.pid)
+            pgid, sid = os.getpgid(proc.pid), os.getsid(proc.pid)
         except OSError:
             continue
-        if _has_marker(proc, marker):
-            if _alive(proc):
-                found[proc.pid] = proc
-        else:
-            others.append((proc, pgid))
-    verified_groups = set()
-    for proc in found.values():
-        with contextlib.suppress(OSError):
-            verified_groups.add(os.getpgid(proc.pid))
-    verified_groups &= {rec.pgid for rec in processes}
-    for proc, pgid in others:
-        if pgid in verified_groups and _alive(proc):
+        ours = pgid in groups and sid in groups and _started_after(proc, since)
+        if (ours or _has_marker(proc, marker)) and _alive(proc):
             found[proc.pid] = proc
     return list(found.values())
+
+
+def _started_after(proc: psutil.Process, since: float) -> bool:
+    try:
+        return proc.create_time() >= since
+    except psutil.Error:
+        return False
 
 
 def _groups(

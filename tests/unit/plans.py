@@ -27,8 +27,10 @@ def ports() -> Any:
 
 
 def render(backend: str, dep: Deployment, model: ResolvedModel = LOCAL, dplan: devices.DevicePlan | None = None,
-           cpus: int = 2) -> tuple[LaunchPlan, str]:  # fmt: skip
-    ctx = PlanContext("/venv/bin/python", Path("/state/deployments/x/logs"), ports(), cpus)
+           cpus: int = 2, engine: dict[str, Any] | None = None, memory: int = 16 * 1024**3,
+           model_bytes: int = 0, checkpoint_dtype: str | None = None) -> tuple[LaunchPlan, str]:  # fmt: skip
+    ctx = PlanContext("/venv/bin/python", Path("/state/deployments/x/logs"), ports(), cpus, engine or {}, memory,
+                      model_bytes, checkpoint_dtype=checkpoint_dtype)  # fmt: skip
     plan = backends.get(backend).plan(
         deployment=dep, model=model, devices=dplan or devices.DevicePlan("cpu", (), "test"), ctx=ctx
     )

@@ -40,7 +40,9 @@ def test_precedence_cli_over_file_over_defaults(tmp_path: Path) -> None:
     assert dep.agentscope.config == "./model_config.json"
     assert loaded.source("port") == "command line"
     assert loaded.source("host") == f"{path}:3"
-    assert loaded.source("timeout").endswith("defaults.yaml:12")
+    defaults = resources.config_path("defaults.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(defaults, 1) if text.startswith("timeout:"))
+    assert loaded.source("timeout") == f"{resources.config_path('defaults.yaml')}:{line}"
 
 
 def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
