@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "flask-transformers": "backends.flask_transformers:FlaskTransformersBackend",
     "vllm": "backends.vllm:VLLMBackend",
+    "fastchat": "backends.fastchat:FastChatBackend",
 }
 
 ENTRY_POINT_GROUP = "modelserve.backends"

@@ -22,7 +22,10 @@ if TYPE_CHECKING:
     from launcher.spec import Deployment
 
 ApiKind = Literal["openai", "post", "ollama"]
-ProbeKind = Literal["http-ok", "openai-models", "openai-chat", "post-llm", "ollama-version", "ollama-model"]
+ProbeKind = Literal[
+    "http-ok", "openai-models", "openai-chat", "post-llm", "ollama-version", "ollama-model",
+    "fastchat-controller", "fastchat-model",
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,8 @@ class ReadinessProbe:
             "post-llm": "a 1-token POST /llm/ returns the AgentScope envelope",
             "ollama-version": "/api/version answers",
             "ollama-model": f"/api/tags lists {self.model!r}",
+            "fastchat-controller": "the FastChat controller answers POST /list_models",
+            "fastchat-model": f"a worker has registered {self.model!r} with the controller",
         }[self.kind]
         return f"{what} ({self.url})"
 

@@ -65,7 +65,7 @@ def check(probe: ReadinessProbe, timeout: float = 5.0) -> ProbeResult:
         return _check(probe, timeout)
     except (OSError, urllib.error.URLError, ValueError) as exc:
         reason = getattr(exc, "reason", None) or exc
-        return ProbeResult(False, f"{probe.url}: {reason}")
+        return ProbeResult(False, f"waiting until {probe.describe()}: {reason}")
 
 
 def _check(probe: ReadinessProbe, timeout: float) -> ProbeResult:
@@ -121,6 +121,18 @@ def _check(probe: ReadinessProbe, timeout: float) -> ProbeResult:
         wanted = probe.model or ""
         found = wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
         return ProbeResult(found, f"/api/tags lists {names}")
+
+    if probe.kind in ("fastchat-controller", "fastchat-model"):
+        # The controller's own API: POST /list_models -> {"models": [names of registered workers]}.
+        status, payload = _request(base + "/list_models", body={}, timeout=timeout)
+        if status != 200 or not isinstance(payload, dict) or "models" not in payload:
+            return ProbeResult(False, f"controller POST /list_models -> HTTP {status}: {_short(payload)}")
+        if probe.kind == "fastchat-controller":
+            return ProbeResult(True, "the controller answers")
+        names = payload["models"]
+        if probe.model not in names:
+            return ProbeResult(False, f"the controller lists {names}, no worker has registered {probe.model!r} yet")
+        return ProbeResult(True, f"a worker serves {probe.model!r}")
 
     return ProbeResult(False, f"unknown probe kind {probe.kind!r}")
 

