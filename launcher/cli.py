@@ -263,5 +263,14 @@ def env_remove(name: str) -> None:
     click.echo(f"{name}: {'removed' if envs.remove(name) else 'was not there'}")
 
 
+def _register() -> None:
+    from launcher.cli_ops import run, systemd
+
+    main.add_command(run)
+    main.add_command(systemd)
+
+
+_register()
+
 if __name__ == "__main__":
     main()

@@ -70,6 +70,12 @@ class ReadinessTimeout(StartupFailed):
     exit_code = 8
 
 
+class StartupCancelled(ModelserveError):
+    """A stop was requested (SIGTERM/SIGINT) while the server was still starting."""
+
+    exit_code = 0
+
+
 class ClientConfigError(ModelserveError):
     """An agent config file cannot be merged (not valid JSON, wrong shape, not writable)."""
 
@@ -106,3 +112,9 @@ class EnvError(ModelserveError):
     """Creating or using a managed backend environment failed."""
 
     exit_code = 15
+
+
+class RestartsExhausted(ModelserveError):
+    """`modelserve run` gave up restarting a crashing deployment (systemd's policy takes over)."""
+
+    exit_code = 16

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from backends.base import ReadinessProbe
-from launcher.errors import ReadinessTimeout, StartupFailed
+from launcher.errors import ReadinessTimeout, StartupCancelled, StartupFailed
 
 
 @dataclass(frozen=True)
@@ -177,10 +177,12 @@ def wait_until_ready(
     on_progress: Callable[[float, str], None] | None = None,
     progress_every: float = 10.0,
     checker: Callable[[ReadinessProbe, float], ProbeResult] = check,
+    cancelled: Callable[[], bool] | None = None,
 ) -> float:
     """Poll until every probe passes; return the seconds it took.
 
-    Raises StartupFailed as soon as a watched child has exited, ReadinessTimeout at the deadline.
+    Raises StartupFailed as soon as a watched child has exited, ReadinessTimeout at the deadline,
+    StartupCancelled when ``cancelled()`` turns true (a signal arrived while waiting).
     """
     start = clock()
     deadline = start + timeout
@@ -188,6 +190,8 @@ def wait_until_ready(
     next_report = start + progress_every
     pending = list(probes)
     while True:
+        if cancelled is not None and cancelled():
+            raise StartupCancelled(f"stopped while waiting for readiness ({clock() - start:.1f} s)")
         for child in watched:
             code = child.poll()
             if code is not None:

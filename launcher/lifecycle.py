@@ -11,7 +11,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -157,102 +157,145 @@ def prepare(
     return Prepared(choice, python, model, launch, fit)
 
 
+@dataclass
+class Session:
+    """One deployment being started: what was decided, and what runs so far."""
+
+    dep: Deployment
+    prep: Prepared
+    record: state.DeploymentRecord
+    log_dir: Path
+    config_path: Path | None
+    warnings: list[str]
+    started: list[Started] = field(default_factory=list)
+
+
+def begin(dep: Deployment, *, report: Report = _stderr, mode: str = "detached") -> Session:
+    """Everything before the first process starts: refusals, pre-flight checks, the plan, the
+    record. Call with the deployment's lock held."""
+    name = dep.deployment_name
+    _refuse_if_running(name)
+    warnings: list[str] = []
+    if not dep.is_loopback and not dep.api_key:
+        warnings.append(
+            f"binding {dep.host} without an API key: anyone who can reach this machine can use the model "
+            "(add --api-key KEY)"
+        )
+    config_path = _agentscope_path(dep)
+    if config_path is not None:
+        clients.check_mergeable(config_path)  # before anything starts: never fail after
+    choice = choose(dep)
+    running = choice.backend.find_running(dep)
+    if running is None:
+        ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
+    else:
+        report(f"reusing {running} (modelserve will not stop it)")
+    prep = prepare(dep, report=report, choice=choice, running=running)
+    if prep.fit is not None and not prep.fit.fits:
+        warnings.append(f"--force: starting although {prep.fit.message}")
+    launch, log_dir = prep.launch, paths.deployment_dir(name) / "logs"
+    record = state.DeploymentRecord(
+        name=name,
+        backend=choice.backend.name,
+        api=launch.api,
+        model=dep.model,
+        model_path=prep.model.path,
+        served_model_name=launch.served_model_name,
+        host=dep.host,
+        port=dep.port,
+        base_url=dep.base_url,
+        endpoints=dict(launch.endpoints),
+        marker=uuid.uuid4().hex,
+        started_at=time.time(),
+        log_dir=str(log_dir),
+        probes=[_probe_dict(p) for spec in launch.processes for p in spec.ready]
+        + [_probe_dict(p) for p in launch.final_probes],
+        api_key=dep.api_key,
+        device=choice.devices.describe(),
+        notes=list(launch.notes),
+        external=launch.external,
+        stop_timeout=dep.stop_timeout,
+        engine=dict(launch.engine),
+        client_endpoints=[asdict(c) for c in launch.clients],
+        mode=mode,
+    )
+    return Session(dep, prep, record, log_dir, config_path, warnings)
+
+
+def start_processes(
+    session: Session,
+    sup: Supervisor,
+    *,
+    report: Report = _stderr,
+    cancelled: Callable[[], bool] | None = None,
+) -> float:
+    """Start the plan's processes in order, each gated on its probes, then the backend's
+    after-start work and final probes. Returns the seconds until ready. Raises on failure
+    (the caller stops what ``session.started`` holds)."""
+    dep, launch, record = session.dep, session.prep.launch, session.record
+    name = record.name
+    report(f"starting {name}: {launch.backend}, {record.device}, model {session.prep.model.description}")
+    t0 = time.monotonic()
+    deadline = t0 + dep.timeout
+
+    def progress(seconds: float, last: str) -> None:
+        report(f"  waiting for {name}: {seconds:.0f} s ({last})")
+
+    for spec in launch.processes:
+        _rotate(session.log_dir / f"{spec.role}.log")
+        proc = sup.start(spec, log_dir=session.log_dir, marker=record.marker)
+        session.started.append(proc)
+        record.processes = [s.record() for s in session.started]
+        state.save(record)
+        report(f"  {spec.role}: pid {proc.process.pid}, log {proc.log_path}")
+        health.wait_until_ready(spec.ready, session.started, timeout=max(deadline - time.monotonic(), 0.1),
+                                on_progress=progress, cancelled=cancelled)  # fmt: skip
+    session.prep.choice.backend.after_start(deployment=dep, launch=launch, report=report, deadline=deadline)
+    if launch.final_probes:
+        health.wait_until_ready(launch.final_probes, session.started, timeout=max(deadline - time.monotonic(), 0.1),
+                                on_progress=progress, cancelled=cancelled)  # fmt: skip
+    return time.monotonic() - t0
+
+
+def write_clients(session: Session) -> list[str]:
+    """Merge the AgentScope entries into the configured file; returns their config names."""
+    if session.config_path is None:
+        return []
+    dep, record = session.dep, session.record
+    entries = clients.agentscope_entries(session.prep.launch.clients, dep.agentscope,
+                                         dep.agentscope.config_name or record.name)  # fmt: skip
+    clients.merge(session.config_path, entries)
+    names = [e["config_name"] for e in entries]
+    record.clients = [state.ClientRecord("agentscope", str(session.config_path), names)]
+    return names
+
+
+def abort(session: Session, sup: Supervisor) -> None:
+    """Stop whatever the session started and leave no record behind."""
+    if session.started:
+        sup.stop([s.record() for s in session.started], marker=session.record.marker, timeout=session.dep.stop_timeout)
+        session.started.clear()
+    state.remove(session.record.name)
+
+
 def up(loaded: LoadedSpec, *, report: Report = _stderr, supervisor: Supervisor | None = None) -> UpResult:
     dep = loaded.deployment
-    name = dep.deployment_name
     sup = supervisor or Supervisor()
-    warnings: list[str] = []
-    with state.locked(name):
-        _refuse_if_running(name)
-        if not dep.is_loopback and not dep.api_key:
-            warnings.append(
-                f"binding {dep.host} without an API key: anyone who can reach this machine can use the model "
-                "(add --api-key KEY)"
-            )
-        config_path = _agentscope_path(dep)
-        if config_path is not None:
-            clients.check_mergeable(config_path)  # before anything starts: never fail after
-        choice = choose(dep)
-        running = choice.backend.find_running(dep)
-        if running is None:
-            ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
-        else:
-            report(f"reusing {running} (modelserve will not stop it)")
-        prep = prepare(dep, report=report, choice=choice, running=running)
-        choice, model, launch, backend = prep.choice, prep.model, prep.launch, prep.choice.backend
-        if prep.fit is not None and not prep.fit.fits:
-            warnings.append(f"--force: starting although {prep.fit.message}")
-        log_dir = paths.deployment_dir(name) / "logs"
-
-        record = state.DeploymentRecord(
-            name=name,
-            backend=backend.name,
-            api=launch.api,
-            model=dep.model,
-            model_path=model.path,
-            served_model_name=launch.served_model_name,
-            host=dep.host,
-            port=dep.port,
-            base_url=dep.base_url,
-            endpoints=dict(launch.endpoints),
-            marker=uuid.uuid4().hex,
-            started_at=time.time(),
-            log_dir=str(log_dir),
-            probes=[_probe_dict(p) for spec in launch.processes for p in spec.ready]
-            + [_probe_dict(p) for p in launch.final_probes],
-            api_key=dep.api_key,
-            device=choice.devices.describe(),
-            notes=list(launch.notes),
-            external=launch.external,
-            stop_timeout=dep.stop_timeout,
-            engine=dict(launch.engine),
-        )
-        report(f"starting {name}: {backend.name}, {choice.devices.describe()}, model {model.description}")
-        started: list[Started] = []
-        t0 = time.monotonic()
+    with state.locked(dep.deployment_name):
+        session = begin(dep, report=report)
         try:
-            for spec in launch.processes:
-                _rotate(log_dir / f"{spec.role}.log")
-                proc = sup.start(spec, log_dir=log_dir, marker=record.marker)
-                started.append(proc)
-                record.processes = [s.record() for s in started]
-                state.save(record)
-                report(f"  {spec.role}: pid {proc.process.pid}, log {proc.log_path}")
-                remaining = dep.timeout - (time.monotonic() - t0)
-                health.wait_until_ready(
-                    spec.ready,
-                    started,
-                    timeout=max(remaining, 0.1),
-                    on_progress=lambda s, last: report(f"  waiting for {name}: {s:.0f} s ({last})"),
-                )
-            deadline = t0 + dep.timeout
-            backend.after_start(deployment=dep, launch=launch, report=report, deadline=deadline)
-            if launch.final_probes:
-                health.wait_until_ready(
-                    launch.final_probes,
-                    started,
-                    timeout=max(deadline - time.monotonic(), 0.1),
-                    on_progress=lambda s, last: report(f"  waiting for {name}: {s:.0f} s ({last})"),
-                )
-            ready = time.monotonic() - t0
-            result = UpResult(record, choice.reason, model.description, ready, warnings=warnings)
-            if config_path is not None:
-                entries = clients.agentscope_entries(
-                    launch.clients, dep.agentscope, dep.agentscope.config_name or name
-                )
-                clients.merge(config_path, entries)
-                names = [e["config_name"] for e in entries]
-                record.clients = [state.ClientRecord("agentscope", str(config_path), names)]
-                result.config_path, result.config_names = str(config_path), names
-            record.status = "ready"
-            record.ready_seconds = round(ready, 2)
-            state.save(record)
+            ready = start_processes(session, sup, report=report)
+            result = UpResult(session.record, session.prep.choice.reason, session.prep.model.description, ready,
+                              warnings=session.warnings)  # fmt: skip
+            result.config_names = write_clients(session)
+            result.config_path = str(session.config_path) if session.config_path else None
+            session.record.status = "ready"
+            session.record.ready_seconds = round(ready, 2)
+            state.save(session.record)
             return result
         except BaseException:
             # A failed or interrupted up leaves nothing running and no record behind.
-            if started:
-                sup.stop([s.record() for s in started], marker=record.marker, timeout=dep.stop_timeout)
-            state.remove(name)
+            abort(session, sup)
             raise
 
 
@@ -334,6 +377,10 @@ def down(
     records = state.list_all() if names is None else [state.load(n) for n in names]
     results = []
     for record in records:
+        if record.mode == "foreground" and _stop_runner(record, timeout or record.stop_timeout):
+            forgot = sum(clients.remove_entries(Path(c.path), c.names) for c in record.clients) if forget_config else 0
+            results.append(DownResult(record.name, StopReport(), forgot, False))
+            continue
         with state.locked(record.name, timeout=30):
             if record.external:
                 rep = StopReport(already_gone=True)
@@ -353,6 +400,25 @@ def down(
             state.remove(record.name)
             results.append(DownResult(record.name, rep, forgot, record.external))
     return results
+
+
+def _stop_runner(record: state.DeploymentRecord, timeout: float) -> bool:
+    """A `modelserve run` deployment: ask the runner to stop (killing its children would only make
+    it restart them). True once the runner has stopped everything; False: do it here instead."""
+    import signal
+
+    pid = record.supervisor_pid
+    try:
+        runner = psutil.Process(pid) if pid else None
+        if runner is None or runner.create_time() > record.started_at + 1:
+            return False  # gone, or a recycled pid
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout + 15)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return not state.exists(record.name) or not find_members(record.processes, record.marker)
 
 
 # ---- status / health / logs -----------------------------------------------------------------
@@ -375,6 +441,9 @@ class Status:
     device: str
     processes: list[dict[str, object]]
     engine: dict[str, str] = field(default_factory=dict)  # entry point and version that runs it
+    mode: str = "detached"  # detached (up) | foreground (run)
+    restarts: int = 0
+    last_exit: str | None = None
 
 
 def status(*, probe: bool = True) -> list[Status]:
@@ -383,8 +452,8 @@ def status(*, probe: bool = True) -> list[Status]:
         alive = [pid_alive(p) for p in record.processes]
         dead = [p.role for p, a in zip(record.processes, alive, strict=True) if not a]
         running = record.external or (bool(alive) and all(alive))
-        if record.status == "starting" and running:
-            st = "starting"
+        if record.status in ("starting", "restarting") and running:
+            st = record.status
         elif running:
             st = "running"
         elif any(alive):
@@ -418,6 +487,9 @@ def status(*, probe: bool = True) -> list[Status]:
                     for p, a in zip(record.processes, alive, strict=True)
                 ],
                 engine=record.engine,
+                mode=record.mode,
+                restarts=record.restarts,
+                last_exit=record.last_exit,
             )
         )
     return rows

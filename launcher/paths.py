@@ -45,3 +45,29 @@ def downloads_dir() -> Path:
 
 def envs_dir() -> Path:
     return cache() / "envs"
+
+
+def config_dirs() -> list[Path]:
+    """Where `modelserve run NAME` looks for NAME.yaml: $MODELSERVE_CONFIG_DIR, then the user's
+    config folder, then /etc/modelserve (what the modelserve@.service template uses)."""
+    dirs = []
+    if os.environ.get("MODELSERVE_CONFIG_DIR"):
+        dirs.append(Path(os.environ["MODELSERVE_CONFIG_DIR"]).expanduser())
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    dirs += [Path(base) / "modelserve", Path("/etc/modelserve")]
+    return dirs
+
+
+def find_deployment_file(name: str) -> Path:
+    from launcher.errors import ConfigError
+
+    for folder in config_dirs():
+        for suffix in (".yaml", ".yml"):
+            candidate = folder / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    searched = ", ".join(str(d) for d in config_dirs())
+    raise ConfigError(
+        f"no deployment file {name}.yaml in {searched}",
+        "put one there (see configs/*.yaml), or pass it with -c FILE",
+    )

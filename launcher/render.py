@@ -84,16 +84,18 @@ def _duration(seconds: float | None) -> str:
 def status_text(rows: list[Status]) -> str:
     if not rows:
         return "no deployments (start one with `modelserve up -m MODEL`)"
-    header = ["NAME", "BACKEND", "MODEL", "ENDPOINT", "PID", "UPTIME", "STATE", "HEALTH", "LOG"]
+    header = ["NAME", "BACKEND", "MODEL", "ENDPOINT", "PID", "UPTIME", "STATE", "RESTARTS", "HEALTH", "LOG"]
     table = [header] + [
         [r.name, r.backend, r.model, r.endpoint, str(r.pid or "-"), _duration(r.uptime_s), r.state,
+         str(r.restarts) if r.mode == "foreground" else "-",
          r.health if len(r.health) < 60 else r.health[:57] + "...", r.log]  # fmt: skip
         for r in rows
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    return "\n".join(
-        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1] for row in table
-    )
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+             for row in table]  # fmt: skip
+    lines += [f"{r.name}: last exit: {r.last_exit}" for r in rows if r.last_exit]
+    return "\n".join(lines)
 
 
 def backend_rows() -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Packaged data files: ``configs/`` and ``systemd/``.
 
-In a wheel they are the ``launcher.configs`` / ``launcher.systemd`` subpackages (see
+In a wheel they are the ``launcher.configs`` / ``launcher.systemd_units`` subpackages (see
 pyproject.toml); in a plain checkout they are the top-level folders beside ``launcher/``.
 """
 
@@ -30,7 +30,7 @@ def configs_dir() -> Path:
 
 
 def systemd_dir() -> Path:
-    return _dir("launcher.systemd", "systemd")
+    return _dir("launcher.systemd_units", "systemd")
 
 
 def config_path(name: str) -> Path:

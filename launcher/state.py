@@ -14,9 +14,12 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
+
+if TYPE_CHECKING:
+    from backends.base import ClientEndpoint
 
 from launcher import paths
 from launcher.errors import AlreadyRunning, DeploymentNotFound
@@ -70,6 +73,17 @@ class DeploymentRecord:
     ready_seconds: float | None = None
     stop_timeout: float = 10.0
     engine: dict[str, str] = field(default_factory=dict)  # entry point / version that runs it
+    # What agent clients need (backends.base.ClientEndpoint as dicts): `modelserve config` renders them.
+    client_endpoints: list[dict[str, str | None]] = field(default_factory=list)
+    restarts: int = 0  # by `modelserve run` (foreground supervision)
+    last_exit: str | None = None  # why a process last ended, when known
+    mode: str = "detached"  # detached (`up`) | foreground (`modelserve run`)
+    supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
+
+    def endpoints_for_clients(self) -> list[ClientEndpoint]:
+        from backends.base import ClientEndpoint
+
+        return [ClientEndpoint(**e) for e in self.client_endpoints]  # type: ignore[arg-type]
     version: int = STATE_VERSION
 
     @property

@@ -31,6 +31,7 @@ from typing import IO, Protocol
 import psutil
 
 from backends.base import ProcessSpec
+from launcher.notify import child_environment
 from launcher.state import MARKER_ENV, ProcessRecord
 
 
@@ -93,7 +94,8 @@ class Supervisor:
         """Start ``spec`` detached: its own session, stdin closed, output to a log file."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{spec.role}.log"
-        env = dict(os.environ if base_env is None else base_env)
+        # systemd's NOTIFY_SOCKET/WATCHDOG_* are for `modelserve run`, never for the engines.
+        env = child_environment(os.environ if base_env is None else base_env)
         env.update(spec.env)
         env[MARKER_ENV] = marker
         log: IO[bytes] = log_path.open("ab")
@@ -125,9 +127,18 @@ class Supervisor:
     # ---- stopping ------------------------------------------------------------------------
 
     def stop(
-        self, processes: Sequence[ProcessRecord], *, marker: str, timeout: float = 10.0, kill_timeout: float = 5.0
+        self,
+        processes: Sequence[ProcessRecord],
+        *,
+        marker: str,
+        timeout: float = 10.0,
+        kill_timeout: float = 5.0,
+        interrupt: Callable[[], bool] | None = None,
     ) -> StopReport:
-        """SIGTERM (reverse start order, then the group), bounded wait, SIGKILL. Gone is success."""
+        """SIGTERM (reverse start order, then the group), bounded wait, SIGKILL. Gone is success.
+
+        ``interrupt()`` turning true (a second Ctrl-C) cuts the wait short: SIGKILL at once.
+        """
         t0 = self._clock()
         report = StopReport()
         initial = self._members(processes, marker)
@@ -145,7 +156,7 @@ class Supervisor:
             _signal_pid(proc.pid, signal.SIGTERM)
 
         deadline = t0 + timeout
-        remaining = self._wait_gone(processes, marker, deadline)
+        remaining = self._wait_gone(processes, marker, deadline, interrupt)
         report.terminated = [p.pid for p in initial if p.pid not in {r.pid for r in remaining}]
         if remaining:
             for pgid in _groups(processes, marker, remaining):
@@ -161,12 +172,16 @@ class Supervisor:
         return find_members(processes, marker)
 
     def _wait_gone(
-        self, processes: Sequence[ProcessRecord], marker: str, deadline: float
+        self,
+        processes: Sequence[ProcessRecord],
+        marker: str,
+        deadline: float,
+        interrupt: Callable[[], bool] | None = None,
     ) -> list[psutil.Process]:
         while True:
             _reap(rec.pid for rec in processes)
             alive = self._members(processes, marker)
-            if not alive or self._clock() >= deadline:
+            if not alive or self._clock() >= deadline or (interrupt is not None and interrupt()):
                 return alive
             self._sleep(0.1)
 

@@ -4,6 +4,7 @@
   --spawn-child      fork a child into the same process group that keeps running
   --never-ready      answer /health with 503 forever
   --ready-after S    answer /health with 503 for S seconds, then 200
+  --exit-after S     exit with code 3 S seconds after it started listening (a crash after ready)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ parser.add_argument("--ignore-sigterm", action="store_true")
 parser.add_argument("--spawn-child", action="store_true")
 parser.add_argument("--never-ready", action="store_true")
 parser.add_argument("--ready-after", type=float, default=0.0)
+parser.add_argument("--exit-after", type=float, default=0.0)
 args = parser.parse_args()
 
 if args.ignore_sigterm:
@@ -55,5 +57,14 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
 print(f"listening on {args.port}", flush=True)
+if args.exit_after:
+    import threading
+
+    def crash() -> None:
+        time.sleep(args.exit_after)
+        print("crashing (exit 3)", flush=True)
+        os._exit(3)
+
+    threading.Thread(target=crash, daemon=True).start()
 sys.stdout.flush()
 server.serve_forever()
