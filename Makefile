@@ -14,7 +14,7 @@ TORCH  ?= torch==2.13.0
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check "$(TORCH)"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[hf,demo,test]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[hf,modelscope,demo,test]'
 	touch $@
 
 setup: $(BIN)/.modelserve-setup

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 BUILTIN: dict[str, str] = {
     "flask-transformers": "backends.flask_transformers:FlaskTransformersBackend",
     "vllm": "backends.vllm:VLLMBackend",
+    "flask-modelscope": "backends.flask_modelscope:FlaskModelScopeBackend",
+    "ollama": "backends.ollama:OllamaBackend",
     "fastchat": "backends.fastchat:FastChatBackend",
 }
 

@@ -132,8 +132,9 @@ class Backend(ABC):
     # Claims this share of each GPU's total memory at start (vLLM's --gpu-memory-utilization).
     claims_gpu_share: ClassVar[bool] = False
 
-    def available(self, *, python: str | None = None) -> Availability:
-        """Is the engine installed (in ``python``, default: this interpreter)? Never imports it."""
+    def available(self, *, python: str | None = None, deployment: Deployment | None = None) -> Availability:
+        """Is the engine installed (in ``python``, default: this interpreter)? Never imports it.
+        ``deployment`` when there is one (it may name the engine's executable)."""
         if python is not None:
             return probe_distributions(python, self.requires)
         missing = [d for d in self.requires if not _has_distribution(d)]
@@ -141,7 +142,7 @@ class Backend(ABC):
             return Availability(False, None, f"not installed here: {', '.join(missing)}")
         return Availability(True, _version(self.requires[0]) if self.requires else None)
 
-    def inspect(self, python: str) -> dict[str, Any]:
+    def inspect(self, python: str, deployment: Deployment | None = None) -> dict[str, Any]:
         """Facts about the installed engine that plan() needs (entry point, version); no imports."""
         return {}
 
@@ -158,8 +159,8 @@ class Backend(ABC):
         reused, never stopped), described for the summary; None when there is none."""
         return None
 
-    def after_start(self, *, deployment: Deployment, launch: LaunchPlan, report: Callable[[str], None],
-                    deadline: float) -> None:  # fmt: skip
+    def after_start(self, *, deployment: Deployment, model: ResolvedModel, launch: LaunchPlan,
+                    report: Callable[[str], None], deadline: float) -> None:  # fmt: skip
         """Work once the processes answer and before the final probes (e.g. pull the model).
         ``deadline`` is a time.monotonic() value; raise a ModelserveError to fail `up`."""
         return None

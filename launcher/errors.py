@@ -97,7 +97,7 @@ class DeviceError(ModelserveError):
 
 
 class ModelPrepareError(ModelserveError):
-    """Fetching or converting a built-in model failed."""
+    """Fetching, converting or creating a model failed (the built-in alias, an Ollama pull)."""
 
     exit_code = 13
 

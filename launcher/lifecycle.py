@@ -71,7 +71,7 @@ def choose(dep: Deployment, gpus: list[devices.Gpu] | None = None) -> Choice:
     dplan = devices.plan(dep.device, gpus, count=dep.gpus)
     if dplan.kind == "cuda" and "vllm" in backends.names():
         vllm = backends.get("vllm")
-        avail = vllm.available(python=engine_python(dep, vllm))
+        avail = vllm.available(python=engine_python(dep, vllm), deployment=dep)
         if avail.ok:
             return Choice(vllm, f"{len(dplan.gpus)} GPU(s) and {avail.version} installed: vllm", dplan)
         backend = backends.get("flask-transformers")
@@ -87,7 +87,7 @@ def engine_python(dep: Deployment, backend: Backend) -> str:
     (and the availability check then says what is missing and how to get it)."""
     if dep.python:
         return dep.python
-    if backend.env_name is None or backend.available().ok:
+    if backend.env_name is None or backend.available(deployment=dep).ok:
         return sys.executable
     from launcher import envs
 
@@ -137,7 +137,7 @@ def prepare(
         if not fit.fits and not dep.force and not dry_run:
             raise DeviceError(fit.message, fit.hint)
     python = engine_python(dep, backend)
-    avail = backend.available(python=None if python == sys.executable else python)
+    avail = backend.available(python=None if python == sys.executable else python, deployment=dep)
     if not avail.ok and not dry_run and running is None:
         raise BackendUnavailable(f"backend {backend.name} cannot run here: {avail.reason}", _install_hint(backend.name))
     ctx = PlanContext(
@@ -145,7 +145,7 @@ def prepare(
         log_dir=paths.deployment_dir(dep.deployment_name) / "logs",
         free_port=ports.free_port,
         cpu_count=cpu_count(),
-        engine=backend.inspect(python),
+        engine=backend.inspect(python, dep),
         memory_available=psutil.virtual_memory().available,
         model_bytes=estimate.weights if estimate else 0,
         running=running,
@@ -250,7 +250,8 @@ def start_processes(
         report(f"  {spec.role}: pid {proc.process.pid}, log {proc.log_path}")
         health.wait_until_ready(spec.ready, session.started, timeout=max(deadline - time.monotonic(), 0.1),
                                 on_progress=progress, cancelled=cancelled)  # fmt: skip
-    session.prep.choice.backend.after_start(deployment=dep, launch=launch, report=report, deadline=deadline)
+    session.prep.choice.backend.after_start(deployment=dep, model=session.prep.model, launch=launch, report=report,
+                                            deadline=deadline)  # fmt: skip
     if launch.final_probes:
         health.wait_until_ready(launch.final_probes, session.started, timeout=max(deadline - time.monotonic(), 0.1),
                                 on_progress=progress, cancelled=cancelled)  # fmt: skip
@@ -305,6 +306,7 @@ def _install_hint(backend: str) -> str:
         "flask-modelscope": "pip install 'modelserve[hf,modelscope]'",
         "vllm": "modelserve env create vllm",
         "fastchat": "modelserve env create fastchat",
+        "ollama": "install Ollama (https://ollama.com/download) or set ollama_bin: in the deployment YAML",
     }
     return hints.get(backend, "install the engine, or pick another backend with -b (see `modelserve backends`)")
 

@@ -148,21 +148,41 @@ def find_in_hf_cache(model_id: str) -> Path | None:
     return max(complete, key=lambda s: s.stat().st_mtime) if complete else None
 
 
+# The revisions modelscope_hub picks when none is asked for, in its order.
+MODELSCOPE_REVISIONS = ("master", "main")
+
+
 def modelscope_cache_dir() -> Path:
+    """modelscope 1.40.2's cache root: $MODELSCOPE_CACHE, else ~/.cache/modelscope (whose hub/
+    subfolder holds what SDKs before 1.38 downloaded)."""
     env = os.environ.get("MODELSCOPE_CACHE")
-    base = Path(env).expanduser() if env else Path(os.path.expanduser("~")) / ".cache" / "modelscope" / "hub"
-    return base
+    return Path(env).expanduser() if env else Path(os.path.expanduser("~")) / ".cache" / "modelscope"
 
 
 def find_in_modelscope_cache(model_id: str) -> Path | None:
-    """modelscope keeps ``models/ORG/NAME`` (older releases: ``ORG/NAME``) under its cache and
-    writes '.' in names as '___'."""
+    """The folder modelscope itself would load ``ORG/NAME`` from offline, or None.
+
+    Same order as modelscope_hub (``_find_legacy_repo_dir`` / ``_repo_cache_dir_path``): the
+    legacy ``models/ORG/NAME`` folders ('.' in NAME written as '___'), also under ``hub/``, then
+    the snapshots of ``models/ORG--NAME``. A candidate counts only with a config.json in it.
+    """
+    if "/" not in model_id:
+        return None
     org, name = model_id.split("/", 1)
-    base = modelscope_cache_dir()
-    for folder in (base / "models" / org, base / org):
-        for candidate in (folder / name, folder / name.replace(".", "___")):
-            if (candidate / "config.json").exists():
-                return candidate
+    safe = name.replace(".", "___")
+    root = modelscope_cache_dir()
+    for folder in (root / "models" / org / safe, root / "hub" / "models" / org / safe, root / "models" / org / name,
+                   root / org / name):  # fmt: skip
+        if (folder / "config.json").is_file():
+            return folder
+    snapshots = root / "models" / f"{org}--{name}" / "snapshots"
+    for revision in MODELSCOPE_REVISIONS:
+        if (snapshots / revision / "config.json").is_file():
+            return snapshots / revision
+    if snapshots.is_dir():
+        complete = [s for s in snapshots.iterdir() if (s / "config.json").is_file()]
+        if complete:
+            return max(complete, key=lambda s: s.stat().st_mtime)
     return None
 
 

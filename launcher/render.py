@@ -159,6 +159,10 @@ def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
             lines.append(f"  env:  {k}={'***' if k in proc.secret_env else v}")
         for probe in proc.ready:
             lines.append(f"  ready when: {probe.describe()}")
+    for probe in plan.final_probes:
+        lines.append(f"then ready when: {probe.describe()}")
+    for key, value in plan.engine.items():
+        lines.append(f"engine {key}: {value}")
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -175,6 +179,8 @@ def launch_plan_text(plan: LaunchPlan) -> str:
             lines.append(f"  cwd: {proc.cwd}")
         lines += [f"  ready: {p.kind} {p.url}{p.path} model={p.model} key={'***' if p.api_key else None}"
                   for p in proc.ready]  # fmt: skip
+    lines += [f"final: {p.kind} {p.url} model={p.model}" for p in plan.final_probes]
+    lines += [f"engine {k}: {v}" for k, v in plan.engine.items()]
     lines += [f"endpoint {k}: {v}" for k, v in plan.endpoints.items()]
     lines += [f"client {c.kind}: {c.url} model={c.model_name} key={'***' if c.api_key else None}" for c in plan.clients]
     lines += [f"note: {n}" for n in plan.notes]
