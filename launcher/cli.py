@@ -264,10 +264,12 @@ def env_remove(name: str) -> None:
 
 
 def _register() -> None:
+    from launcher.cli_config import config_command
     from launcher.cli_ops import run, systemd
 
     main.add_command(run)
     main.add_command(systemd)
+    main.add_command(config_command)
 
 
 _register()

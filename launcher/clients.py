@@ -86,7 +86,7 @@ def agentscope_entries(
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: Path, option: str = "--agentscope-config") -> Iterator[None]:
     """An exclusive lock on the folder holding ``path``.
 
     Not on the file itself: it is replaced by rename, and a lock on the old inode would not stop
@@ -97,7 +97,7 @@ def _locked(path: Path) -> Iterator[None]:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as exc:
         raise ClientConfigError(
-            f"cannot open the folder of {path}: {exc.strerror}", f"create {folder} or choose another --agentscope-config"
+            f"cannot open the folder of {path}: {exc.strerror}", f"create {folder} or choose another {option}"
         ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -106,7 +106,7 @@ def _locked(path: Path) -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def read_entries(path: Path) -> list[dict[str, Any]]:
+def read_entries(path: Path, option: str = "--agentscope-config") -> list[dict[str, Any]]:
     """The entries in ``path`` ([] when it does not exist or is empty). Raises ClientConfigError
     naming the line and column when it is not valid JSON or not AgentScope model configs."""
     try:
@@ -122,7 +122,7 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
     except json.JSONDecodeError as exc:
         raise ClientConfigError(
             f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the file was left untouched",
-            f"fix {path} at line {exc.lineno}, or point --agentscope-config at another file",
+            f"fix {path} at line {exc.lineno}, or point {option} at another file",
         ) from None
     if isinstance(data, dict):
         if "config_name" not in data:
@@ -134,7 +134,7 @@ def read_entries(path: Path) -> list[dict[str, Any]]:
     if not isinstance(data, list):
         raise ClientConfigError(
             f"{path} holds JSON {type(data).__name__}, not a list of model configs; left untouched",
-            "point --agentscope-config at another file",
+            f"point {option} at another file",
         )
     for i, item in enumerate(data):
         if not isinstance(item, dict) or "config_name" not in item:
@@ -155,11 +155,14 @@ def check_mergeable(path: Path) -> None:
         raise ClientConfigError(f"cannot write to {folder}", "choose another --agentscope-config")
 
 
-def merge(path: Path, entries: Sequence[dict[str, Any]], *, remove: Sequence[str] = ()) -> list[dict[str, Any]]:
-    """Replace entries with the same config_name, append new ones, drop ``remove``; atomically."""
+def merge(
+    path: Path, entries: Sequence[dict[str, Any]], *, remove: Sequence[str] = (), option: str = "--agentscope-config"
+) -> list[dict[str, Any]]:
+    """Replace entries with the same config_name, append new ones, drop ``remove``; atomically.
+    ``option``: the flag that chose the file, named in error hints."""
     path = path.absolute()
-    with _locked(path):
-        current = read_entries(path)
+    with _locked(path, option):
+        current = read_entries(path, option)
         by_name = {e["config_name"]: e for e in entries}
         out: list[dict[str, Any]] = []
         for item in current:
@@ -201,3 +204,101 @@ def _write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+# ---- files keyed by name (AgentFabric's config/model_config.json) ----------------------------
+
+
+def read_object(path: Path) -> dict[str, dict[str, Any]]:
+    """The named entries in ``path`` ({} when it does not exist or is empty). Raises
+    ClientConfigError naming the line and column when it is not valid JSON, or when it is not a
+    JSON object whose values are all objects."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ClientConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ClientConfigError(
+            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the file was left untouched",
+            f"fix {path} at line {exc.lineno}, or choose another --write path",
+        ) from None
+    if isinstance(data, list):
+        raise ClientConfigError(
+            f"{path} holds a JSON list (AgentScope model configs?), not an object keyed by model name; left untouched",
+            "write AgentFabric entries into its config/model_config.json, or use --format agentscope for this file",
+        )
+    if not isinstance(data, dict):
+        raise ClientConfigError(
+            f"{path} holds JSON {type(data).__name__}, not an object keyed by model name; left untouched",
+            "choose another --write path",
+        )
+    for name, item in data.items():
+        if not isinstance(item, dict):
+            raise ClientConfigError(
+                f"{path}: {name!r} is not a model entry (a JSON object); left untouched",
+                f"fix {name!r} in {path}",
+            )
+    return data
+
+
+def merge_object(path: Path, entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Set ``entries`` by name in the JSON object in ``path``: a name already there is replaced in
+    place, new names are appended, every other name is kept; atomically, under the folder lock."""
+    path = path.absolute()
+    with _locked(path):
+        current = read_object(path)
+        current.update(entries)  # dict order: replaced keys keep their place, new ones go last
+        _write_atomic(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+        return current
+
+
+def write_new(path: Path, text: str, *, mode: int = 0o644) -> bool:
+    """Create ``path`` holding ``text``, complete or not at all; never replace a file. Returns
+    False when the file already holds exactly ``text``; raises ClientConfigError when it holds
+    anything else (for content that cannot be merged: Python snippets, env lines)."""
+    path = path.absolute()
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise ClientConfigError(f"cannot write to {path.parent}: {exc.strerror}", "choose another --write path") from None
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        try:
+            os.link(tmp, path)  # atomic, and fails instead of replacing an existing file
+        except FileExistsError:
+            with contextlib.suppress(OSError):
+                if path.read_text() == text:
+                    return False
+            raise ClientConfigError(
+                f"{path} exists and this format cannot be merged into a file; it was left untouched",
+                "choose a new --write path, or delete the file first",
+            ) from None
+        except OSError as exc:  # e.g. a file system without hard links
+            raise ClientConfigError(f"cannot create {path}: {exc.strerror}", "choose another --write path") from None
+        return True
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def remove_object_entries(path: Path, names: Sequence[str]) -> int:
+    """Drop the named entries from an object-keyed file (AgentFabric); returns how many were there."""
+    path = path.absolute()
+    if not path.exists():
+        return 0
+    with _locked(path, "--write"):
+        current = read_object(path)
+        kept = {k: v for k, v in current.items() if k not in names}
+        if len(kept) != len(current):
+            _write_atomic(path, json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+        return len(current) - len(kept)

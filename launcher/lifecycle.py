@@ -218,6 +218,7 @@ def begin(dep: Deployment, *, report: Report = _stderr, mode: str = "detached") 
         engine=dict(launch.engine),
         client_endpoints=[asdict(c) for c in launch.clients],
         mode=mode,
+        agentscope=dep.agentscope.model_dump(),
     )
     return Session(dep, prep, record, log_dir, config_path, warnings)
 
@@ -380,7 +381,7 @@ def down(
     results = []
     for record in records:
         if record.mode == "foreground" and _stop_runner(record, timeout or record.stop_timeout):
-            forgot = sum(clients.remove_entries(Path(c.path), c.names) for c in record.clients) if forget_config else 0
+            forgot = _forget(record) if forget_config else 0
             results.append(DownResult(record.name, StopReport(), forgot, False))
             continue
         with state.locked(record.name, timeout=30):
@@ -395,13 +396,21 @@ def down(
                     f"{record.name}: pids {rep.survivors} survived SIGKILL",
                     "they may be stuck in the kernel (D state); check `ps -o pid,stat,cmd -p ...`",
                 )
-            forgot = 0
-            if forget_config:
-                for client in record.clients:
-                    forgot += clients.remove_entries(Path(client.path), client.names)
+            forgot = _forget(record) if forget_config else 0
             state.remove(record.name)
             results.append(DownResult(record.name, rep, forgot, record.external))
     return results
+
+
+def _forget(record: state.DeploymentRecord) -> int:
+    """Remove the agent config entries `up` (and `config --write`) merged for this deployment."""
+    removed = 0
+    for client in record.clients:
+        if client.kind == "agentfabric":
+            removed += clients.remove_object_entries(Path(client.path), client.names)
+        else:
+            removed += clients.remove_entries(Path(client.path), client.names)
+    return removed
 
 
 def _stop_runner(record: state.DeploymentRecord, timeout: float) -> bool:

@@ -78,6 +78,7 @@ class DeploymentRecord:
     restarts: int = 0  # by `modelserve run` (foreground supervision)
     last_exit: str | None = None  # why a process last ended, when known
     mode: str = "detached"  # detached (`up`) | foreground (`modelserve run`)
+    agentscope: dict[str, Any] = field(default_factory=dict)  # the AgentScopeSettings up wrote with
     supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
 
     def endpoints_for_clients(self) -> list[ClientEndpoint]:

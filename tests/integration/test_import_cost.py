@@ -22,7 +22,8 @@ main()
 @pytest.mark.parametrize(
     "args",
     [["--help"], ["up", "--help"], ["status"], ["status", "--json"], ["down", "--all"], ["backends"],
-     ["logs", "nothing-here"], ["health", "http://127.0.0.1:9/health"], ["devices"], ["env", "list"]],  # fmt: skip
+     ["logs", "nothing-here"], ["health", "http://127.0.0.1:9/health"], ["devices"], ["env", "list"], ["config", "--help"], ["run", "--help"],
+     ["systemd", "render", "--help"]],  # fmt: skip
     ids=" ".join,
 )
 def test_command_imports_no_engine(args: list[str], cli_env: dict[str, str]) -> None:
