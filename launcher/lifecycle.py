@@ -471,6 +471,11 @@ def status(*, probe: bool = True) -> list[Status]:
             st = "failed"  # part of it died: e.g. FastChat's worker, with controller and API up
         else:
             st = "exited"
+        last_exit = record.last_exit
+        if dead and not last_exit and record.mode == "detached":
+            # Nobody waits on a detached process (init reaps it), so its exit code is lost;
+            # `modelserve run` supervises and records it.
+            last_exit = f"the {', '.join(dead)} process exited (exit code not recorded: started detached)"
         if st == "failed":
             health_text, healthy = f"failing: the {', '.join(dead)} process exited", False
         elif probe and st == "running":
@@ -500,7 +505,7 @@ def status(*, probe: bool = True) -> list[Status]:
                 engine=record.engine,
                 mode=record.mode,
                 restarts=record.restarts,
-                last_exit=record.last_exit,
+                last_exit=last_exit,
             )
         )
     return rows

@@ -18,7 +18,7 @@ class ScriptBackend(Backend):
     api: ClassVar = "openai"
     summary: ClassVar[str] = "test programs"
 
-    def available(self, *, python: str | None = None) -> Availability:
+    def available(self, *, python: str | None = None, deployment: object = None) -> Availability:
         return Availability(True, "test")
 
     def plan(self, *, deployment, model, devices, ctx: PlanContext) -> LaunchPlan:  # type: ignore[override]

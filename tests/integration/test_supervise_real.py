@@ -137,6 +137,7 @@ def test_stale_record_is_replaced(tmp_path: Path) -> None:
         time.sleep(0.05)
     (row,) = lifecycle.status()
     assert row.state == "exited"
+    assert row.last_exit == "the server process exited (exit code not recorded: started detached)"
     second = lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     assert second.record.marker != first.record.marker
 
