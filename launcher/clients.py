@@ -106,24 +106,32 @@ def _locked(path: Path, option: str = "--agentscope-config") -> Iterator[None]:
         os.close(fd)  # closing releases the lock
 
 
-def read_entries(path: Path, option: str = "--agentscope-config") -> list[dict[str, Any]]:
-    """The entries in ``path`` ([] when it does not exist or is empty). Raises ClientConfigError
-    naming the line and column when it is not valid JSON or not AgentScope model configs."""
+def _load_json(path: Path, option: str) -> Any:
+    """The parsed file; None when it does not exist or is blank. Invalid JSON raises
+    ClientConfigError with line and column, and the file is never touched."""
     try:
         text = path.read_text()
     except FileNotFoundError:
-        return []
+        return None
     except OSError as exc:
         raise ClientConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
     if not text.strip():
-        return []
+        return None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ClientConfigError(
             f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the file was left untouched",
             f"fix {path} at line {exc.lineno}, or point {option} at another file",
         ) from None
+
+
+def read_entries(path: Path, option: str = "--agentscope-config") -> list[dict[str, Any]]:
+    """The entries in ``path`` ([] when it does not exist or is empty). Raises ClientConfigError
+    naming the line and column when it is not valid JSON or not AgentScope model configs."""
+    data = _load_json(path, option)
+    if data is None:
+        return []
     if isinstance(data, dict):
         if "config_name" not in data:
             raise ClientConfigError(
@@ -213,21 +221,9 @@ def read_object(path: Path) -> dict[str, dict[str, Any]]:
     """The named entries in ``path`` ({} when it does not exist or is empty). Raises
     ClientConfigError naming the line and column when it is not valid JSON, or when it is not a
     JSON object whose values are all objects."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    data = _load_json(path, "--write")
+    if data is None:
         return {}
-    except OSError as exc:
-        raise ClientConfigError(f"cannot read {path}: {exc.strerror}", "check its permissions") from None
-    if not text.strip():
-        return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ClientConfigError(
-            f"{path}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg}); the file was left untouched",
-            f"fix {path} at line {exc.lineno}, or choose another --write path",
-        ) from None
     if isinstance(data, list):
         raise ClientConfigError(
             f"{path} holds a JSON list (AgentScope model configs?), not an object keyed by model name; left untouched",

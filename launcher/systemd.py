@@ -20,6 +20,34 @@ HOME_ROOTS = ("/home", "/root", "/run/user")
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
 WATCHDOG_SEC = 90  # the runner pings every 45 s while the endpoint answers
 
+# Sandboxing every system unit gets (the per-deployment units and the template alike).
+# No MemoryDenyWriteExecute: torch.compile/inductor and triton generate code at run time.
+# No SystemCallFilter: engines bind NUMA memory (mbind, set_mempolicy) and CPU affinity, and a
+# filter that breaks a GPU engine could not be caught by any test without one.
+COMMON_HARDENING = (
+    "PrivateTmp=yes",
+    "ProtectKernelTunables=yes",
+    "ProtectKernelModules=yes",
+    "ProtectKernelLogs=yes",
+    "ProtectControlGroups=yes",
+    "ProtectClock=yes",
+    "ProtectHostname=yes",
+    "RestrictSUIDSGID=yes",
+    "RestrictRealtime=yes",
+    "RestrictNamespaces=yes",
+    "LockPersonality=yes",
+    "SystemCallArchitectures=native",
+    "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+    "CapabilityBoundingSet=",
+    "ProtectProc=invisible",
+)
+# What a GPU needs through DevicePolicy=closed: the control devices, and /dev/nvidia0..N.
+GPU_DEVICE_LINES = (
+    "DevicePolicy=closed",
+    *[f"DeviceAllow={dev} rw" for dev in GPU_DEVICES],
+    "DeviceAllow=char-nvidia-frontend rw",
+)
+
 
 @dataclass(frozen=True)
 class File:
@@ -126,31 +154,12 @@ def _hardening(dep: Deployment, inputs: UnitInputs, agent_dir: str | None) -> li
     lines += [
         "ProtectSystem=strict",
         "ReadWritePaths=" + " ".join(quote_arg(p) for p in dict.fromkeys(writable)),
-        "PrivateTmp=yes",
         # Models, venvs or state under a home folder must stay readable; otherwise hide homes.
         f"ProtectHome={'read-only' if reads_home else 'yes'}",
-        "ProtectKernelTunables=yes",
-        "ProtectKernelModules=yes",
-        "ProtectKernelLogs=yes",
-        "ProtectControlGroups=yes",
-        "ProtectClock=yes",
-        "ProtectHostname=yes",
-        "RestrictSUIDSGID=yes",
-        "RestrictRealtime=yes",
-        "RestrictNamespaces=yes",
-        "LockPersonality=yes",
-        "SystemCallArchitectures=native",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
-        "CapabilityBoundingSet=",
-        "ProtectProc=invisible",
-        # No MemoryDenyWriteExecute: torch.compile/inductor and triton generate code at run time.
-        # No SystemCallFilter: engines bind NUMA memory (mbind, set_mempolicy) and CPU affinity,
-        # and a filter that breaks a GPU engine could not be caught by any test without one.
+        *COMMON_HARDENING,
     ]
     if inputs.gpu:
-        lines += ["PrivateDevices=no", "DevicePolicy=closed"]
-        lines += [f"DeviceAllow={dev} rw" for dev in GPU_DEVICES]
-        lines.append("DeviceAllow=char-nvidia-frontend rw")  # /dev/nvidia0..N
+        lines += ["PrivateDevices=no", *GPU_DEVICE_LINES]
     else:
         lines.append("PrivateDevices=yes")
     return lines
@@ -184,26 +193,10 @@ def render_template(exe: str, version: str = "") -> File:
         "UMask=0027",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
-        "PrivateTmp=yes",
         "ProtectHome=read-only",
-        "ProtectKernelTunables=yes",
-        "ProtectKernelModules=yes",
-        "ProtectKernelLogs=yes",
-        "ProtectControlGroups=yes",
-        "ProtectClock=yes",
-        "ProtectHostname=yes",
-        "RestrictSUIDSGID=yes",
-        "RestrictRealtime=yes",
-        "RestrictNamespaces=yes",
-        "LockPersonality=yes",
-        "SystemCallArchitectures=native",
-        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
-        "CapabilityBoundingSet=",
-        "ProtectProc=invisible",
+        *COMMON_HARDENING,
         # Any instance may use a GPU: allow the NVIDIA devices, nothing else.
-        "DevicePolicy=closed",
-        *[f"DeviceAllow={dev} rw" for dev in GPU_DEVICES],
-        "DeviceAllow=char-nvidia-frontend rw",
+        *GPU_DEVICE_LINES,
         "",
         "[Install]",
         "WantedBy=multi-user.target",

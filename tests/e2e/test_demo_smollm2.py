@@ -12,23 +12,14 @@ import pytest
 import requests
 
 from launcher import ports
-from launcher.state import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope
+from tests.procs import with_marker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cleanup_deployments")]
 
 QUESTION = "What is the capital of France?"
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 def test_demo_end_to_end(tmp_path: Path, in_tmp: Path, modelserve, agentscope_python: str) -> None:
@@ -76,6 +67,6 @@ def test_demo_end_to_end(tmp_path: Path, in_tmp: Path, modelserve, agentscope_py
 
     assert modelserve("health", "smollm2-135m").returncode == 0
     modelserve("down", "smollm2-135m", "--forget-config")
-    assert marked(record["marker"]) == []
+    assert with_marker(record["marker"]) == []
     assert json.loads(config.read_text()) == [theirs]
     assert ports.is_free("127.0.0.1", port)

@@ -8,28 +8,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import psutil
 import pytest
 import requests
 
 from launcher import ports
-from launcher.state import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope
+from tests.procs import with_marker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("cleanup_deployments")]
 
 QUESTION = "What is the capital of France?"
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +57,7 @@ def test_agentscope_replies_through_both_entries(tmp_path: Path, in_tmp: Path, m
         assert "Paris" in reply["text"], reply
 
     modelserve("down", "msmol")
-    assert marked(record["marker"]) == []
+    assert with_marker(record["marker"]) == []
     assert ports.is_free("127.0.0.1", port)
 
 
@@ -99,4 +89,4 @@ def test_an_id_in_the_modelscope_cache_is_served_from_it(tmp_path: Path, in_tmp:
     assert "Paris" in answer.json()["choices"][0]["message"]["content"]
 
     modelserve("down", "mscache")
-    assert marked(record["marker"]) == []
+    assert with_marker(record["marker"]) == []

@@ -11,28 +11,18 @@ import json
 import subprocess
 from pathlib import Path
 
-import psutil
 import pytest
 
 from launcher import ports
-from launcher.state import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope, modelserve_cmd
 from tests.ollama_standin.harness import env_with_standin, standin_servers
+from tests.procs import with_marker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.agentscope, pytest.mark.usefixtures("cleanup_deployments")]
 
 QUESTION = "What is the capital of France?"
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 def test_agentscope_replies_through_the_ollama_and_openai_entries(tmp_path: Path, cli_env: dict[str, str],
@@ -68,6 +58,6 @@ def test_agentscope_replies_through_the_ollama_and_openai_entries(tmp_path: Path
         assert QUESTION in reply["text"], reply
 
     modelserve("down", "qw", "--forget-config")
-    assert marked(up["deployment"]["marker"]) == []
+    assert with_marker(up["deployment"]["marker"]) == []
     assert standin_servers(port) == []
     assert json.loads(config.read_text()) == [theirs]

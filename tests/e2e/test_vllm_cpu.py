@@ -17,24 +17,11 @@ import requests
 from launcher import ports
 from launcher.state import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope
+from tests.procs import of_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 
 
-def of_deployment(marker: str, pgid: int) -> list[psutil.Process]:
-    """Its processes, found two independent ways: the marker in the environment, and the process
-    group (vLLM retitles EngineCore/Worker with setproctitle, and their /proc/PID/environ then
-    reads empty, so the marker alone would miss exactly the processes this test is about)."""
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            if proc.environ().get(MARKER_ENV) == marker or os.getpgid(proc.pid) == pgid:
-                out.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return out
 
 
 def vllm_titled() -> list[psutil.Process]:

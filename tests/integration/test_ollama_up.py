@@ -11,11 +11,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import psutil
 import pytest
 
 from launcher import ports
-from launcher.state import MARKER_ENV
 from tests.e2e.conftest import modelserve_cmd
 from tests.ollama_standin.harness import (
     STANDIN,
@@ -26,20 +24,12 @@ from tests.ollama_standin.harness import (
     standin_servers,
     write_gguf,
 )
+from tests.procs import with_marker
 
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def marked(marker: str) -> list[psutil.Process]:
-    out = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-        except psutil.Error:
-            continue
-    return out
 
 
 @pytest.fixture()
@@ -111,7 +101,7 @@ def test_up_pulls_with_progress_serves_both_entries_and_down_stops_it(ms: Run, t
 
     down = ms("down", "qw")
     assert "qw: stopped" in down.stdout
-    assert marked(record["marker"]) == []
+    assert with_marker(record["marker"]) == []
     nothing_left(ms, port, "qw", modelserve_home)
 
     # The store outlives the server: the next `up` finds the model and pulls nothing.
@@ -255,6 +245,6 @@ def test_a_second_deployment_shares_the_ollama_a_first_one_started(ms: Run, tmp_
     names = {m["name"] for m in get_json(f"http://127.0.0.1:{port}/api/tags")["models"]}
     assert names == {"tinyllama:latest", "qwen2.5:0.5b"}
     assert "b: left running" in ms("down", "b").stdout
-    assert len(marked(first["deployment"]["marker"])) == 1
+    assert len(with_marker(first["deployment"]["marker"])) == 1
     ms("down", "a")
     assert standin_servers(port) == []

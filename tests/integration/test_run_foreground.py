@@ -17,12 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from launcher import ports
-from launcher.state import MARKER_ENV
+from tests.procs import with_marker
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,15 +108,10 @@ def start_run(spec: Path, cli_env: dict[str, str], notify: Path | None, watchdog
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
 
 
+
 def processes_of(marker: str) -> list[int]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc.pid)
-        except psutil.Error:
-            continue
-    return found
+    return [p.pid for p in with_marker(marker)]
+
 
 
 def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]

@@ -17,8 +17,8 @@ import yaml
 
 from launcher import lifecycle, ports, spec, state
 from launcher.errors import AlreadyRunning, PortInUse, ReadinessTimeout, StartupFailed
-from launcher.state import MARKER_ENV
 from tests.fakes import register
+from tests.procs import with_marker
 
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
 
@@ -37,15 +37,6 @@ def deployment(tmp_path: Path, program: str, *args: str, **extra: object) -> spe
     return spec.load(path)
 
 
-def processes_with_marker(marker: str) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_child_that_exits_while_starting_fails_up_fast_with_its_log(tmp_path: Path) -> None:
@@ -72,7 +63,7 @@ def test_sigterm_ignoring_child_is_killed_after_the_bound(tmp_path: Path) -> Non
     elapsed = time.monotonic() - t0
     assert down.report.killed == [pid]
     assert 1.5 <= elapsed < 6.0
-    assert processes_with_marker(result.record.marker) == []
+    assert with_marker(result.record.marker) == []
     assert "ignoring SIGTERM" in (tmp_path / "msh").joinpath("deployments/t/logs/server.log").read_text()
 
 
@@ -80,15 +71,15 @@ def test_helper_process_left_by_a_killed_server_is_stopped(tmp_path: Path) -> No
     # vLLM's EngineCore survives a SIGKILL of the API process; only the group catches it.
     result = lifecycle.up(deployment(tmp_path, "http_server.py", "--spawn-child"), report=lambda _: None)
     marker = result.record.marker
-    assert len(processes_with_marker(marker)) == 2
+    assert len(with_marker(marker)) == 2
     os.kill(result.record.pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while len(processes_with_marker(marker)) != 1 and time.monotonic() < deadline:
+    while len(with_marker(marker)) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
-    (helper,) = processes_with_marker(marker)
+    (helper,) = with_marker(marker)
     (down,) = lifecycle.down(["t"])
     assert helper.pid in down.report.terminated
-    assert processes_with_marker(marker) == []
+    assert with_marker(marker) == []
 
 
 def test_never_ready_times_out_and_cleans_up(tmp_path: Path) -> None:
@@ -133,7 +124,7 @@ def test_stale_record_is_replaced(tmp_path: Path) -> None:
     first = lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     os.kill(first.record.pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
-    while processes_with_marker(first.record.marker) and time.monotonic() < deadline:
+    while with_marker(first.record.marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     (row,) = lifecycle.status()
     assert row.state == "exited"
@@ -168,7 +159,7 @@ def test_cli_up_detaches_then_status_logs_health_down(tmp_path: Path, cli_env: d
     assert run_cli("health", f"http://127.0.0.1:{port}/health", env=cli_env).returncode == 0
     down = run_cli("down", "t", env=cli_env, check=True)
     assert "t: stopped in" in down.stdout
-    assert processes_with_marker(record.marker) == []
+    assert with_marker(record.marker) == []
     assert run_cli("health", "t", env=cli_env).returncode == 10  # no such deployment any more
     assert run_cli("health", f"http://127.0.0.1:{port}/health", env=cli_env).returncode == 1
 
