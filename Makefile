@@ -28,7 +28,7 @@ demo: setup
 	@echo
 	@echo '--- and over the OpenAI API ---'
 	curl -sS http://127.0.0.1:$(PORT)/v1/chat/completions -H 'Content-Type: application/json' \
-	  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Name three colors."}],"max_tokens":32}'
+	  -d '{"model":"smollm2-135m","messages":[{"role":"user","content":"Name three colors."}],"max_tokens":32,"temperature":0}'
 	@echo
 	@echo 'stop it with: $(BIN)/modelserve down demo'
 
