@@ -61,6 +61,14 @@ def python() -> str:
 
 
 @pytest.fixture()
+def script_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test backend (tests/fakes.py) registered for this test only."""
+    import backends
+
+    monkeypatch.setitem(backends.BUILTIN, "script", "tests.fakes:ScriptBackend")
+
+
+@pytest.fixture()
 def cleanup_deployments() -> Iterator[None]:
     """Stop whatever a test left running, so one failure does not leak servers into the next."""
     yield

@@ -36,6 +36,8 @@ class ScriptBackend(Backend):
 
 
 def register() -> None:
+    """For a separate `modelserve` process (tests/run_cli.py). In-process tests use the
+    `script_backend` fixture, which removes the entry again: a leftover would leak into others."""
     import backends
 
     backends.BUILTIN.setdefault("script", "tests.fakes:ScriptBackend")

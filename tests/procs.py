@@ -34,3 +34,11 @@ def of_deployment(marker: str, pgid: int) -> list[psutil.Process]:
         except (psutil.Error, OSError):
             continue
     return found
+
+
+def carries_marker(proc: psutil.Process, marker: str) -> bool:
+    """False for a process that is gone or became a zombie meanwhile (a race, not an error)."""
+    try:
+        return proc.environ().get(MARKER_ENV) == marker and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False

@@ -17,7 +17,7 @@ import requests
 from launcher import ports
 from launcher.state import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope
-from tests.procs import of_deployment
+from tests.procs import carries_marker, of_deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 
@@ -88,7 +88,7 @@ def test_vllm_on_cpu(tmp_path: Path, in_tmp: Path, modelserve, smollm2_dir: Path
         except psutil.Error:
             continue
     deadline = time.monotonic() + 10
-    while any(p.environ().get(MARKER_ENV) == marker for p in of_deployment(marker, pgid)) \
+    while any(carries_marker(p, marker) for p in of_deployment(marker, pgid)) \
             and time.monotonic() < deadline:  # fmt: skip
         time.sleep(0.1)
     survivors = of_deployment(marker, pgid)

@@ -17,15 +17,14 @@ import yaml
 
 from launcher import lifecycle, ports, spec, state
 from launcher.errors import AlreadyRunning, PortInUse, ReadinessTimeout, StartupFailed
-from tests.fakes import register
 from tests.procs import with_marker
 
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
 
 
 @pytest.fixture(autouse=True)
-def _script_backend() -> None:
-    register()
+def _script_backend(script_backend: None) -> None:
+    """Every test here runs the test programs through the `script` backend."""
 
 
 def deployment(tmp_path: Path, program: str, *args: str, **extra: object) -> spec.LoadedSpec:
