@@ -172,3 +172,10 @@ def test_cli_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert run_cli("up", "-m", "./does-not-exist", env=cli_env).returncode == 4
     assert run_cli("up", "-m", "x/y", "--port", "nope", env=cli_env).returncode == 2  # click usage error
     assert run_cli("down", env=cli_env).returncode == 2
+
+
+def test_non_loopback_bind_without_key_warns(tmp_path: Path) -> None:
+    result = lifecycle.up(deployment(tmp_path, "http_server.py", host="0.0.0.0"), report=lambda _: None)
+    assert any("binding 0.0.0.0 without an API key" in w for w in result.warnings)
+    keyed = spec.load(tmp_path / "dep.yaml", {"api_key": "k", "name": "t2", "port": ports.free_port()})
+    assert not lifecycle.up(keyed, report=lambda _: None).warnings
