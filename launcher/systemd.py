@@ -41,6 +41,23 @@ COMMON_HARDENING = (
     "CapabilityBoundingSet=",
     "ProtectProc=invisible",
 )
+
+
+def _lifecycle(start_timeout: int, stop_timeout: int) -> list[str]:
+    """How systemd starts, watches, restarts and stops a modelserve unit."""
+    return [
+        f"TimeoutStartSec={start_timeout}",
+        f"TimeoutStopSec={stop_timeout}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        f"WatchdogSec={WATCHDOG_SEC}",
+        # The whole control group on stop: KillMode=process would leave GPU workers running.
+        "KillMode=control-group",
+        "UMask=0027",
+        "NoNewPrivileges=yes",
+    ]
+
+
 # What a GPU needs through DevicePolicy=closed: the control devices, and /dev/nvidia0..N.
 GPU_DEVICE_LINES = (
     "DevicePolicy=closed",
@@ -124,18 +141,8 @@ def render_unit(dep: Deployment, inputs: UnitInputs) -> File:
     ]
     if inputs.user and not inputs.user_unit:
         lines.append(f"User={inputs.user}")
-    lines += [
-        # Loading can take the whole readiness timeout, plus importing the engine first.
-        f"TimeoutStartSec={int(dep.timeout) + 60}",
-        f"TimeoutStopSec={int(dep.stop_timeout) + 15}",
-        "Restart=on-failure",
-        "RestartSec=5",
-        f"WatchdogSec={WATCHDOG_SEC}",
-        # The whole control group on stop: KillMode=process would leave GPU workers running.
-        "KillMode=control-group",
-        "UMask=0027",
-        "NoNewPrivileges=yes",
-    ]
+    # Loading can take the whole readiness timeout, plus importing the engine first.
+    lines += _lifecycle(int(dep.timeout) + 60, int(dep.stop_timeout) + 15)
     if not inputs.user_unit:
         lines += _hardening(dep, inputs, agent_dir)
     lines += ["", "[Install]", f"WantedBy={'default.target' if inputs.user_unit else 'multi-user.target'}", ""]
@@ -184,14 +191,7 @@ def render_template(exe: str, version: str = "") -> File:
         "WorkingDirectory=%S/modelserve",
         "StateDirectory=modelserve",
         "CacheDirectory=modelserve",
-        "TimeoutStartSec=900",
-        "TimeoutStopSec=30",
-        "Restart=on-failure",
-        "RestartSec=5",
-        f"WatchdogSec={WATCHDOG_SEC}",
-        "KillMode=control-group",
-        "UMask=0027",
-        "NoNewPrivileges=yes",
+        *_lifecycle(900, 30),
         "ProtectSystem=strict",
         "ProtectHome=read-only",
         *COMMON_HARDENING,
