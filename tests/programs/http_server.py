@@ -34,7 +34,7 @@ if args.spawn_child:
         # Like vLLM's EngineCore: a helper process that outlives a killed parent.
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         while True:
-            time.sleep(1)
+            signal.pause()  # until a signal ends it
     print(f"spawned helper {pid}", flush=True)
 
 started = time.monotonic()
