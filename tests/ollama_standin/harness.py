@@ -107,7 +107,8 @@ def standin_servers(port: int) -> list[psutil.Process]:
 def write_gguf(path: Path, metadata: Mapping[str, str | int] | None = None, padding: int = 4096) -> Path:
     """A small file in GGUF v3 layout: magic, version, 0 tensors, the given metadata (strings as
     type 8, ints as uint32 type 4), then ``padding`` zero bytes standing in for weights."""
-    meta = dict(metadata or {"general.architecture": "llama", "general.name": "tiny", "general.file_type": 3})
+    meta: dict[str, str | int] = dict(metadata or {"general.architecture": "llama", "general.name": "tiny",
+                                                   "general.file_type": 3})  # fmt: skip
     out = bytearray(b"GGUF" + struct.pack("<IQQ", 3, 0, len(meta)))
     for key, value in meta.items():
         out += struct.pack("<Q", len(key.encode())) + key.encode()

@@ -1,0 +1,96 @@
+"""Ollama's own inference routes: /api/chat, /api/generate, /api/embed and /api/embeddings.
+
+Built from Ollama docs/api.md: POST /api/chat {model, messages, stream, options, format,
+keep_alive, tools} -> {model, created_at, message{role, content}, done, done_reason,
+total_duration, load_duration, prompt_eval_count, prompt_eval_duration, eval_count, eval_duration}
+(streamed: one object per piece, the last one done with the statistics; empty messages load the
+model, done_reason "load", or "unload" with keep_alive 0); POST /api/generate {model, prompt, ...}
+-> {response, context, ...}; POST /api/embed {model, input} -> {embeddings}; POST /api/embeddings
+{model, prompt} -> {embedding}.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from tests.ollama_standin.common import now_rfc3339
+from tests.ollama_standin.generation import as_int, embedding, last_user, pieces, reply_for, text_of
+from tests.ollama_standin.handler_base import BadRequest, BaseHandler
+
+
+class InferenceRoutes(BaseHandler):
+    def chat(self) -> None:
+        start = time.monotonic()
+        body = self.json_body()
+        name, _ = self.require_model(body.get("model"))
+        messages = body.get("messages") or []
+        if not isinstance(messages, list):
+            raise BadRequest(400, "messages must be a list")
+        stream = body.get("stream", True) is not False
+        options: dict[str, Any] = body["options"] if isinstance(body.get("options"), dict) else {}
+        keep_alive = body.get("keep_alive")
+        self.touch(name, keep_alive)
+        if not messages:
+            reason = "unload" if keep_alive in (0, "0", "0s", "0m") else "load"
+            self.send_json(200, {"model": name, "created_at": now_rfc3339(),
+                                 "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": True})
+            return
+        prompt_tokens = sum(len(pieces(text_of(m.get("content")))) for m in messages if isinstance(m, dict))
+        tokens, reason = reply_for(name, last_user(messages), as_int(options.get("num_predict")))
+        if not stream:
+            self.send_json(200, {"model": name, "created_at": now_rfc3339(),
+                                 "message": {"role": "assistant", "content": "".join(tokens)}, "done": True,
+                                 "done_reason": reason, **self.stats(start, prompt_tokens, len(tokens))})
+            return
+        self.start_stream("application/x-ndjson")
+        for token in tokens:
+            self.ndjson({"model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": token},
+                         "done": False})  # fmt: skip
+        self.ndjson({"model": name, "created_at": now_rfc3339(), "message": {"role": "assistant", "content": ""},
+                     "done": True, "done_reason": reason, **self.stats(start, prompt_tokens, len(tokens))})
+        self.end_stream()
+
+    def generate(self) -> None:
+        start = time.monotonic()
+        body = self.json_body()
+        name, _ = self.require_model(body.get("model"))
+        prompt = text_of(body.get("prompt"))
+        stream = body.get("stream", True) is not False
+        options: dict[str, Any] = body["options"] if isinstance(body.get("options"), dict) else {}
+        self.touch(name, body.get("keep_alive"))
+        if not prompt:
+            self.send_json(200, {"model": name, "created_at": now_rfc3339(), "response": "", "done": True,
+                                 "done_reason": "load"})
+            return
+        tokens, reason = reply_for(name, prompt, as_int(options.get("num_predict")))
+        context = [len(t) for t in pieces(prompt)][:16]
+
+        def final(response: str) -> dict[str, Any]:
+            return {"model": name, "created_at": now_rfc3339(), "response": response, "done": True,
+                    "done_reason": reason, "context": context, **self.stats(start, len(pieces(prompt)), len(tokens))}
+
+        if not stream:
+            self.send_json(200, final("".join(tokens)))
+            return
+        self.start_stream("application/x-ndjson")
+        for token in tokens:
+            self.ndjson({"model": name, "created_at": now_rfc3339(), "response": token, "done": False})
+        self.ndjson(final(""))
+        self.end_stream()
+
+    def embed(self) -> None:
+        start = time.monotonic()
+        body = self.json_body()
+        name, _ = self.require_model(body.get("model"))
+        inputs = body.get("input")
+        texts = [text_of(t) for t in inputs] if isinstance(inputs, list) else [text_of(inputs)]
+        stats = self.stats(start, sum(len(pieces(t)) for t in texts), 0)
+        self.send_json(200, {"model": name, "embeddings": [embedding(t) for t in texts],
+                             "total_duration": stats["total_duration"], "load_duration": stats["load_duration"],
+                             "prompt_eval_count": stats["prompt_eval_count"]})  # fmt: skip
+
+    def embeddings(self) -> None:
+        body = self.json_body()
+        self.require_model(body.get("model"))
+        self.send_json(200, {"embedding": embedding(text_of(body.get("prompt")))})
