@@ -1,52 +1,107 @@
-"""The backend registry: name -> "module:Class", imported only when used.
+"""The backend registry: the ``modelserve.backends`` entry-point group, nothing else.
 
-Built-in backends register exactly the way a third-party one does (an entry in the
-``modelserve.backends`` entry-point group points at a Backend subclass), so this lookup is
-exercised on every run. Importing this package imports no engine and no backend module.
+The five built-ins are entry points of the modelserve distribution itself (pyproject.toml), so
+they are found exactly the way a third-party backend is, and that path runs on every command.
+A third-party backend may not shadow a built-in name. Entries are ``module:Class`` strings,
+imported only when a backend is used: listing names imports no backend module.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.metadata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from launcher.core.errors import ConfigError
+
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from backends.base import Backend
 
-BUILTIN: dict[str, str] = {
-    "flask-transformers": "backends.flask_transformers:FlaskTransformersBackend",
-    "vllm": "backends.vllm:VLLMBackend",
-    "flask-modelscope": "backends.flask_modelscope:FlaskModelScopeBackend",
-    "ollama": "backends.ollama:OllamaBackend",
-    "fastchat": "backends.fastchat:FastChatBackend",
-}
-
 ENTRY_POINT_GROUP = "modelserve.backends"
+OWN_DISTRIBUTION = "modelserve"
+
+# Registered in-process (tests use `registered()`), after the entry points.
+_EXTRA: dict[str, str] = {}
 
 
-def registry() -> dict[str, str]:
-    """Built-ins plus third-party entry points (which may not shadow a built-in)."""
-    found = dict(BUILTIN)
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    target: str  # "module:Class"
+    distribution: str  # who registered it ("modelserve" for the built-ins)
+
+    @property
+    def builtin(self) -> bool:
+        return self.distribution == OWN_DISTRIBUTION
+
+
+def entries() -> dict[str, Entry]:
+    """Every registered backend by name: built-ins first, then third-party ones."""
+    found: dict[str, Entry] = {}
+    third: list[Entry] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        found.setdefault(ep.name, ep.value)
+        dist = ep.dist.name if ep.dist is not None else "?"
+        entry = Entry(ep.name, ep.value, dist)
+        if entry.builtin:
+            found[ep.name] = entry
+        else:
+            third.append(entry)
+    for entry in third:
+        found.setdefault(entry.name, entry)
+    for name, target in _EXTRA.items():
+        found.setdefault(name, Entry(name, target, "registered in-process"))
+    if not found:
+        raise ConfigError(
+            f"no backends are registered (the {ENTRY_POINT_GROUP!r} entry-point group is empty)",
+            "reinstall modelserve (pip install -e . in a checkout): its metadata registers the built-ins",
+        )
     return found
 
 
 def names() -> list[str]:
-    return list(registry())
+    return list(entries())
 
 
 def get(name: str) -> Backend:
-    from launcher.errors import ConfigError
-
-    target = registry().get(name)
-    if target is None:
+    entry = entries().get(name)
+    if entry is None:
         raise ConfigError(
             f"unknown backend {name!r}",
-            f"use one of: auto, {', '.join(registry())} (`modelserve backends` says which run here)",
+            f"use one of: auto, {', '.join(entries())} (`modelserve backends` says which run here)",
         )
-    module_name, _, class_name = target.partition(":")
+    module_name, _, class_name = entry.target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     backend: Backend = cls()
     return backend
+
+
+def option_models() -> dict[str, type[BaseModel]]:
+    """Backend name -> its options model, for the spec loader. A backend that cannot be
+    imported has no section (using it fails later with its import error)."""
+    models: dict[str, type[BaseModel]] = {}
+    for name in entries():
+        try:
+            models[name] = get(name).Options
+        except Exception:  # a broken plugin must not stop other deployments from loading
+            continue
+    return models
+
+
+def register(name: str, target: str) -> None:
+    """Register ``target`` ("module:Class") as backend ``name`` in this process only."""
+    _EXTRA[name] = target
+
+
+@contextmanager
+def registered(name: str, target: str) -> Iterator[None]:
+    """Register ``target`` as backend ``name`` for the duration (tests, embedding)."""
+    register(name, target)
+    try:
+        yield
+    finally:
+        _EXTRA.pop(name, None)

@@ -1,105 +1,97 @@
-"""The backend contract: a pure ``plan()`` from a Deployment to processes and probes.
+"""The backend contract: what a third-party engine implements to be served by modelserve.
 
-A backend never starts anything. It turns (deployment, resolved model, device plan, context)
-into a :class:`LaunchPlan`: ordered :class:`ProcessSpec` s with argv, env and readiness probes.
-Only ``launcher.supervisor`` starts processes, so every backend is testable without its engine.
+A backend is pure: ``plan()`` turns (deployment, resolved model, device plan, context) into a
+:class:`~launcher.core.launch.LaunchPlan` (processes with argv, env and readiness probes) and
+never starts anything. Everything else a backend owns is declared on its class:
+
+- ``Options``: a pydantic model for its own YAML section (``vllm:``, ``fastchat:``), so the shared
+  Deployment carries only what every backend uses;
+- ``capabilities``: the APIs it serves and the request features it honours;
+- ``install_hint``, ``env_spec`` (a managed environment `modelserve env create` builds),
+  ``auto`` (whether and when `-b auto` picks it);
+- ``inspect()``: facts about the installed engine, asked once per interpreter per command;
+- ``gpu_use()``: which of the planned GPUs it occupies and how much of each it claims.
+
+Built-in backends register through the ``modelserve.backends`` entry-point group exactly the way a
+third-party one does (see ``backends/__init__.py``).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.util
-import shlex
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-if TYPE_CHECKING:
-    from launcher.devices import DevicePlan
-    from launcher.models import ResolvedModel
-    from launcher.spec import Deployment
+from pydantic import BaseModel, ConfigDict
 
-ApiKind = Literal["openai", "post", "ollama"]
-ProbeKind = Literal[
-    "http-ok", "openai-models", "openai-chat", "post-llm", "ollama-version", "ollama-model",
-    "fastchat-controller", "fastchat-model",
+from launcher.core.capabilities import Capabilities
+from launcher.core.deployment import Deployment
+from launcher.core.distributions import Availability, local_distributions, probe_distributions
+from launcher.core.launch import LaunchPlan
+from launcher.core.model_ref import ResolvedModel
+from launcher.devices import DevicePlan
+from launcher.models import resolve
+
+__all__ = [
+    "AutoChoice", "Availability", "Backend", "BackendOptions", "EngineInfo", "EnvSpec", "GpuUse", "PlanContext",
+    "render_args",
 ]  # fmt: skip
 
+Report = Callable[[str], None]
+DeviceKind = Literal["cpu", "cuda"]
 
-@dataclass(frozen=True)
-class ReadinessProbe:
-    """One check a client-shaped request must pass. ``url`` is the server's base URL."""
 
-    kind: ProbeKind
-    url: str
-    model: str | None = None
-    api_key: str | None = None
-    path: str = ""
+class BackendOptions(BaseModel):
+    """Base of a backend's own settings (its YAML section). Unknown keys are errors."""
 
-    def describe(self) -> str:
-        what = {
-            "http-ok": f"GET {self.path or '/'} answers 200",
-            "openai-models": f"/v1/models lists {self.model!r}",
-            "openai-chat": "a 1-token /v1/chat/completions succeeds",
-            "post-llm": "a 1-token POST /llm/ returns the AgentScope envelope",
-            "ollama-version": "/api/version answers",
-            "ollama-model": f"/api/tags lists {self.model!r}",
-            "fastchat-controller": "the FastChat controller answers POST /list_models",
-            "fastchat-model": f"a worker has registered {self.model!r} with the controller",
-        }[self.kind]
-        return f"{what} ({self.url})"
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoOptions(BackendOptions):
+    """For a backend without settings of its own."""
 
 
 @dataclass(frozen=True)
-class ProcessSpec:
-    """One process of a deployment. ``env`` is added to the launcher's environment."""
+class EngineInfo:
+    """What ``inspect()`` found: can the engine run, and the facts ``plan()`` needs."""
 
-    role: str
-    argv: tuple[str, ...]
-    env: Mapping[str, str] = field(default_factory=dict)
-    ready: tuple[ReadinessProbe, ...] = ()
-    cwd: str | None = None
-    # Names in env whose values are secrets (API keys): never printed, rendered as "***".
-    secret_env: frozenset[str] = frozenset()
-
-    def command_line(self) -> str:
-        return shlex.join(self.argv)
+    available: Availability
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
-class ClientEndpoint:
-    """What an agent client needs to reach the server; clients.py renders it per client."""
+class AutoChoice:
+    """`-b auto` tries backends by ``priority`` (highest first) among those that run on the
+    planned device kind, and takes the first whose engine is installed."""
 
-    kind: Literal["post_api_chat", "openai_chat", "ollama_chat"]
-    url: str  # /llm/ URL, OpenAI base URL ending in /v1, or the Ollama host URL
-    model_name: str
-    api_key: str | None = None
-
-
-@dataclass(frozen=True)
-class LaunchPlan:
-    backend: str
-    api: ApiKind
-    served_model_name: str
-    processes: tuple[ProcessSpec, ...]
-    endpoints: Mapping[str, str]  # name -> URL, printed in the summary
-    clients: tuple[ClientEndpoint, ...] = ()
-    notes: tuple[str, ...] = ()  # decisions worth saying out loud ("dtype float32: CPU")
-    # True when the plan reuses a server that already runs (nothing to start or stop).
-    external: bool = False
-    # What runs the engine, for status ("entry": "python -m vllm...", "version": ...).
-    engine: Mapping[str, str] = field(default_factory=dict)
-    # Checked after Backend.after_start() (e.g. Ollama: the model is present once pulled).
-    final_probes: tuple[ReadinessProbe, ...] = ()
+    priority: int
+    devices: frozenset[DeviceKind]
 
 
 @dataclass(frozen=True)
-class Availability:
-    ok: bool
-    version: str | None = None
-    reason: str = ""
+class EnvSpec:
+    """A managed environment (`modelserve env create NAME`) built from pinned requirements."""
+
+    name: str
+    requirements: Mapping[str, str]  # variant (cpu | cuda) -> file under configs/envs/
+    # Distributions to remove after the install, per variant, and why.
+    remove: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    why_remove: str = ""
+    engine: tuple[str, ...] = ()  # distributions whose version identifies the engine
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """The GPUs a backend occupies out of a device plan, and the share of each one's total
+    memory it claims at start (None: it takes what it needs, which must be free)."""
+
+
+    devices: DevicePlan
+    claims: float | None = None
+    splits: bool = False  # the model is split across the GPUs (tensor parallel)
 
 
 @dataclass(frozen=True)
@@ -110,7 +102,7 @@ class PlanContext:
     log_dir: Path
     free_port: Callable[[], int]
     cpu_count: int = 1
-    engine: Mapping[str, Any] = field(default_factory=dict)  # Backend.inspect(python)
+    engine: Mapping[str, Any] = field(default_factory=dict)  # EngineInfo.facts
     memory_available: int = 0  # host RAM available now, bytes
     model_bytes: int = 0  # weights at the serving dtype, bytes (0: unknown)
     running: str | None = None  # Backend.find_running(): a server to reuse instead of starting one
@@ -119,40 +111,36 @@ class PlanContext:
 
 class Backend(ABC):
     name: ClassVar[str]
-    api: ClassVar[ApiKind]
+    summary: ClassVar[str] = ""
+    capabilities: ClassVar[Capabilities]
+    Options: ClassVar[type[BackendOptions]] = NoOptions
     supports_cpu: ClassVar[bool] = True
     supports_gpu: ClassVar[bool] = True
     # Python distributions the engine needs in the interpreter that runs it.
     requires: ClassVar[tuple[str, ...]] = ()
-    summary: ClassVar[str] = ""
-    # The managed environment (`modelserve env create NAME`) that carries this engine, if any.
-    env_name: ClassVar[str | None] = None
-    # Splits one model across several GPUs (tensor parallel); else it uses the first GPU only.
-    tensor_parallel: ClassVar[bool] = False
-    # Claims this share of each GPU's total memory at start (vLLM's --gpu-memory-utilization).
-    claims_gpu_share: ClassVar[bool] = False
+    install_hint: ClassVar[str] = "install the engine, or pick another backend with -b (see `modelserve backends`)"
+    env_spec: ClassVar[EnvSpec | None] = None
+    auto: ClassVar[AutoChoice | None] = None
 
-    def available(self, *, python: str | None = None, deployment: Deployment | None = None) -> Availability:
-        """Is the engine installed (in ``python``, default: this interpreter)? Never imports it.
-        ``deployment`` when there is one (it may name the engine's executable)."""
-        if python is not None:
-            return probe_distributions(python, self.requires)
-        missing = [d for d in self.requires if not _has_distribution(d)]
-        if missing:
-            return Availability(False, None, f"not installed here: {', '.join(missing)}")
-        return Availability(True, _version(self.requires[0]) if self.requires else None)
+    def options(self, deployment: Deployment) -> BackendOptions:
+        """This backend's section of the deployment, validated (defaults when absent)."""
+        return self.Options.model_validate(deployment.options.get(self.name, {}))
 
-    def inspect(self, python: str, deployment: Deployment | None = None) -> dict[str, Any]:
-        """Facts about the installed engine that plan() needs (entry point, version); no imports."""
-        return {}
+    def inspect(self, *, python: str, deployment: Deployment | None, local: bool) -> EngineInfo:
+        """Is the engine installed in ``python`` (``local``: that is this interpreter), and what
+        ``plan()`` needs to know about it. Never imports the engine. The launcher asks once per
+        interpreter per command and passes ``facts`` to ``plan()`` as ``ctx.engine``."""
+        if local:
+            return EngineInfo(local_distributions(self.requires))
+        return EngineInfo(probe_distributions(python, self.requires))
 
-    def resolve_model(
-        self, deployment: Deployment, *, prepare: bool, progress: Callable[[str], None]
-    ) -> ResolvedModel:
+    def gpu_use(self, devices: DevicePlan, deployment: Deployment) -> GpuUse:
+        """Default: the first planned GPU only, with what it needs free."""
+        return GpuUse(replace(devices, gpus=devices.gpus[:1]))
+
+    def resolve_model(self, deployment: Deployment, *, prepare: bool, progress: Report) -> ResolvedModel:
         """What ``-m`` names for this engine (default: folder, HF cache, ModelScope cache, alias)."""
-        from launcher import models
-
-        return models.resolve(deployment.model, prepare=prepare, progress=progress)
+        return resolve(deployment.model, prepare=prepare, progress=progress)
 
     def find_running(self, deployment: Deployment) -> str | None:
         """A server of this engine that already answers where the deployment would bind (to be
@@ -160,7 +148,7 @@ class Backend(ABC):
         return None
 
     def after_start(self, *, deployment: Deployment, model: ResolvedModel, launch: LaunchPlan,
-                    report: Callable[[str], None], deadline: float) -> None:  # fmt: skip
+                    report: Report, deadline: float) -> None:  # fmt: skip
         """Work once the processes answer and before the final probes (e.g. pull the model).
         ``deadline`` is a time.monotonic() value; raise a ModelserveError to fail `up`."""
         return None
@@ -171,55 +159,12 @@ class Backend(ABC):
     ) -> LaunchPlan: ...
 
 
-def _has_distribution(name: str) -> bool:
-    try:
-        importlib.metadata.version(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return importlib.util.find_spec(name.replace("-", "_")) is not None
-
-
-def _version(name: str) -> str | None:
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def probe_distributions(python: str, names: tuple[str, ...]) -> Availability:
-    """Ask another interpreter which of ``names`` it has, without importing them."""
-    import json
-    import subprocess
-
-    code = (
-        "import importlib.metadata as m, json, sys\n"
-        "out = {}\n"
-        "for n in sys.argv[1:]:\n"
-        "    try: out[n] = m.version(n)\n"
-        "    except m.PackageNotFoundError: out[n] = None\n"
-        "print(json.dumps(out))\n"
-    )
-    try:
-        proc = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return Availability(False, None, f"cannot run {python}: {exc}")
-    if proc.returncode != 0:
-        return Availability(False, None, f"{python} failed: {proc.stderr.strip()[-200:]}")
-    found: dict[str, Any] = json.loads(proc.stdout)
-    missing = [n for n, v in found.items() if v is None]
-    if missing:
-        return Availability(False, None, f"not installed in {python}: {', '.join(missing)}")
-    return Availability(True, found[names[0]] if names else None)
-
-
 def render_args(args: Mapping[str, Any]) -> list[str]:
     """``{"max_model_len": 2048, "enforce_eager": True}`` -> ``--max-model-len 2048 --enforce-eager``.
 
     Keys may be given as the engine spells them (``--max-model-len``, ``max-model-len``) or with
     underscores; False and None drop the flag; lists repeat it; dicts are passed as JSON.
     """
-    import json
-
     out: list[str] = []
     for key, value in args.items():
         flag = key if key.startswith("-") else "--" + key.replace("_", "-")

@@ -20,23 +20,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar, Literal
 
-from backends.base import (
-    ApiKind,
-    Backend,
-    ClientEndpoint,
-    LaunchPlan,
-    PlanContext,
-    ProcessSpec,
-    ReadinessProbe,
-    render_args,
-)
+from pydantic import Field
 
-if TYPE_CHECKING:
-    from launcher.devices import DevicePlan
-    from launcher.models import ResolvedModel
-    from launcher.spec import Deployment
+from backends.base import Backend, BackendOptions, EnvSpec, PlanContext, render_args
+from backends.probes import ControllerAnswers, OpenAIChatAnswers, OpenAIModelListed, WorkerRegistered
+from launcher.core.capabilities import Capabilities
+from launcher.core.deployment import Deployment
+from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
+from launcher.core.model_ref import ResolvedModel
+from launcher.devices import DevicePlan
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
 # `python -c BOOT MODULE ARGS...`: run MODULE as __main__ with the key appended from the env.
@@ -92,24 +86,42 @@ def choose_conv_template(model_dir: str | None, override: str | None) -> tuple[s
     return None, "the model's chat format matches no FastChat 0.2.36 template: FastChat picks one by path"
 
 
+class FastChatOptions(BackendOptions):
+    """FastChat's own settings (YAML section ``fastchat:``)."""
+
+    conv_template: str | None = Field(default=None, description="conversation template; default: matched to the "
+                                      "model's own chat template")  # fmt: skip
+    worker: Literal["model", "vllm"] = Field(
+        default="model", description="model: fastchat.serve.model_worker | vllm: fastchat.serve.vllm_worker"
+    )
+
+
 class FastChatBackend(Backend):
     name: ClassVar[str] = "fastchat"
-    api: ClassVar[ApiKind] = "openai"
     requires: ClassVar[tuple[str, ...]] = ("fschat",)
-    env_name: ClassVar[str | None] = "fastchat"
     summary: ClassVar[str] = "FastChat controller + model worker + OpenAI API server"
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True)
+    Options: ClassVar[type[BackendOptions]] = FastChatOptions
+    install_hint: ClassVar[str] = "modelserve env create fastchat"
+    env_spec: ClassVar[EnvSpec | None] = EnvSpec(
+        name="fastchat", requirements={"cpu": "fastchat.txt", "cuda": "fastchat.txt"}, engine=("fschat",)
+    )
+
+    def options(self, deployment: Deployment) -> FastChatOptions:
+        return FastChatOptions.model_validate(deployment.options.get(self.name, {}))
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
     ) -> LaunchPlan:
         dep = deployment
+        opts = self.options(dep)
         served = dep.served_model_name or model.served_name
         py = ctx.python
         controller_port, worker_port = ctx.free_port(), ctx.free_port()
         controller = f"http://127.0.0.1:{controller_port}"
         worker_url = f"http://127.0.0.1:{worker_port}"
         base = f"http://{dep.client_host}:{dep.port}"
-        template, template_note = choose_conv_template(model.path, dep.conv_template)
+        template, template_note = choose_conv_template(model.path, opts.conv_template)
         notes = [template_note, f"controller {controller}, worker {worker_url}"]
 
         common = {"LOGDIR": str(ctx.log_dir), "PYTHONUNBUFFERED": "1"}
@@ -127,7 +139,7 @@ class FastChatBackend(Backend):
             "conv_template": template,
         }
         worker_env = dict(common)
-        if dep.worker == "vllm":
+        if opts.worker == "vllm":
             module = "fastchat.serve.vllm_worker"
             if devices.tensor_parallel > 1:
                 worker_args["num_gpus"] = devices.tensor_parallel
@@ -162,23 +174,23 @@ class FastChatBackend(Backend):
                 "controller",
                 (py, "-m", "fastchat.serve.controller", "--host", "127.0.0.1", "--port", str(controller_port)),
                 common,
-                (ReadinessProbe("fastchat-controller", controller),),
+                (ControllerAnswers(controller),),
             ),
-            ProcessSpec("worker", tuple(worker_argv), worker_env, (ReadinessProbe("fastchat-model", controller, served),)),
+            ProcessSpec("worker", tuple(worker_argv), worker_env, (WorkerRegistered(controller, model=served),)),
             ProcessSpec(
                 "api",
                 tuple(api_argv),
                 api_env,
                 (
-                    ReadinessProbe("openai-models", base, served, dep.api_key),
-                    ReadinessProbe("openai-chat", base, served, dep.api_key),
+                    OpenAIModelListed(base, dep.api_key, model=served),
+                    OpenAIChatAnswers(base, dep.api_key, model=served),
                 ),
                 secret_env=secret,
             ),
         )
         return LaunchPlan(
             backend=self.name,
-            api=self.api,
+            api=self.capabilities.main_api,
             served_model_name=served,
             processes=processes,
             endpoints={"openai": f"{base}/v1", "controller": controller},

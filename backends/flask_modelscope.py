@@ -15,33 +15,33 @@ Facts this module relies on (shared/reference/hf-fastchat.md §4, and modelscope
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
+from backends.base import AutoChoice
 from backends.flask_transformers import FlaskTransformersBackend
+from launcher import models
+from launcher.core.deployment import Deployment
+from launcher.core.model_ref import ResolvedModel
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from launcher.models import ResolvedModel
-    from launcher.spec import Deployment
 
 class FlaskModelScopeBackend(FlaskTransformersBackend):
     name: ClassVar[str] = "flask-modelscope"
     loader: ClassVar[str] = "modelscope"
     requires: ClassVar[tuple[str, ...]] = ("modelscope", "transformers", "torch", "flask")
     summary: ClassVar[str] = "built-in Flask server, modelscope loader: POST /llm/ + OpenAI /v1"
+    install_hint: ClassVar[str] = "pip install 'modelserve[hf,modelscope]'"
+    auto: ClassVar[AutoChoice | None] = None  # asked for by name only
 
     def resolve_model(
         self, deployment: Deployment, *, prepare: bool, progress: Callable[[str], None]
     ) -> ResolvedModel:
         """A folder, an alias, or an ID looked up in the ModelScope cache before the HF cache."""
-        from launcher import models
-
         ref = deployment.model
         is_id = ref not in models.ALIASES and not Path(ref).expanduser().exists() and models.ID_RE.match(ref)
         if is_id:
             found = models.find_in_modelscope_cache(ref)
             if found is not None:
-                return models.ResolvedModel(ref, "modelscope-cache", str(found), ref, f"ModelScope cache {found}")
+                return ResolvedModel(ref, "modelscope-cache", str(found), ref, f"ModelScope cache {found}")
         return models.resolve(ref, prepare=prepare, progress=progress, caches=("modelscope", "hf"))

@@ -3,38 +3,47 @@ transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` r
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
-from backends.base import (
-    ApiKind,
-    Backend,
-    ClientEndpoint,
-    LaunchPlan,
-    PlanContext,
-    ProcessSpec,
-    ReadinessProbe,
-    render_args,
-)
+from pydantic import Field
 
-if TYPE_CHECKING:
-    from launcher.devices import DevicePlan
-    from launcher.models import ResolvedModel
-    from launcher.spec import Deployment
+from backends.base import AutoChoice, Backend, BackendOptions, PlanContext, render_args
+from backends.probes import OpenAIChatAnswers, OpenAIModelListed, PostLlmAnswers
+from launcher.core.capabilities import Capabilities
+from launcher.core.deployment import Deployment
+from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
+from launcher.core.model_ref import ResolvedModel
+from launcher.devices import DevicePlan
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
 
 
+class FlaskOptions(BackendOptions):
+    """The built-in server's own settings (YAML section ``flask-transformers:``)."""
+
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="requests batched into one generate()")
+    max_new_tokens_limit: int = Field(default=4096, ge=1, description="a larger max_new_tokens is a 400 error")
+
+
 class FlaskTransformersBackend(Backend):
     name: ClassVar[str] = "flask-transformers"
-    api: ClassVar[ApiKind] = "post"
     loader: ClassVar[str] = "transformers"
     requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask")
     summary: ClassVar[str] = "built-in Flask server, transformers loader: POST /llm/ + OpenAI /v1"
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True)
+    Options: ClassVar[type[BackendOptions]] = FlaskOptions
+    install_hint: ClassVar[str] = "pip install torch==2.13.0 && pip install 'modelserve[hf]'  (CPU torch first)"
+    # The default everywhere: it runs on any machine with torch, CPU or GPU.
+    auto: ClassVar[AutoChoice | None] = AutoChoice(priority=10, devices=frozenset({"cpu", "cuda"}))
+
+    def options(self, deployment: Deployment) -> FlaskOptions:
+        return FlaskOptions.model_validate(deployment.options.get(self.name, {}))
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
     ) -> LaunchPlan:
         dep = deployment
+        opts = self.options(dep)
         served = dep.served_model_name or model.served_name
         notes: list[str] = []
         dtype: str
@@ -62,8 +71,8 @@ class FlaskTransformersBackend(Backend):
             "--device", device,
             "--dtype", dtype,
             "--threads", str(threads),
-            "--max-batch-size", str(dep.max_batch_size),
-            "--max-new-tokens-limit", str(dep.max_new_tokens_limit),
+            "--max-batch-size", str(opts.max_batch_size),
+            "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
             "--loader", self.loader,
             *render_args(dep.backend_args),
         ]  # fmt: skip
@@ -85,13 +94,13 @@ class FlaskTransformersBackend(Backend):
 
         base = f"http://{dep.client_host}:{dep.port}"
         probes = (
-            ReadinessProbe("openai-models", base, served, dep.api_key),
-            ReadinessProbe("post-llm", base, served, dep.api_key),
-            ReadinessProbe("openai-chat", base, served, dep.api_key),
+            OpenAIModelListed(base, dep.api_key, model=served),
+            PostLlmAnswers(base, dep.api_key),
+            OpenAIChatAnswers(base, dep.api_key, model=served),
         )
         return LaunchPlan(
             backend=self.name,
-            api=self.api,
+            api=self.capabilities.main_api,
             served_model_name=served,
             processes=(ProcessSpec("server", tuple(argv), env, probes, secret_env=secret),),
             endpoints={"post": f"{base}/llm/", "openai": f"{base}/v1"},

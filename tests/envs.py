@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from filelock import FileLock
+from launcher.store.files import locked
 
 ROOT = Path(__file__).resolve().parent.parent
 ENVS_DIR = ROOT / ".cache" / "test-envs"
@@ -72,7 +72,7 @@ def ensure(name: str, log=print) -> Path:
     if stamp.exists() and stamp.read_text() == stamp_text:
         return python_of(name)
     ENVS_DIR.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(env_dir) + ".lock", timeout=1800):
+    with locked(env_dir.with_name(env_dir.name + ".lock"), timeout=1800):
         if stamp.exists() and stamp.read_text() == stamp_text:
             return python_of(name)
         shutil.rmtree(env_dir, ignore_errors=True)

@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 from typing import ClassVar
 
-from backends.base import Availability, Backend, LaunchPlan, PlanContext, ProcessSpec, ReadinessProbe
+from backends.base import Availability, Backend, EngineInfo, PlanContext
+from backends.probes import HttpOk
+from launcher.core.capabilities import Capabilities
+from launcher.core.launch import LaunchPlan, ProcessSpec
 
 PROGRAMS = Path(__file__).resolve().parent / "programs"
 
@@ -15,11 +18,11 @@ class ScriptBackend(Backend):
     """Serves ``backend_args.program`` (a file in tests/programs) with ``backend_args.args``."""
 
     name: ClassVar[str] = "script"
-    api: ClassVar = "openai"
     summary: ClassVar[str] = "test programs"
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",))
 
-    def available(self, *, python: str | None = None, deployment: object = None) -> Availability:
-        return Availability(True, "test")
+    def inspect(self, *, python: str, deployment: object, local: bool) -> EngineInfo:  # type: ignore[override]
+        return EngineInfo(Availability(True, "test"))
 
     def plan(self, *, deployment, model, devices, ctx: PlanContext) -> LaunchPlan:  # type: ignore[override]
         args = dict(deployment.backend_args)
@@ -27,7 +30,7 @@ class ScriptBackend(Backend):
         extra = [str(a) for a in args.pop("args", [])]
         argv = (sys.executable, str(program), str(deployment.port), *extra)
         base = deployment.base_url
-        probe = ReadinessProbe("http-ok", base, None, None, "/health")
+        probe = HttpOk(base, path="/health")
         return LaunchPlan(
             backend=self.name, api="openai", served_model_name=model.served_name,
             processes=(ProcessSpec("server", argv, {}, (probe,)),),
@@ -40,4 +43,4 @@ def register() -> None:
     `script_backend` fixture, which removes the entry again: a leftover would leak into others."""
     import backends
 
-    backends.BUILTIN.setdefault("script", "tests.fakes:ScriptBackend")
+    backends.register("script", "tests.fakes:ScriptBackend")

@@ -6,7 +6,7 @@ import os
 
 import psutil
 
-from launcher.state import MARKER_ENV
+from launcher.store.records import MARKER_ENV
 
 
 def with_marker(marker: str) -> list[psutil.Process]:

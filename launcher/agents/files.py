@@ -1,88 +1,25 @@
-"""Agent client configs: render the entries and merge them into the user's file safely.
+"""Agent config files, merged safely: the one writer behind `up` and `config --write`.
 
 AgentScope 0.x reads a JSON file holding one config object or a list of them, keyed by
-``config_name`` (shared/reference/agentscope-clients.md §3). Merging keeps every entry it does
-not own, replaces entries with the same ``config_name`` in place, and appends new ones. The
-file is rewritten through a temp file + rename while holding an exclusive lock, so concurrent
-writers never lose each other's entries and a reader never sees half a file. A file that is not
-valid JSON, or not a config list, is never overwritten: the caller gets the line and column.
+``config_name`` (shared/reference/agentscope-clients.md §3); AgentFabric reads an object keyed
+by model name. Merging keeps every entry it does not own, replaces entries with the same name in
+place, and appends new ones. The file is rewritten atomically while holding an exclusive lock on
+its folder, so concurrent writers never lose each other's entries and a reader never sees half a
+file. A file that is not valid JSON, or not of the expected shape, is never overwritten: the
+caller gets the line and column.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from backends.base import ClientEndpoint
-from launcher.errors import ClientConfigError
-from launcher.spec import AgentScopeSettings
-
-SUFFIX = {"post_api_chat": "post", "openai_chat": "openai", "ollama_chat": "ollama"}
-
-
-def entry_name(base: str, endpoint: ClientEndpoint) -> str:
-    return f"{base}-{SUFFIX[endpoint.kind]}"
-
-
-def agentscope_entry(endpoint: ClientEndpoint, settings: AgentScopeSettings, base: str) -> dict[str, Any]:
-    """One AgentScope 0.x model config (the fields 0.1.6 accepts; see the reference for traps)."""
-    name = entry_name(base, endpoint)
-    if endpoint.kind == "post_api_chat":
-        # model_name is required since 0.1.2 (the upstream Flask configs fail without it); it is
-        # not sent in the body. json_args must hold only generate() kwargs: the server passes
-        # them to generate().
-        json_args: dict[str, Any] = {"max_new_tokens": settings.max_tokens}
-        if settings.temperature > 0:
-            json_args.update({"temperature": settings.temperature, "do_sample": True})
-        else:
-            json_args["do_sample"] = False
-        entry: dict[str, Any] = {
-            "config_name": name,
-            "model_type": "post_api_chat",
-            "model_name": endpoint.model_name,
-            "api_url": endpoint.url,
-            "json_args": json_args,
-            # `timeout` at the top level is accepted but never used by 0.1.6; post_args is.
-            "post_args": {"timeout": settings.request_timeout},
-        }
-        if endpoint.api_key:
-            entry["headers"] = {"Authorization": f"Bearer {endpoint.api_key}"}
-        return entry
-    if endpoint.kind == "openai_chat":
-        return {
-            "config_name": name,
-            "model_type": "openai_chat",
-            "model_name": endpoint.model_name,  # sent as "model": must be the served name
-            "api_key": endpoint.api_key or "EMPTY",  # the OpenAI SDK refuses to start without one
-            "client_args": {"base_url": endpoint.url.rstrip("/") + "/", "timeout": settings.request_timeout},
-            "generate_args": {"max_tokens": settings.max_tokens, "temperature": settings.temperature},
-        }
-    if endpoint.kind == "ollama_chat":
-        # Any key beyond these reaches ollama.Client(**kwargs) and crashes it.
-        return {
-            "config_name": name,
-            "model_type": "ollama_chat",
-            "model_name": endpoint.model_name,
-            "options": {"temperature": settings.temperature, "num_predict": settings.max_tokens},
-            "keep_alive": "5m",
-            "host": endpoint.url,
-        }
-    raise ValueError(f"no AgentScope entry for {endpoint.kind}")
-
-
-def agentscope_entries(
-    endpoints: Sequence[ClientEndpoint], settings: AgentScopeSettings, base: str
-) -> list[dict[str, Any]]:
-    return [agentscope_entry(e, settings, base) for e in endpoints]
-
-
-# ---- the file -------------------------------------------------------------------------------
+from launcher.core.errors import ClientConfigError
+from launcher.store.files import create_new, locked, write_atomic
 
 
 @contextlib.contextmanager
@@ -92,18 +29,12 @@ def _locked(path: Path, option: str = "--agentscope-config") -> Iterator[None]:
     Not on the file itself: it is replaced by rename, and a lock on the old inode would not stop
     the next writer. A folder lock also leaves no lock file behind in the user's project.
     """
-    folder = path.parent
-    try:
-        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError as exc:
+    if not path.parent.is_dir():
         raise ClientConfigError(
-            f"cannot open the folder of {path}: {exc.strerror}", f"create {folder} or choose another {option}"
-        ) from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+            f"cannot open the folder of {path}: it does not exist", f"create {path.parent} or choose another {option}"
+        )
+    with locked(path.parent):
         yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _load_json(path: Path, option: str) -> Any:
@@ -179,7 +110,7 @@ def merge(
                 continue
             out.append(by_name.pop(name) if name in by_name else item)
         out.extend(e for e in entries if e["config_name"] in by_name)
-        _write_atomic(path, json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+        _write_json(path, out)
         return out
 
 
@@ -192,26 +123,13 @@ def remove_entries(path: Path, names: Sequence[str]) -> int:
         current = read_entries(path)
         kept = [e for e in current if e["config_name"] not in names]
         if len(kept) != len(current):
-            _write_atomic(path, json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+            _write_json(path, kept)
         return len(current) - len(kept)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    mode = 0o644
-    with contextlib.suppress(FileNotFoundError):
-        mode = path.stat().st_mode & 0o777
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+def _write_json(path: Path, value: Any) -> None:
+    # A merge keeps the file's mode (a file its owner made private stays private).
+    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n", mode=0o644, keep_mode=True)
 
 
 # ---- files keyed by name (AgentFabric's config/model_config.json) ----------------------------
@@ -250,7 +168,7 @@ def merge_object(path: Path, entries: dict[str, dict[str, Any]]) -> dict[str, di
     with _locked(path):
         current = read_object(path)
         current.update(entries)  # dict order: replaced keys keep their place, new ones go last
-        _write_atomic(path, json.dumps(current, indent=2, ensure_ascii=False) + "\n")
+        _write_json(path, current)
         return current
 
 
@@ -260,31 +178,18 @@ def write_new(path: Path, text: str, *, mode: int = 0o644) -> bool:
     anything else (for content that cannot be merged: Python snippets, env lines)."""
     path = path.absolute()
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise ClientConfigError(f"cannot write to {path.parent}: {exc.strerror}", "choose another --write path") from None
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        try:
-            os.link(tmp, path)  # atomic, and fails instead of replacing an existing file
-        except FileExistsError:
-            with contextlib.suppress(OSError):
-                if path.read_text() == text:
-                    return False
-            raise ClientConfigError(
-                f"{path} exists and this format cannot be merged into a file; it was left untouched",
-                "choose a new --write path, or delete the file first",
-            ) from None
-        except OSError as exc:  # e.g. a file system without hard links
-            raise ClientConfigError(f"cannot create {path}: {exc.strerror}", "choose another --write path") from None
-        return True
-    finally:
+        create_new(path, text, mode=mode)
+    except FileExistsError:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            if path.read_text() == text:
+                return False
+        raise ClientConfigError(
+            f"{path} exists and this format cannot be merged into a file; it was left untouched",
+            "choose a new --write path, or delete the file first",
+        ) from None
+    except OSError as exc:  # a missing folder, or a file system without hard links
+        raise ClientConfigError(f"cannot create {path}: {exc.strerror}", "choose another --write path") from None
+    return True
 
 
 def remove_object_entries(path: Path, names: Sequence[str]) -> int:
@@ -296,5 +201,5 @@ def remove_object_entries(path: Path, names: Sequence[str]) -> int:
         current = read_object(path)
         kept = {k: v for k, v in current.items() if k not in names}
         if len(kept) != len(current):
-            _write_atomic(path, json.dumps(kept, indent=2, ensure_ascii=False) + "\n")
+            _write_json(path, kept)
         return len(current) - len(kept)

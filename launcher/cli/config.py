@@ -1,5 +1,5 @@
 """``modelserve config NAME --format F [--write PATH]``: a running deployment's agent client
-config, printed or merged into a file (registered on the group in ``cli.py``)."""
+config, printed or merged into a file."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from typing import cast
 
 import click
 
-from launcher import state
-from launcher.client_formats import ENDPOINTS, FORMATS, RenderedConfig
+from launcher.agents.agentscope import ENDPOINTS
+from launcher.agents.rendered import FORMATS, Format
+from launcher.cli.app import main
 
 WRITE_HELP = ("Merge into this file instead of printing (agentscope, agentfabric: by entry name, atomically, "
               "keeping other entries); other formats are written only to a new file.")  # fmt: skip
 
 
-@click.command("config")
+@main.command("config")
 @click.argument("name")
 @click.option("-f", "--format", "fmt", required=True, type=click.Choice(FORMATS), help="Which client to configure.")
 @click.option("-w", "--write", "write_path", type=click.Path(dir_okay=False, path_type=Path), help=WRITE_HELP)
@@ -37,23 +38,12 @@ def config_command(name: str, fmt: str, write_path: Path | None, endpoint: str |
     modelserve config smollm2-135m -f agentscope-v2 --write model_v2.py
     set -a; eval "$(modelserve config smollm2-135m -f openai-env)"; set +a
     """
-    from launcher import client_formats
-    from launcher.spec import AgentScopeSettings
+    from launcher.lifecycle import clients
+    from launcher.store import records
 
-    record = state.load(name)
-    given = {"max_tokens": max_tokens, "temperature": temperature, "request_timeout": request_timeout}
-    # The settings `up` wrote its entries with, unless flags say otherwise.
-    base_settings = {k: v for k, v in record.agentscope.items() if k in given}
-    settings = AgentScopeSettings.model_validate({**base_settings, **{k: v for k, v in given.items() if v is not None}})
-    written = [n for c in record.clients if c.kind == "agentscope" for n in c.names]
-    rendered = client_formats.render(
-        cast("client_formats.Format", fmt),
-        record.endpoints_for_clients(),
-        settings,
-        deployment=record.name,
-        base=config_name or client_formats.entry_base(record.name, written),
-        only=endpoint,
-    )
+    record = records.load(name)
+    rendered = clients.config_for(record, cast(Format, fmt), only=endpoint, config_name=config_name,
+                                  max_tokens=max_tokens, temperature=temperature, request_timeout=request_timeout)  # fmt: skip
     if record.status != "ready":
         click.secho(f"note: deployment {name!r} is {record.status}, not ready yet", fg="yellow", err=True)
     for note in rendered.notes:
@@ -61,42 +51,4 @@ def config_command(name: str, fmt: str, write_path: Path | None, endpoint: str |
     if write_path is None:
         click.echo(rendered.text, nl=False)  # the text ends with its own newline
     else:
-        click.echo(write(rendered, write_path))
-        _remember(record, rendered, write_path)
-
-
-def _remember(record: state.DeploymentRecord, rendered: RenderedConfig, path: Path) -> None:
-    """Merged entries are recorded, so `down --forget-config` removes them as it does up's."""
-
-    if rendered.write_mode == "merge-list":
-        names, kind = [e["config_name"] for e in rendered.entries], "agentscope"
-    elif rendered.write_mode == "merge-object":
-        names, kind = list(rendered.named), "agentfabric"
-    else:
-        return
-    target = str(path.expanduser().absolute())
-    kept = [c for c in record.clients if not (c.kind == kind and c.path == target)]
-    record.clients = [*kept, state.ClientRecord(kind, target, names)]
-    state.save(record)
-
-
-def write(rendered: RenderedConfig, path: Path) -> str:
-    """Merge or create ``path``; returns what was done, for the user."""
-    from launcher import clients
-    from launcher.errors import ClientConfigError
-
-    path = path.expanduser().absolute()
-    if not path.parent.is_dir():
-        raise ClientConfigError(f"the folder {path.parent} does not exist", "create it or choose another --write path")
-    if rendered.write_mode == "merge-list":
-        merged = clients.merge(path, rendered.entries, option="--write")
-        names = [e["config_name"] for e in rendered.entries]
-        return f"merged {', '.join(names)} into {path} ({len(merged) - len(names)} other entries kept)"
-    if rendered.write_mode == "merge-object":
-        merged_named = clients.merge_object(path, rendered.named)
-        kept = len(merged_named) - len(rendered.named)
-        return f"merged {', '.join(rendered.named)} into {path} ({kept} other entries kept)"
-    # A key in a new file is readable by its owner only (merged files keep their mode, as `up` does).
-    if clients.write_new(path, rendered.text, mode=0o600 if rendered.holds_secret else 0o644):
-        return f"wrote {path}"
-    return f"{path} already holds this config; left as is"
+        click.echo(clients.write(record, rendered, write_path))

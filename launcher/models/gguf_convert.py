@@ -1,6 +1,6 @@
 """Convert a llama-family GGUF file into a plain Transformers folder.
 
-Run as its own process (``python -m launcher.gguf_convert GGUF OUT``): it imports torch,
+Run as its own process (``python -m launcher.models.gguf_convert GGUF OUT``): it imports torch,
 transformers and gguf, which the launcher itself never does. Progress goes to stdout as
 ``[step/total] text`` lines so the parent can show it.
 

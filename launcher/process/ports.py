@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from launcher.errors import ConfigError, PortInUse
+from launcher.core.errors import ConfigError, PortInUse
 
 
 @dataclass(frozen=True)

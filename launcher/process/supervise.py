@@ -1,33 +1,64 @@
-"""`modelserve run`: the same start as `up`, then supervision in the foreground.
+"""Foreground supervision (`modelserve run`): keep one deployment answering until told to stop.
 
 - SIGTERM / SIGINT: stop every process gracefully (TERM, bounded wait, KILL) and exit 0. A second
   SIGINT stops at once with SIGKILL. The handlers only record the signal; the loop acts on it.
 - A process that dies after readiness: the whole deployment is stopped and started again after
   a backoff (1 s, doubling, at most 60 s; reset after a stable minute). More than
-  ``restart_limit`` failures within ``restart_window`` seconds: give up and exit 16, so
-  systemd's own Restart= policy decides what happens next.
+  ``limit`` failures within ``window`` seconds: give up and raise RestartsExhausted (exit 16),
+  so systemd's own Restart= policy decides what happens next.
 - Under systemd (NOTIFY_SOCKET): STATUS= while loading, READY=1 only once the readiness probes
   pass, WATCHDOG=1 every half WATCHDOG_USEC while the endpoint answers (a hung server stops the
   pings and systemd acts), STOPPING=1 on stop.
+
+The deployment is a :class:`Target`; the clock, sleeping and signals are injected, so tests run
+whole restart histories against scripted targets in milliseconds.
 """
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Protocol
 
-from launcher import health, lifecycle, state
-from launcher.errors import RestartsExhausted, StartupCancelled
-from launcher.notify import Notifier
-from launcher.spec import LoadedSpec
-from launcher.supervisor import Supervisor
+from launcher.core.errors import RestartsExhausted, StartupCancelled
+from launcher.process.notify import Notifier
 
 Report = Callable[[str], None]
+
+
+class Target(Protocol):
+    """One deployment as the supervisor drives it."""
+
+    name: str
+    base_url: str
+    stop_timeout: float
+
+    def start(self, *, report: Report, cancelled: Callable[[], bool]) -> float:
+        """Start every process and wait until the probes pass; seconds until ready. Raises
+        StartupCancelled when ``cancelled()`` turns true, a ModelserveError when it fails."""
+        ...
+
+    def exited(self) -> tuple[str, int] | None:
+        """(role, exit code) of a process that has exited, else None."""
+        ...
+
+    def healthy(self) -> bool:
+        """The cheap readiness probes pass (no token generation)."""
+        ...
+
+    def stop(self, *, timeout: float, interrupt: Callable[[], bool] | None = None) -> None: ...
+
+    def note(self, *, status: str, restarts: int, last_exit: str | None) -> None:
+        """Persist what `modelserve status` shows about this run."""
+        ...
+
+    def forget(self) -> None:
+        """Remove the deployment's record (after its processes are stopped)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -40,87 +71,69 @@ class RestartPolicy:
 
 
 @dataclass
-class RunState:
-    signals: list[int] = field(default_factory=list)
-    restarts: int = 0
-    failures: deque[float] = field(default_factory=deque)
-    last_exit: str | None = None
+class Signals:
+    """Signals received, recorded by the handlers and acted on by the loop."""
+
+    received: list[int] = field(default_factory=list)
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self.on_signal)
+        signal.signal(signal.SIGINT, self.on_signal)
+
+    def on_signal(self, signum: int, frame: FrameType | None = None) -> None:
+        self.received.append(signum)
+
+    def stop_requested(self) -> bool:
+        return bool(self.received)
+
+    def forced(self) -> bool:
+        return self.received.count(signal.SIGINT) >= 2
 
 
-class ForegroundRunner:
+class Supervisor:
     def __init__(
         self,
-        loaded: LoadedSpec,
+        target: Target,
         *,
-        supervisor: Supervisor | None = None,
-        notifier: Notifier | None = None,
-        policy: RestartPolicy | None = None,
-        report: Report = lifecycle._stderr,
+        policy: RestartPolicy,
+        notifier: Notifier,
+        signals: Signals,
+        report: Report,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         poll_interval: float = 0.5,
     ) -> None:
-        self.loaded = loaded
-        self.dep = loaded.deployment
-        self.sup = supervisor or Supervisor()
-        self.notifier = notifier or Notifier()
-        self.policy = policy or RestartPolicy(limit=self.dep.restart_limit, window=self.dep.restart_window)
+        self.target = target
+        self.policy = policy
+        self.notifier = notifier
+        self.signals = signals
         self.report = report
         self.clock = clock
         self.sleep = sleep
         self.poll_interval = poll_interval
-        self.st = RunState()
-        self.session: lifecycle.Session | None = None
+        self.restarts = 0
+        self.failures: deque[float] = deque()
+        self.last_exit: str | None = None
         self._shut_down = False
 
-    # -- signals: record only ------------------------------------------------------------------
+    # -- the first start ------------------------------------------------------------------------
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.st.signals.append(signum)
-
-    @property
-    def s(self) -> lifecycle.Session:
-        if self.session is None:
-            raise RuntimeError("no session: run() starts one")
-        return self.session
-
-    def _stop_requested(self) -> bool:
-        return bool(self.st.signals)
-
-    def _forced(self) -> bool:
-        return self.st.signals.count(signal.SIGINT) >= 2
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self._on_signal)
-        signal.signal(signal.SIGINT, self._on_signal)
-
-    # -- the run -------------------------------------------------------------------------------
-
-    def run(self) -> int:
-        """Start, supervise until a signal, stop. Returns the process exit code."""
-        self.install_signal_handlers()
-        name = self.dep.deployment_name
-        with state.locked(name):
-            self.session = lifecycle.begin(self.dep, report=self.report, mode="foreground")
-            self.session.record.supervisor_pid = os.getpid()
-            try:
-                ready = self._start()
-                lifecycle.write_clients(self.session)
-                state.save(self.s.record)
-            except StartupCancelled:
-                self._shutdown("stopped while starting")
-                return 0
-            except BaseException:
-                self.notifier.stopping("failed to start")
-                lifecycle.abort(self.session, self.sup)
-                raise
-        self.notifier.ready(f"serving {self.s.record.base_url} (ready after {ready:.0f} s)")
-        self.report(f"ready: {name} answered after {ready:.1f} s; supervising (Ctrl-C stops)")
+    def start(self) -> float | None:
+        """Start and wait until ready: the seconds it took, or None when a signal stopped it
+        (everything is stopped and forgotten then). On failure everything is stopped and
+        forgotten, and the error propagates."""
         try:
-            return self._supervise()
+            return self._start()
+        except StartupCancelled:
+            self.shutdown("stopped while starting")
+            return None
         except BaseException:
-            self._shutdown("stopping after an error")
+            self.shutdown("failed to start")
             raise
+
+    def announce_ready(self, ready: float) -> None:
+        self.notifier.ready(f"serving {self.target.base_url} (ready after {ready:.0f} s)")
+        self.report(f"ready: {self.target.name} answered after {ready:.1f} s; supervising (Ctrl-C stops)")
 
     def _start(self) -> float:
         started_at = self.clock()
@@ -135,12 +148,19 @@ class ForegroundRunner:
                 self.notifier.status(f"loading model... {now - started_at:.0f} s")
 
         self.notifier.status("starting")
-        ready = lifecycle.start_processes(self.s, self.sup, report=report, cancelled=self._stop_requested)
-        record = self.s.record
-        record.status, record.ready_seconds = "ready", round(ready, 2)
-        record.restarts, record.last_exit = self.st.restarts, self.st.last_exit
-        state.save(record)
+        ready = self.target.start(report=report, cancelled=self.signals.stop_requested)
+        self.target.note(status="ready", restarts=self.restarts, last_exit=self.last_exit)
         return ready
+
+    # -- supervision ----------------------------------------------------------------------------
+
+    def supervise(self) -> int:
+        """Watch until a signal (exit code 0) or until restarts are exhausted (raises)."""
+        try:
+            return self._supervise()
+        except BaseException:
+            self.shutdown("stopping after an error")
+            raise
 
     def _supervise(self) -> int:
         backoff = self.policy.backoff_initial
@@ -148,75 +168,78 @@ class ForegroundRunner:
         watchdog_every = self.notifier.watchdog_interval
         next_ping = self.clock()
         while True:
-            if self._stop_requested():
-                self._shutdown("stopping")
+            if self.signals.stop_requested():
+                self.shutdown("stopping")
                 return 0
-            dead = [(s.role, code) for s in self.s.started if (code := s.poll()) is not None]
-            if dead:
-                role, code = dead[0]
-                self.st.last_exit = f"the {role} process exited with code {code}"
+            dead = self.target.exited()
+            if dead is not None:
+                role, code = dead
+                self.last_exit = f"the {role} process exited with code {code}"
                 if self.clock() - up_since >= self.policy.stable_after:
                     backoff = self.policy.backoff_initial
                 if not self._restart(backoff):
                     return 0  # a signal arrived during the backoff or the restart
                 backoff = min(backoff * 2, self.policy.backoff_max)
-                up_since = self.clock()
-                next_ping = self.clock()
+                up_since = next_ping = self.clock()
                 continue
             if watchdog_every is not None and self.clock() >= next_ping:
                 # Ping only while the endpoint really answers: a hung server must stop the pings.
-                if health.check_all(lifecycle._probes(self.s.record, cheap=True), timeout=5.0).ok:
+                if self.target.healthy():
                     self.notifier.watchdog()
                 next_ping = self.clock() + watchdog_every
             self.sleep(self.poll_interval)
 
-    def _restart(self, backoff: float) -> bool:
-        """Stop the rest of the deployment, wait ``backoff``, start again. False: stopped instead."""
+    def _count_failure(self) -> None:
         now = self.clock()
-        self.st.failures.append(now)
-        while self.st.failures and now - self.st.failures[0] > self.policy.window:
-            self.st.failures.popleft()
-        self.st.restarts += 1
-        record = self.s.record
-        record.restarts, record.last_exit, record.status = self.st.restarts, self.st.last_exit, "restarting"
-        if len(self.st.failures) > self.policy.limit:
-            why = (f"{self.st.last_exit}; {len(self.st.failures)} failures within {self.policy.window:.0f} s: "
-                   "giving up")  # fmt: skip
+        self.failures.append(now)
+        while self.failures and now - self.failures[0] > self.policy.window:
+            self.failures.popleft()
+        self.restarts += 1
+        self.target.note(status="restarting", restarts=self.restarts, last_exit=self.last_exit)
+        if len(self.failures) > self.policy.limit:
+            why = f"{self.last_exit}; {len(self.failures)} failures within {self.policy.window:.0f} s: giving up"
             self.report(why)
-            self._shutdown(why)
+            self.shutdown(why)
             raise RestartsExhausted(why, "read `modelserve logs`; systemd's Restart= policy applies from here")
-        self.report(f"{self.st.last_exit}; restart {self.st.restarts} in {backoff:.0f} s")
-        self.notifier.status(f"{self.st.last_exit}; restarting in {backoff:.0f} s (restart {self.st.restarts})")
-        self.sup.stop([s.record() for s in self.s.started], marker=record.marker, timeout=self.dep.stop_timeout)
-        self.s.started.clear()
-        state.save(record)
-        deadline = self.clock() + backoff
-        while self.clock() < deadline:  # interruptible backoff
-            if self._stop_requested():
-                self._shutdown("stopping")
+
+    def _restart(self, backoff: float) -> bool:
+        """Stop the rest of the deployment, wait ``backoff``, start again; a failed start counts
+        as one more failure and backs off further. False: a signal stopped it instead."""
+        while True:
+            self._count_failure()
+            self.report(f"{self.last_exit}; restart {self.restarts} in {backoff:.0f} s")
+            self.notifier.status(f"{self.last_exit}; restarting in {backoff:.0f} s (restart {self.restarts})")
+            self.target.stop(timeout=self.target.stop_timeout)
+            if not self._wait(backoff):
+                self.shutdown("stopping")
+                return False
+            try:
+                ready = self._start()
+            except StartupCancelled:
+                self.shutdown("stopping")
+                return False
+            except Exception as exc:
+                self.last_exit = f"restart failed: {str(exc).splitlines()[0]}"
+                backoff = min(backoff * 2, self.policy.backoff_max)
+                continue
+            self.notifier.status(f"serving {self.target.base_url} (restarted after {ready:.0f} s)")
+            return True
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds`` unless a stop is requested first (then False)."""
+        deadline = self.clock() + seconds
+        while self.clock() < deadline:
+            if self.signals.stop_requested():
                 return False
             self.sleep(min(0.1, max(0.0, deadline - self.clock())))
-        try:
-            ready = self._start()
-        except StartupCancelled:
-            self._shutdown("stopping")
-            return False
-        except Exception as exc:  # a failed restart counts as one more failure
-            self.st.last_exit = f"restart failed: {str(exc).splitlines()[0]}"
-            self.sup.stop([s.record() for s in self.s.started], marker=record.marker, timeout=self.dep.stop_timeout)
-            self.s.started.clear()
-            return self._restart(min(backoff * 2, self.policy.backoff_max))
-        self.notifier.status(f"serving {record.base_url} (restarted after {ready:.0f} s)")
-        return True
+        return not self.signals.stop_requested()
 
-    def _shutdown(self, status: str) -> None:
-        if self.session is None or self._shut_down:
+    def shutdown(self, status: str) -> None:
+        """Stop everything and forget the record, once (later calls do nothing)."""
+        if self._shut_down:
             return  # once: the reason given first (e.g. "giving up") is the one systemd shows
         self._shut_down = True
         self.notifier.stopping(status)
-        timeout = 0.5 if self._forced() else self.dep.stop_timeout
-        if self.s.started:
-            self.sup.stop([s.record() for s in self.s.started], marker=self.s.record.marker,
-                          timeout=timeout, interrupt=self._forced)  # fmt: skip
-            self.s.started.clear()
-        state.remove(self.s.record.name)
+        timeout = 0.5 if self.signals.forced() else self.target.stop_timeout
+        self.target.stop(timeout=timeout, interrupt=self.signals.forced)
+        self.target.forget()

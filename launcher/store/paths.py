@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from launcher.core.errors import ConfigError
+
 
 def home() -> Path:
     env = os.environ.get("MODELSERVE_HOME")
@@ -59,8 +61,6 @@ def config_dirs() -> list[Path]:
 
 
 def find_deployment_file(name: str) -> Path:
-    from launcher.errors import ConfigError
-
     for folder in config_dirs():
         for suffix in (".yaml", ".yml"):
             candidate = folder / f"{name}{suffix}"

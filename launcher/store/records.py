@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from filelock import FileLock, Timeout
-
-if TYPE_CHECKING:
-    from backends.base import ClientEndpoint
-
-from launcher import paths
-from launcher.errors import AlreadyRunning, DeploymentNotFound
+from launcher.core.errors import AlreadyRunning, DeploymentNotFound
+from launcher.core.launch import ClientEndpoint
+from launcher.core.probe import Probe, from_dict
+from launcher.store import paths
+from launcher.store.files import LockTimeout, write_atomic
+from launcher.store.files import locked as file_locked
 
 STATE_VERSION = 1
 MARKER_ENV = "MODELSERVE_DEPLOYMENT_ID"
@@ -81,11 +78,17 @@ class DeploymentRecord:
     agentscope: dict[str, Any] = field(default_factory=dict)  # the AgentScopeSettings up wrote with
     supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
 
-    def endpoints_for_clients(self) -> list[ClientEndpoint]:
-        from backends.base import ClientEndpoint
-
-        return [ClientEndpoint(**e) for e in self.client_endpoints]  # type: ignore[arg-type]
     version: int = STATE_VERSION
+
+    def endpoints_for_clients(self) -> list[ClientEndpoint]:
+        return [ClientEndpoint(**e) for e in self.client_endpoints]  # type: ignore[arg-type]
+
+    def readiness_probes(self, *, cheap: bool = False) -> list[Probe]:
+        """The probes `up` passed, to ask again. ``cheap``: leave out the ones that generate
+        tokens (status asks many deployments), unless nothing else is left."""
+        probes = [from_dict(p) for p in self.probes]
+        light = [p for p in probes if not p.generates]
+        return (light or probes) if cheap else probes
 
     @property
     def pid(self) -> int | None:
@@ -114,18 +117,8 @@ def state_file(name: str) -> Path:
 def save(record: DeploymentRecord) -> None:
     target = state_file(record.name)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".state-", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(record.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # 0600 whatever was there before: the record may hold the API key.
+    write_atomic(target, record.to_json(), mode=0o600, keep_mode=False)
 
 
 def load(name: str) -> DeploymentRecord:
@@ -170,15 +163,13 @@ def locked(name: str, timeout: float = 5.0) -> Iterator[None]:
     """Serialise up/down of one deployment name across processes."""
     root = paths.deployments_dir()
     root.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(root / f".{name}.lock"))
+    lock = contextlib.ExitStack()
     try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
+        lock.enter_context(file_locked(root / f".{name}.lock", timeout=timeout))
+    except LockTimeout:
         raise AlreadyRunning(
             f"another modelserve command is starting or stopping {name!r} right now",
             "wait for it to finish, or use another --name",
         ) from None
-    try:
+    with lock:
         yield
-    finally:
-        lock.release()

@@ -9,12 +9,13 @@ config folders writable under ProtectSystem=strict.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from launcher.spec import Deployment
+from launcher.core.deployment import Deployment
 
 HOME_ROOTS = ("/home", "/root", "/run/user")
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
@@ -203,6 +204,14 @@ def render_template(exe: str, version: str = "") -> File:
         "",
     ]
     return File("modelserve@.service", "\n".join(lines))
+
+
+def unit_dir(*, user_unit: bool) -> Path:
+    """Where systemd looks for units: the user's folder, or the system's (MODELSERVE_SYSTEMD_DIR
+    overrides it, for tests and packaging)."""
+    if user_unit:
+        return Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "systemd" / "user"
+    return Path(os.environ.get("MODELSERVE_SYSTEMD_DIR", "/etc/systemd/system"))
 
 
 def systemctl_lines(unit: str, *, user_unit: bool, env: Mapping[str, str] | None = None) -> list[str]:

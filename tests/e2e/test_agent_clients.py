@@ -39,7 +39,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import ports
+from launcher.process import ports
 from tests import envs
 from tests.e2e.conftest import ask_agentscope, modelserve_cmd
 
@@ -174,14 +174,14 @@ def test_ollama_endpoints_through_the_native_clients(agentscope_python: str, age
     Ollama deployment leaves (its native API and its /v1)."""
     from dataclasses import asdict
 
-    from backends.base import ClientEndpoint
-    from launcher import state
+    from launcher.core.launch import ClientEndpoint
+    from launcher.store import records
     from tests.ollama_standin.harness import post_json, running_standin
 
     port, tag = ports.free_port(), "qwen2.5:0.5b"
     host = f"http://127.0.0.1:{port}"
     endpoints = [ClientEndpoint("ollama_chat", host, tag), ClientEndpoint("openai_chat", f"{host}/v1", tag)]
-    state.save(state.DeploymentRecord(
+    records.save(records.DeploymentRecord(
         name="ollama-demo", backend="ollama", api="ollama", model=tag, model_path=None, served_model_name=tag,
         host="127.0.0.1", port=port, base_url=host, endpoints={}, marker="x", started_at=0, log_dir=str(tmp_path),
         status="ready", external=True, client_endpoints=[asdict(e) for e in endpoints]))  # fmt: skip

@@ -11,7 +11,7 @@ import psutil
 import pytest
 import requests
 
-from launcher import ports
+from launcher.process import ports
 from tests.e2e.conftest import ask_agentscope
 from tests.procs import with_marker
 

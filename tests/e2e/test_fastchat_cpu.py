@@ -12,7 +12,7 @@ import psutil
 import pytest
 import requests
 
-from launcher import ports
+from launcher.process import ports
 from tests.e2e.conftest import ask_agentscope
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]

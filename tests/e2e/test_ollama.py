@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import ports
+from launcher.process import ports
 from tests.e2e.conftest import ask_agentscope, modelserve_cmd
 from tests.ollama_standin.harness import env_with_standin, standin_servers
 from tests.procs import with_marker

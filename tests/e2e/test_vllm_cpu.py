@@ -14,8 +14,8 @@ import psutil
 import pytest
 import requests
 
-from launcher import ports
-from launcher.state import MARKER_ENV
+from launcher.process import ports
+from launcher.store.records import MARKER_ENV
 from tests.e2e.conftest import ask_agentscope
 from tests.procs import carries_marker, of_deployment
 

@@ -8,8 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from launcher import devices, lifecycle, render, spec, state
-from launcher.errors import DeviceError
+from launcher import devices
+from launcher.cli import output
+from launcher.core.errors import DeviceError
+from launcher.core.spec import LoadedSpec
+from launcher.lifecycle import prepare as preparing
+from launcher.lifecycle import specs
+from launcher.lifecycle import up as starting
+from launcher.store import records
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
 
@@ -36,28 +42,28 @@ def llama7b(tmp_path: Path) -> Path:
     return folder
 
 
-def load(tmp_path: Path, **values: object) -> spec.LoadedSpec:
+def load(tmp_path: Path, **values: object) -> LoadedSpec:
     lines = [f"{k}: {v}" for k, v in values.items()] + ["agentscope:", f"  config: {tmp_path / 'cfg.json'}"]
     path = tmp_path / "dep.yaml"
     path.write_text("\n".join(lines) + "\n")
-    return spec.load(path)
+    return specs.load(path)
 
 
 def test_up_refuses_before_starting_anything(tmp_path: Path, two_t4: list[devices.Gpu], llama7b: Path) -> None:
     loaded = load(tmp_path, model=llama7b, backend="flask-transformers", device="cuda", port=8123)
     with pytest.raises(DeviceError) as err:
-        lifecycle.up(loaded, report=lambda _: None)
+        starting.up(loaded, report=lambda _: None)
     text = str(err.value)
     assert "the model needs ~16.2 GiB per GPU" in text and "GPU 0 has 14.6 GiB free" in text
     assert "--force" in text
     assert err.value.exit_code == 12
-    assert state.list_all() == [] and not (tmp_path / "msh" / "deployments" / "llama-2-7b-chat-hf" / "logs").exists()
+    assert records.list_all() == [] and not (tmp_path / "msh" / "deployments" / "llama-2-7b-chat-hf" / "logs").exists()
     assert not (tmp_path / "cfg.json").exists()
 
 
 def test_force_gets_past_the_check(tmp_path: Path, two_t4: list[devices.Gpu], llama7b: Path) -> None:
     loaded = load(tmp_path, model=llama7b, backend="flask-transformers", device="cuda", force="true")
-    prep = lifecycle.prepare(loaded.deployment, report=lambda _: None)
+    prep = preparing.prepare(loaded.deployment, report=lambda _: None)
     assert prep.fit is not None and not prep.fit.fits
     assert prep.launch.processes[0].env["CUDA_VISIBLE_DEVICES"] == "0"  # the T4 with more free memory
 
@@ -65,7 +71,7 @@ def test_force_gets_past_the_check(tmp_path: Path, two_t4: list[devices.Gpu], ll
 def test_dry_run_shows_the_verdict_and_the_tp_problem(tmp_path: Path, eight_a100: list[devices.Gpu],
                                                       llama7b: Path) -> None:  # fmt: skip
     loaded = load(tmp_path, model=llama7b, backend="vllm", device="cuda", gpus=3)
-    text = render.plan_text(loaded, lifecycle.prepare(loaded.deployment, dry_run=True, report=lambda _: None))
+    text = output.plan_text(loaded, preparing.prepare(loaded.deployment, dry_run=True, report=lambda _: None))
     assert "memory: tensor parallel 3 does not divide the model's 32 attention heads" in text
     assert "devices: GPU 1" in text and "GPU 3" in text and "GPU 6" in text  # the three freest A100s
 
@@ -74,6 +80,6 @@ def test_vllm_on_a_busy_gpu_is_refused_with_the_utilization_reason(
     tmp_path: Path, eight_a100: list[devices.Gpu], llama7b: Path
 ) -> None:
     loaded = load(tmp_path, model=llama7b, backend="vllm", device="cuda:2", max_model_len=2048)
-    prep = lifecycle.prepare(loaded.deployment, dry_run=True, report=lambda _: None)
+    prep = preparing.prepare(loaded.deployment, dry_run=True, report=lambda _: None)
     assert prep.fit is not None and not prep.fit.fits
     assert "GPU 2 has 39.5 GiB free, less than the 0.90 x 80.0 GiB" in prep.fit.message

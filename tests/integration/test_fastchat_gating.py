@@ -13,8 +13,14 @@ import psutil
 import pytest
 import yaml
 
-from launcher import lifecycle, ports, spec, state
-from launcher.errors import ReadinessTimeout, StartupFailed
+from launcher.core.errors import ReadinessTimeout, StartupFailed
+from launcher.core.spec import LoadedSpec
+from launcher.lifecycle import down as stopping
+from launcher.lifecycle import specs
+from launcher.lifecycle import status as querying
+from launcher.lifecycle import up as starting
+from launcher.process import ports
+from launcher.store import records
 
 FAKE = Path(__file__).resolve().parents[1] / "programs" / "fake_fastchat"
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
@@ -38,13 +44,13 @@ def chatml_model(tmp_path: Path) -> Path:
     return folder
 
 
-def load(tmp_path: Path, python: str, model: Path, mode: str = "", **extra: object) -> spec.LoadedSpec:
+def load(tmp_path: Path, python: str, model: Path, mode: str = "", **extra: object) -> LoadedSpec:
     values = {"model": str(model), "name": "fc", "backend": "fastchat", "device": "cpu", "python": python,
               "port": ports.free_port(), "served_model_name": "org/some-chat-model", "timeout": 30,
               "env": {"FAKE_FASTCHAT": mode}, "agentscope": {"config": None}, **extra}  # fmt: skip
     path = tmp_path / "fc.yaml"
     path.write_text(yaml.safe_dump(values))
-    return spec.load(path)
+    return specs.load(path)
 
 
 def logs(tmp_path: Path) -> Path:
@@ -52,7 +58,7 @@ def logs(tmp_path: Path) -> Path:
 
 
 def test_three_processes_in_order_then_down(tmp_path: Path, fake_python: str, chatml_model: Path) -> None:
-    result = lifecycle.up(load(tmp_path, fake_python, chatml_model), report=lambda _: None)
+    result = starting.up(load(tmp_path, fake_python, chatml_model), report=lambda _: None)
     rec = result.record
     assert [p.role for p in rec.processes] == ["controller", "worker", "api"]
     assert [p.create_time for p in rec.processes] == sorted(p.create_time for p in rec.processes)
@@ -61,9 +67,9 @@ def test_three_processes_in_order_then_down(tmp_path: Path, fake_python: str, ch
     assert worker_argv[worker_argv.index("--model-names") + 1] == "org/some-chat-model"
     assert worker_argv[worker_argv.index("--conv-template") + 1] == "qwen-7b-chat"
     assert "Register done" in (logs(tmp_path) / "worker.log").read_text()
-    assert lifecycle.log_path("fc", "worker") == logs(tmp_path) / "worker.log"
+    assert querying.log_path("fc", "worker") == logs(tmp_path) / "worker.log"
     pids = [p.pid for p in rec.processes]
-    (down,) = lifecycle.down(["fc"])
+    (down,) = stopping.down(["fc"])
     assert not down.report.killed
     assert not [pid for pid in pids if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
 
@@ -72,12 +78,12 @@ def test_worker_that_dies_while_loading_fails_up_with_its_log(tmp_path: Path, fa
                                                               chatml_model: Path) -> None:  # fmt: skip
     t0 = time.monotonic()
     with pytest.raises(StartupFailed) as err:
-        lifecycle.up(load(tmp_path, fake_python, chatml_model, "worker-dies"), report=lambda _: None)
+        starting.up(load(tmp_path, fake_python, chatml_model, "worker-dies"), report=lambda _: None)
     assert "the worker process exited with code 3" in str(err.value)
     assert err.value.log_tail.splitlines()[-1] == "RuntimeError: CUDA out of memory (fake)"
     assert time.monotonic() - t0 < 15
     assert not (logs(tmp_path) / "api.log").exists()  # never started: the worker gate failed
-    assert state.list_all() == []
+    assert records.list_all() == []
     assert _fake_processes() == []
 
 
@@ -85,22 +91,22 @@ def test_controller_that_never_answers_times_out_before_the_worker(tmp_path: Pat
                                                                    chatml_model: Path) -> None:  # fmt: skip
     loaded = load(tmp_path, fake_python, chatml_model, "controller-mute", timeout=3)
     with pytest.raises(ReadinessTimeout) as err:
-        lifecycle.up(loaded, report=lambda _: None)
+        starting.up(loaded, report=lambda _: None)
     assert "not ready after 3 s" in str(err.value) and "/list_models" in str(err.value)
     assert not (logs(tmp_path) / "worker.log").exists()
-    assert state.list_all() == []
+    assert records.list_all() == []
     assert _fake_processes() == []
 
 
 def test_worker_death_after_ready_shows_in_status(tmp_path: Path, fake_python: str, chatml_model: Path) -> None:
-    result = lifecycle.up(load(tmp_path, fake_python, chatml_model, "worker-dies-later"), report=lambda _: None)
+    result = starting.up(load(tmp_path, fake_python, chatml_model, "worker-dies-later"), report=lambda _: None)
     worker = result.record.processes[1].pid
     deadline = time.monotonic() + 15
     while psutil.pid_exists(worker) and psutil.Process(worker).status() != "zombie" and time.monotonic() < deadline:
         time.sleep(0.1)
-    (row,) = lifecycle.status()
+    (row,) = querying.status()
     assert (row.state, row.health, row.healthy) == ("failed", "failing: the worker process exited", False)
-    lifecycle.down(["fc"])
+    stopping.down(["fc"])
     assert _fake_processes() == []
 
 

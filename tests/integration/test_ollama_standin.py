@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import ports
+from launcher.process import ports
 from tests.ollama_standin.harness import (
     STANDIN,
     get_json,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher import ports
+from launcher.process import ports
 from tests.e2e.conftest import modelserve_cmd
 from tests.ollama_standin.harness import (
     STANDIN,

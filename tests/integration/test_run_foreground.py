@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from launcher import ports
+from launcher.process import ports
 from tests.procs import with_marker
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,8 +15,14 @@ import psutil
 import pytest
 import yaml
 
-from launcher import lifecycle, ports, spec, state
-from launcher.errors import AlreadyRunning, PortInUse, ReadinessTimeout, StartupFailed
+from launcher.core.errors import AlreadyRunning, PortInUse, ReadinessTimeout, StartupFailed
+from launcher.core.spec import LoadedSpec
+from launcher.lifecycle import down as stopping
+from launcher.lifecycle import specs
+from launcher.lifecycle import status as querying
+from launcher.lifecycle import up as starting
+from launcher.process import ports
+from launcher.store import records
 from tests.procs import with_marker
 
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
@@ -27,13 +33,13 @@ def _script_backend(script_backend: None) -> None:
     """Every test here runs the test programs through the `script` backend."""
 
 
-def deployment(tmp_path: Path, program: str, *args: str, **extra: object) -> spec.LoadedSpec:
+def deployment(tmp_path: Path, program: str, *args: str, **extra: object) -> LoadedSpec:
     values = {"model": str(tmp_path), "name": "t", "backend": "script", "port": ports.free_port(),
               "backend_args": {"program": program, "args": list(args)},
               "agentscope": {"config": None}, **extra}  # fmt: skip
     path = tmp_path / "dep.yaml"
     path.write_text(yaml.safe_dump(values))
-    return spec.load(path)
+    return specs.load(path)
 
 
 
@@ -42,23 +48,23 @@ def test_child_that_exits_while_starting_fails_up_fast_with_its_log(tmp_path: Pa
     loaded = deployment(tmp_path, "exit_while_starting.py", "456")
     t0 = time.monotonic()
     with pytest.raises(StartupFailed) as err:
-        lifecycle.up(loaded, report=lambda _: None)
+        starting.up(loaded, report=lambda _: None)
     elapsed = time.monotonic() - t0
     # POSIX keeps the low 8 bits of an exit status: sys.exit(456) is seen as 456 & 0xFF = 200.
     assert err.value.returncode == 456 & 0xFF
     assert "exited with code 200" in str(err.value)
     assert err.value.log_tail.splitlines()[-1] == "FATAL: out of memory while loading (exiting with 456)"
     assert elapsed < 5.0, f"took {elapsed:.1f} s to notice a crash"
-    assert state.list_all() == []  # no record left behind
+    assert records.list_all() == []  # no record left behind
 
 
 def test_sigterm_ignoring_child_is_killed_after_the_bound(tmp_path: Path) -> None:
     loaded = deployment(tmp_path, "http_server.py", "--ignore-sigterm", stop_timeout=1.5)
-    result = lifecycle.up(loaded, report=lambda _: None)
+    result = starting.up(loaded, report=lambda _: None)
     pid = result.record.pid
     assert pid is not None and psutil.pid_exists(pid)
     t0 = time.monotonic()
-    (down,) = lifecycle.down(["t"])
+    (down,) = stopping.down(["t"])
     elapsed = time.monotonic() - t0
     assert down.report.killed == [pid]
     assert 1.5 <= elapsed < 6.0
@@ -68,7 +74,7 @@ def test_sigterm_ignoring_child_is_killed_after_the_bound(tmp_path: Path) -> Non
 
 def test_helper_process_left_by_a_killed_server_is_stopped(tmp_path: Path) -> None:
     # vLLM's EngineCore survives a SIGKILL of the API process; only the group catches it.
-    result = lifecycle.up(deployment(tmp_path, "http_server.py", "--spawn-child"), report=lambda _: None)
+    result = starting.up(deployment(tmp_path, "http_server.py", "--spawn-child"), report=lambda _: None)
     marker = result.record.marker
     assert len(with_marker(marker)) == 2
     os.kill(result.record.pid, signal.SIGKILL)
@@ -76,7 +82,7 @@ def test_helper_process_left_by_a_killed_server_is_stopped(tmp_path: Path) -> No
     while len(with_marker(marker)) != 1 and time.monotonic() < deadline:
         time.sleep(0.05)
     (helper,) = with_marker(marker)
-    (down,) = lifecycle.down(["t"])
+    (down,) = stopping.down(["t"])
     assert helper.pid in down.report.terminated
     assert with_marker(marker) == []
 
@@ -84,15 +90,15 @@ def test_helper_process_left_by_a_killed_server_is_stopped(tmp_path: Path) -> No
 def test_never_ready_times_out_and_cleans_up(tmp_path: Path) -> None:
     loaded = deployment(tmp_path, "http_server.py", "--never-ready", timeout=2)
     with pytest.raises(ReadinessTimeout) as err:
-        lifecycle.up(loaded, report=lambda _: None)
+        starting.up(loaded, report=lambda _: None)
     assert "not ready after 2 s" in str(err.value) and "HTTP 503" in str(err.value)
-    assert state.list_all() == []
+    assert records.list_all() == []
     port = loaded.deployment.port
     assert ports.is_free("127.0.0.1", port)
 
 
 def test_slow_server_is_waited_for(tmp_path: Path) -> None:
-    result = lifecycle.up(deployment(tmp_path, "http_server.py", "--ready-after", "1.5"), report=lambda _: None)
+    result = starting.up(deployment(tmp_path, "http_server.py", "--ready-after", "1.5"), report=lambda _: None)
     assert result.ready_seconds >= 1.5
 
 
@@ -103,32 +109,32 @@ def test_port_held_fails_before_anything_starts(tmp_path: Path) -> None:
         port = sock.getsockname()[1]
         loaded = deployment(tmp_path, "http_server.py", port=port)
         with pytest.raises(PortInUse) as err:
-            lifecycle.up(loaded, report=lambda _: None)
+            starting.up(loaded, report=lambda _: None)
     text = str(err.value)
     assert f"port {port} is held by pid {os.getpid()}" in text
     assert "python" in text  # the holder's command line
     assert "pick another port, e.g. -p" in text
     assert err.value.exit_code == 6
-    assert state.list_all() == []
+    assert records.list_all() == []
     assert not (tmp_path / "msh" / "deployments" / "t" / "logs").exists()  # nothing was started
 
 
 def test_second_up_with_same_name_is_refused(tmp_path: Path) -> None:
-    lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
+    starting.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     with pytest.raises(AlreadyRunning, match="modelserve down t"):
-        lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
+        starting.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
 
 
 def test_stale_record_is_replaced(tmp_path: Path) -> None:
-    first = lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
+    first = starting.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     os.kill(first.record.pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while with_marker(first.record.marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    (row,) = lifecycle.status()
+    (row,) = querying.status()
     assert row.state == "exited"
     assert row.last_exit == "the server process exited (exit code not recorded: started detached)"
-    second = lifecycle.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
+    second = starting.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     assert second.record.marker != first.record.marker
 
 
@@ -146,7 +152,7 @@ def test_cli_up_detaches_then_status_logs_health_down(tmp_path: Path, cli_env: d
     up = run_cli("up", "-c", str(tmp_path / "dep.yaml"), env=cli_env, check=True)
     assert "ready: t answered after" in up.stdout
     # `up` has exited; the server it started keeps serving.
-    record = state.load("t")
+    record = records.load("t")
     assert psutil.pid_exists(record.pid)
     status = json.loads(run_cli("status", "--json", env=cli_env, check=True).stdout)
     assert status["version"] == 1
@@ -175,7 +181,7 @@ def test_cli_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> None:
 
 
 def test_non_loopback_bind_without_key_warns(tmp_path: Path) -> None:
-    result = lifecycle.up(deployment(tmp_path, "http_server.py", host="0.0.0.0"), report=lambda _: None)
+    result = starting.up(deployment(tmp_path, "http_server.py", host="0.0.0.0"), report=lambda _: None)
     assert any("binding 0.0.0.0 without an API key" in w for w in result.warnings)
-    keyed = spec.load(tmp_path / "dep.yaml", {"api_key": "k", "name": "t2", "port": ports.free_port()})
-    assert not lifecycle.up(keyed, report=lambda _: None).warnings
+    keyed = specs.load(tmp_path / "dep.yaml", {"api_key": "k", "name": "t2", "port": ports.free_port()})
+    assert not starting.up(keyed, report=lambda _: None).warnings

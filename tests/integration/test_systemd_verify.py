@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from launcher import systemd
-from launcher.spec import Deployment
+from launcher.core.deployment import Deployment
+from launcher.systemd import units as systemd
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import backends
-from backends.base import LaunchPlan, PlanContext
+from backends.base import PlanContext
 from launcher import devices
+from launcher.cli.output import launch_plan_text
+from launcher.core.deployment import Deployment
+from launcher.core.launch import LaunchPlan
 from launcher.models import ResolvedModel
-from launcher.render import launch_plan_text
-from launcher.spec import Deployment
 
 LOCAL = ResolvedModel("/models/smollm2-135m", "local", "/models/smollm2-135m", "smollm2-135m", "local")
 REMOTE = ResolvedModel("meta-llama/Llama-2-7b-chat-hf", "remote", None, "meta-llama/Llama-2-7b-chat-hf", "remote")

@@ -8,26 +8,28 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from launcher import cli, lifecycle, state
-from launcher.errors import PortInUse
-from launcher.spec import LoadedSpec
+from launcher import cli
+from launcher.core.errors import PortInUse
+from launcher.core.spec import LoadedSpec
+from launcher.lifecycle import up as starting
+from launcher.store import records
 
 
 @pytest.fixture()
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
-    def fake_up(loaded: LoadedSpec, **_: Any) -> lifecycle.UpResult:
+    def fake_up(loaded: LoadedSpec, **_: Any) -> starting.UpResult:
         seen["loaded"] = loaded
         dep = loaded.deployment
-        rec = state.DeploymentRecord(
+        rec = records.DeploymentRecord(
             name=dep.deployment_name, backend="flask-transformers", api="post", model=dep.model, model_path="/m",
             served_model_name="m", host=dep.host, port=dep.port, base_url=dep.base_url,
             endpoints={"post": f"{dep.base_url}/llm/"}, marker="x", started_at=0, log_dir="/l",
         )  # fmt: skip
-        return lifecycle.UpResult(rec, "asked for", "local /m", 1.0, warnings=["careful"])
+        return starting.UpResult(rec, "asked for", "local /m", 1.0, warnings=["careful"])
 
-    monkeypatch.setattr(lifecycle, "up", fake_up)
+    monkeypatch.setattr(starting, "up", fake_up)
     return seen
 
 
@@ -50,7 +52,7 @@ def test_errors_become_message_and_exit_code(monkeypatch: pytest.MonkeyPatch) ->
     def boom(*_: Any, **__: Any) -> None:
         raise PortInUse("port 8000 is held by pid 1 (x)", "pick another port, e.g. -p 8001")
 
-    monkeypatch.setattr(lifecycle, "up", boom)
+    monkeypatch.setattr(starting, "up", boom)
     result = CliRunner().invoke(cli.main, ["up", "-m", "m"])
     assert result.exit_code == 6
     assert "error: port 8000 is held by pid 1 (x)\n  fix: pick another port, e.g. -p 8001" in result.output

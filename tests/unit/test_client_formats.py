@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from backends.base import ClientEndpoint
-from launcher import client_formats, clients, state
+from launcher.agents import agentscope, formats
+from launcher.agents import files as agent_files
 from launcher.cli import ModelserveGroup
-from launcher.cli_config import config_command
-from launcher.errors import ClientConfigError
-from launcher.spec import AgentScopeSettings
+from launcher.cli.config import config_command
+from launcher.core.deployment import AgentScopeSettings
+from launcher.core.errors import ClientConfigError
+from launcher.core.launch import ClientEndpoint
+from launcher.store import records
 from tests.golden import assert_golden
 
 POST = ClientEndpoint("post_api_chat", "http://127.0.0.1:8000/llm/", "smollm2-135m")
@@ -37,8 +39,8 @@ def keyed(e: ClientEndpoint, key: str = "s3cret") -> ClientEndpoint:
 
 
 def render(fmt: str, *endpoints: ClientEndpoint, settings: AgentScopeSettings | None = None,
-           only: str | None = None) -> client_formats.RenderedConfig:  # fmt: skip
-    return client_formats.render(fmt, endpoints, settings or AgentScopeSettings(), deployment="smol", base="smol",  # type: ignore[arg-type]
+           only: str | None = None) -> formats.RenderedConfig:  # fmt: skip
+    return formats.render(fmt, endpoints, settings or AgentScopeSettings(), deployment="smol", base="smol",  # type: ignore[arg-type]
                                  only=only)  # fmt: skip
 
 
@@ -49,7 +51,7 @@ def render(fmt: str, *endpoints: ClientEndpoint, settings: AgentScopeSettings | 
 CASES = [("post", None), ("post", "s3cret"), ("openai", None), ("openai", "s3cret"), ("ollama", None)]
 
 
-@pytest.mark.parametrize("fmt", client_formats.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 @pytest.mark.parametrize(("kind", "key"), CASES, ids=[f"{k}-{'key' if v else 'nokey'}" for k, v in CASES])
 def test_every_format_for_every_endpoint_kind_golden(fmt: str, kind: str, key: str | None) -> None:
     endpoint = keyed(KINDS[kind], key) if key else KINDS[kind]
@@ -66,14 +68,14 @@ def test_every_format_for_every_endpoint_kind_golden(fmt: str, kind: str, key: s
     assert_golden(f"{name}.{EXT[fmt]}", rendered.text)
 
 
-@pytest.mark.parametrize("fmt", client_formats.FORMATS)
+@pytest.mark.parametrize("fmt", formats.FORMATS)
 def test_greedy_settings_golden(fmt: str) -> None:
     assert_golden(f"clients/{fmt}/openai-greedy.{EXT[fmt]}", render(fmt, OPENAI, settings=GREEDY).text)
 
 
 def test_which_kinds_each_format_expresses() -> None:
-    can = {f: sorted(k for k, e in KINDS.items() if e.kind in client_formats.SPECS[f].kinds)
-           for f in client_formats.FORMATS}  # fmt: skip
+    can = {f: sorted(k for k, e in KINDS.items() if e.kind in formats.SPECS[f].kinds)
+           for f in formats.FORMATS}  # fmt: skip
     assert can == {
         "agentscope": ["ollama", "openai", "post"],
         "modelscope-agent": ["openai"],
@@ -93,7 +95,7 @@ def test_ollama_endpoint_never_carries_a_key() -> None:
 
 def test_agentscope_is_exactly_what_up_writes() -> None:
     rendered = render("agentscope", POST, OPENAI, settings=GREEDY)
-    expected = clients.agentscope_entries([POST, OPENAI], GREEDY, "smol")
+    expected = agentscope.agentscope_entries([POST, OPENAI], GREEDY, "smol")
     assert list(rendered.entries) == expected
     assert json.loads(rendered.text) == expected
     assert rendered.notes == ()
@@ -110,14 +112,14 @@ def test_agentfabric_entry_is_the_llm_config_under_type() -> None:
     entry = dict(rendered.named["smol-openai"])
     # AgentFabric does llm_config["model_server"] = llm_config.pop("type"): the same dict results.
     as_llm_config = {"model_server": entry.pop("type"), **entry}
-    assert as_llm_config == {**client_formats.llm_config(keyed(OPENAI)), "support_stream": False}
+    assert as_llm_config == {**formats.llm_config(keyed(OPENAI)), "support_stream": False}
     assert json.loads(rendered.text) == rendered.named
 
 
 def test_the_served_name_is_sent_never_a_gpt_name() -> None:
-    for fmt in client_formats.FORMATS:
+    for fmt in formats.FORMATS:
         for endpoint in KINDS.values():
-            if endpoint.kind in client_formats.SPECS[fmt].kinds:
+            if endpoint.kind in formats.SPECS[fmt].kinds:
                 text = render(fmt, endpoint).text
                 assert "gpt-" not in text
                 assert endpoint.model_name in text or fmt == "openai-env"  # env lines carry no model
@@ -177,10 +179,10 @@ def test_nothing_to_render_is_an_error_with_the_fix() -> None:
 
 
 def test_entry_base_recovers_the_prefix_up_used() -> None:
-    assert client_formats.entry_base("smollm2-135m", ["demo-post", "demo-openai"]) == "demo"
-    assert client_formats.entry_base("smollm2-135m", []) == "smollm2-135m"
-    assert client_formats.entry_base("d", ["my-own-name"]) == "d"
-    assert client_formats.SUFFIX == clients.SUFFIX
+    assert formats.entry_base("smollm2-135m", ["demo-post", "demo-openai"]) == "demo"
+    assert formats.entry_base("smollm2-135m", []) == "smollm2-135m"
+    assert formats.entry_base("d", ["my-own-name"]) == "d"
+    assert formats.SUFFIX == agentscope.SUFFIX
 
 
 # ---- merge_object: AgentFabric's file, keyed by name ------------------------------------------
@@ -194,7 +196,7 @@ def test_merge_object_keeps_others_and_replaces_same_name_in_place(tmp_path: Pat
     path = tmp_path / "model_config.json"
     theirs = {"qwen-max": {"type": "dashscope", "model": "qwen-max", "length_constraint": {"knowledge": 4000}}}
     path.write_text(json.dumps({**theirs, "local": entry("a"), "last": entry("z")}, indent=4))
-    merged = clients.merge_object(path, {"local": entry("b"), "new": entry("c")})
+    merged = agent_files.merge_object(path, {"local": entry("b"), "new": entry("c")})
     data = json.loads(path.read_text())
     assert data == merged
     assert list(data) == ["qwen-max", "local", "last", "new"]
@@ -203,10 +205,10 @@ def test_merge_object_keeps_others_and_replaces_same_name_in_place(tmp_path: Pat
 
 
 def test_merge_object_creates_the_file_and_treats_empty_as_no_entries(tmp_path: Path) -> None:
-    clients.merge_object(tmp_path / "a.json", {"x": entry("x")})
+    agent_files.merge_object(tmp_path / "a.json", {"x": entry("x")})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": entry("x")}
     (tmp_path / "b.json").write_text("\n \n")
-    clients.merge_object(tmp_path / "b.json", {"y": entry("y")})
+    agent_files.merge_object(tmp_path / "b.json", {"y": entry("y")})
     assert json.loads((tmp_path / "b.json").read_text()) == {"y": entry("y")}
 
 
@@ -224,7 +226,7 @@ def test_merge_object_never_touches_a_malformed_file(tmp_path: Path, content: st
     path.write_text(content)
     before = path.stat().st_mtime_ns
     with pytest.raises(ClientConfigError, match=message) as err:
-        clients.merge_object(path, {"x": entry("x")})
+        agent_files.merge_object(path, {"x": entry("x")})
     assert err.value.exit_code == 9
     assert path.read_text() == content
     assert path.stat().st_mtime_ns == before
@@ -235,13 +237,13 @@ def test_merge_object_keeps_the_file_mode(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("{}")
     path.chmod(0o640)
-    clients.merge_object(path, {"x": entry("x")})
+    agent_files.merge_object(path, {"x": entry("x")})
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def _object_writer(path: str, i: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()  # all 20 start their read-modify-write at the same moment
-    clients.merge_object(Path(path), {f"w{i}": entry(f"m{i}")})
+    agent_files.merge_object(Path(path), {f"w{i}": entry(f"m{i}")})
 
 
 def test_twenty_concurrent_object_writers_lose_nothing(tmp_path: Path) -> None:
@@ -262,11 +264,11 @@ def test_twenty_concurrent_object_writers_lose_nothing(tmp_path: Path) -> None:
 
 def test_write_new_never_replaces_a_file(tmp_path: Path) -> None:
     path = tmp_path / "model.py"
-    assert clients.write_new(path, "a = 1\n", mode=0o600) is True
+    assert agent_files.write_new(path, "a = 1\n", mode=0o600) is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert clients.write_new(path, "a = 1\n") is False  # the same text: nothing to do
+    assert agent_files.write_new(path, "a = 1\n") is False  # the same text: nothing to do
     with pytest.raises(ClientConfigError, match="exists and this format cannot be merged"):
-        clients.write_new(path, "a = 2\n")
+        agent_files.write_new(path, "a = 2\n")
     assert path.read_text() == "a = 1\n"
     assert sorted(os.listdir(tmp_path)) == ["model.py"]
 
@@ -278,15 +280,15 @@ def save_record(name: str, *endpoints: ClientEndpoint, written: list[str] | None
                 status: str = "ready", agentscope: dict[str, object] | None = None) -> None:  # fmt: skip
     from dataclasses import asdict
 
-    record = state.DeploymentRecord(
+    record = records.DeploymentRecord(
         name=name, backend="flask-transformers", api="post", model="smollm2-135m", model_path="/m",
         served_model_name="smollm2-135m", host="127.0.0.1", port=8000, base_url="http://127.0.0.1:8000",
         endpoints={}, marker="x", started_at=0, log_dir="/l", status=status,
         client_endpoints=[asdict(e) for e in endpoints],
-        clients=[state.ClientRecord("agentscope", "/x/model_config.json", written)] if written else [],
+        clients=[records.ClientRecord("agentscope", "/x/model_config.json", written)] if written else [],
         agentscope=agentscope or {},
     )  # fmt: skip
-    state.save(record)
+    records.save(record)
 
 
 def invoke(*args: str) -> Result:
@@ -297,7 +299,7 @@ def invoke(*args: str) -> Result:
 
 def test_cli_prints_each_format_and_notes_on_stderr() -> None:
     save_record("smol", POST, OPENAI)
-    for fmt in client_formats.FORMATS:
+    for fmt in formats.FORMATS:
         result = invoke("smol", "--format", fmt, "--temperature", "0", "--max-tokens", "48", "--request-timeout", "60")
         assert result.exit_code == 0, result.output
         assert result.stdout == render(fmt, POST, OPENAI, settings=GREEDY).text
@@ -323,7 +325,7 @@ def test_cli_write_agentscope_merges(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert result.stdout == f"merged smol-post, smol-openai into {path} (1 other entries kept)\n"
     data = json.loads(path.read_text())
-    assert data == [theirs, *clients.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")]
+    assert data == [theirs, *agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")]
 
 
 def test_cli_write_agentfabric_merges_and_refuses_a_malformed_file(tmp_path: Path) -> None:
@@ -383,7 +385,7 @@ def test_cli_says_when_the_deployment_is_not_ready() -> None:
 def test_cli_help_has_examples() -> None:
     text = CliRunner().invoke(config_command, ["--help"]).output
     assert "modelserve config smollm2-135m -f agentscope --write ./model_config.json" in text
-    for fmt in client_formats.FORMATS:
+    for fmt in formats.FORMATS:
         assert fmt in text
 
 
@@ -397,15 +399,15 @@ def test_cli_defaults_to_the_settings_up_wrote_with() -> None:
 
 
 def test_written_entries_are_forgotten_by_down(tmp_path: Path) -> None:
-    from launcher import lifecycle
+    from launcher.lifecycle import down as stopping
 
     save_record("smol", POST, OPENAI)
     scope, fabric = tmp_path / "model_config.json", tmp_path / "fabric.json"
     fabric.write_text(json.dumps({"qwen-max": {"type": "dashscope"}}))
     assert invoke("smol", "-f", "agentscope", "-w", str(scope)).exit_code == 0
     assert invoke("smol", "-f", "agentfabric", "-w", str(fabric)).exit_code == 0
-    assert {c.kind for c in state.load("smol").clients} == {"agentscope", "agentfabric"}
-    (result,) = lifecycle.down(["smol"], forget_config=True)
+    assert {c.kind for c in records.load("smol").clients} == {"agentscope", "agentfabric"}
+    (result,) = stopping.down(["smol"], forget_config=True)
     assert result.forgot == 3  # smol-post + smol-openai, and the AgentFabric entry
     assert json.loads(scope.read_text()) == []
     assert json.loads(fabric.read_text()) == {"qwen-max": {"type": "dashscope"}}

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from backends.base import ClientEndpoint
-from launcher import clients
-from launcher.errors import ClientConfigError
-from launcher.spec import AgentScopeSettings
+from launcher.agents import agentscope
+from launcher.agents import files as agent_files
+from launcher.core.deployment import AgentScopeSettings
+from launcher.core.errors import ClientConfigError
+from launcher.core.launch import ClientEndpoint
 from tests.golden import assert_golden
 
 POST = ClientEndpoint("post_api_chat", "http://127.0.0.1:8000/llm/", "smollm2-135m")
@@ -23,24 +24,24 @@ def dump(entries: list[dict]) -> str:
 
 
 def test_agentscope_entries_golden() -> None:
-    entries = clients.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")
+    entries = agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")
     assert_golden("agentscope/flask.json", dump(entries))
 
 
 def test_agentscope_entries_with_key_and_greedy_golden() -> None:
     keyed = [ClientEndpoint(e.kind, e.url, e.model_name, "s3cret") for e in (POST, OPENAI)]
     settings = AgentScopeSettings(temperature=0, max_tokens=64, request_timeout=30)
-    assert_golden("agentscope/flask-key-greedy.json", dump(clients.agentscope_entries(keyed, settings, "smol")))
+    assert_golden("agentscope/flask-key-greedy.json", dump(agentscope.agentscope_entries(keyed, settings, "smol")))
 
 
 def test_ollama_entry_has_only_keys_the_wrapper_accepts() -> None:
-    entry = clients.agentscope_entry(OLLAMA, AgentScopeSettings(), "llama")
+    entry = agentscope.agentscope_entry(OLLAMA, AgentScopeSettings(), "llama")
     # Any other key reaches ollama.Client(**kwargs) and raises TypeError in AgentScope 0.1.6.
     assert set(entry) == {"config_name", "model_type", "model_name", "options", "keep_alive", "host"}
 
 
 def test_post_entry_json_args_are_generate_kwargs_only() -> None:
-    entry = clients.agentscope_entry(POST, AgentScopeSettings(), "x")
+    entry = agentscope.agentscope_entry(POST, AgentScopeSettings(), "x")
     assert set(entry["json_args"]) <= {"max_new_tokens", "temperature", "do_sample", "top_p", "max_length"}
     assert entry["model_name"] == "smollm2-135m"  # required by AgentScope >= 0.1.2
 
@@ -49,10 +50,10 @@ def test_merge_creates_keeps_and_replaces(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     theirs = {"config_name": "gpt4", "model_type": "openai_chat", "model_name": "gpt-4", "api_key": "sk-x"}
     path.write_text(json.dumps([theirs]))
-    first = clients.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")
-    clients.merge(path, first)
-    again = clients.agentscope_entries([POST, OPENAI], AgentScopeSettings(max_tokens=7), "smol")
-    clients.merge(path, again)
+    first = agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")
+    agent_files.merge(path, first)
+    again = agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(max_tokens=7), "smol")
+    agent_files.merge(path, again)
     data = json.loads(path.read_text())
     assert [e["config_name"] for e in data] == ["gpt4", "smol-post", "smol-openai"]
     assert data[0] == theirs
@@ -63,7 +64,7 @@ def test_single_object_file_becomes_a_list_keeping_it(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     single = {"config_name": "vllm_llama2", "model_type": "openai_chat", "model_name": "m"}
     path.write_text(json.dumps(single))
-    clients.merge(path, clients.agentscope_entries([OPENAI], AgentScopeSettings(), "a"))
+    agent_files.merge(path, agentscope.agentscope_entries([OPENAI], AgentScopeSettings(), "a"))
     assert json.loads(path.read_text())[0] == single
 
 
@@ -81,7 +82,7 @@ def test_malformed_file_is_never_touched(tmp_path: Path, content: str, message: 
     path.write_text(content)
     before = path.stat().st_mtime_ns
     with pytest.raises(ClientConfigError, match=message) as err:
-        clients.merge(path, clients.agentscope_entries([POST], AgentScopeSettings(), "x"))
+        agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert err.value.exit_code == 9
     assert path.read_text() == content
     assert path.stat().st_mtime_ns == before
@@ -92,13 +93,13 @@ def test_check_mergeable_reports_line(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text('[\n  {"config_name": "a"}\n  {"config_name": "b"}\n]\n')
     with pytest.raises(ClientConfigError, match=r"model_config.json:3:3: not valid JSON"):
-        clients.check_mergeable(path)
+        agent_files.check_mergeable(path)
 
 
 def test_empty_file_counts_as_no_entries(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("  \n")
-    clients.merge(path, clients.agentscope_entries([POST], AgentScopeSettings(), "x"))
+    agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert [e["config_name"] for e in json.loads(path.read_text())] == ["x-post"]
 
 
@@ -106,24 +107,24 @@ def test_remove_entries(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     keep = {"config_name": "keep", "model_type": "openai_chat"}
     path.write_text(json.dumps([keep]))
-    clients.merge(path, clients.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "x"))
-    assert clients.remove_entries(path, ["x-post", "x-openai"]) == 2
+    agent_files.merge(path, agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "x"))
+    assert agent_files.remove_entries(path, ["x-post", "x-openai"]) == 2
     assert json.loads(path.read_text()) == [keep]
-    assert clients.remove_entries(tmp_path / "absent.json", ["x"]) == 0
+    assert agent_files.remove_entries(tmp_path / "absent.json", ["x"]) == 0
 
 
 def test_file_mode_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("[]")
     path.chmod(0o640)
-    clients.merge(path, clients.agentscope_entries([POST], AgentScopeSettings(), "x"))
+    agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert path.stat().st_mode & 0o777 == 0o640
 
 
 def _writer(path: str, i: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()  # all 20 start their read-modify-write at the same moment
     ep = ClientEndpoint("openai_chat", f"http://127.0.0.1:{9000 + i}/v1", f"m{i}")
-    clients.merge(Path(path), clients.agentscope_entries([ep], AgentScopeSettings(), f"w{i}"))
+    agent_files.merge(Path(path), agentscope.agentscope_entries([ep], AgentScopeSettings(), f"w{i}"))
 
 
 def test_twenty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from launcher import devices
-from launcher.errors import DeviceError
+from launcher.core.errors import DeviceError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gpu"
 

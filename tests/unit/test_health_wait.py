@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from backends.base import ReadinessProbe
-from launcher import health
-from launcher.errors import ReadinessTimeout, StartupFailed
+from launcher.core.errors import ReadinessTimeout, StartupFailed
+from launcher.core.probe import ProbeResult
+from launcher.process import logs, readiness
 
 
 class Clock:
@@ -47,14 +48,24 @@ class Script:
     ok_at: float
     calls: list[str] = field(default_factory=list)
 
-    def __call__(self, probe: ReadinessProbe, timeout: float) -> health.ProbeResult:
-        self.calls.append(probe.kind)
-        if self.clock.now >= self.ok_at:
-            return health.ProbeResult(True, "ok")
-        return health.ProbeResult(False, "connection refused")
+    def probes(self) -> tuple[ScriptedProbe, ...]:
+        return (ScriptedProbe("openai-models", self), ScriptedProbe("openai-chat", self))
 
 
-PROBES = (ReadinessProbe("openai-models", "http://x", "m"), ReadinessProbe("openai-chat", "http://x", "m"))
+@dataclass(frozen=True)
+class ScriptedProbe:
+    name: str
+    script: Script
+    generates: ClassVar[bool] = False
+
+    def check(self, timeout: float) -> ProbeResult:
+        self.script.calls.append(self.name)
+        if self.script.clock.now >= self.script.ok_at:
+            return ProbeResult(True, "ok")
+        return ProbeResult(False, "connection refused")
+
+    def describe(self) -> str:
+        return self.name
 
 
 def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
@@ -63,8 +74,8 @@ def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
     clock = Clock()
     child = Child(clock, log, exit_at=3.0, code=456)
     with pytest.raises(StartupFailed) as err:
-        health.wait_until_ready(PROBES, [child], timeout=600, clock=clock, sleep=clock.sleep,
-                                checker=Script(clock, ok_at=1e9))  # fmt: skip
+        readiness.wait_until_ready(Script(clock, ok_at=1e9).probes(), [child], timeout=600, clock=clock,
+                                   sleep=clock.sleep)  # fmt: skip
     assert err.value.returncode == 456
     assert "exited with code 456" in str(err.value)
     assert err.value.log_tail.endswith("CUDA out of memory")
@@ -75,8 +86,8 @@ def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
 def test_probes_pass_in_order_and_each_once(tmp_path: Path) -> None:
     clock = Clock()
     script = Script(clock, ok_at=2.0)
-    took = health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=10, clock=clock,
-                                   sleep=clock.sleep, checker=script)  # fmt: skip
+    took = readiness.wait_until_ready(script.probes(), [Child(clock, tmp_path / "l")], timeout=10, clock=clock,
+                                      sleep=clock.sleep)  # fmt: skip
     assert 2.0 <= took < 2.3
     assert script.calls[-2:] == ["openai-models", "openai-chat"]
     assert script.calls.count("openai-chat") == 1  # never asked before the model list passed
@@ -85,8 +96,8 @@ def test_probes_pass_in_order_and_each_once(tmp_path: Path) -> None:
 def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
     clock = Clock()
     with pytest.raises(ReadinessTimeout) as err:
-        health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=5, clock=clock,
-                                sleep=clock.sleep, checker=Script(clock, ok_at=1e9))  # fmt: skip
+        readiness.wait_until_ready(Script(clock, ok_at=1e9).probes(), [Child(clock, tmp_path / "l")], timeout=5,
+                                   clock=clock, sleep=clock.sleep)  # fmt: skip
     assert "not ready after 5 s: connection refused" in str(err.value)
     assert err.value.exit_code == 8
     assert 5.0 <= clock.now <= 5.3
@@ -96,14 +107,14 @@ def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
 def test_progress_is_reported(tmp_path: Path) -> None:
     clock = Clock()
     seen: list[float] = []
-    health.wait_until_ready(PROBES, [Child(clock, tmp_path / "l")], timeout=100, clock=clock, sleep=clock.sleep,
-                            checker=Script(clock, ok_at=25), on_progress=lambda s, _: seen.append(s),
-                            progress_every=10)  # fmt: skip
+    readiness.wait_until_ready(Script(clock, ok_at=25).probes(), [Child(clock, tmp_path / "l")], timeout=100,
+                               clock=clock, sleep=clock.sleep, on_progress=lambda s, _: seen.append(s),
+                               progress_every=10)  # fmt: skip
     assert [round(s) for s in seen] == [10, 20]
 
 
 def test_tail_reads_last_lines(tmp_path: Path) -> None:
     log = tmp_path / "x.log"
     log.write_text("".join(f"line {i}\n" for i in range(1000)))
-    assert health.tail(log, 3) == "line 997\nline 998\nline 999"
-    assert health.tail(tmp_path / "missing.log") == ""
+    assert logs.tail(log, 3) == "line 997\nline 998\nline 999"
+    assert logs.tail(tmp_path / "missing.log") == ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from launcher import lifecycle
+from launcher.process import logs
 
 
 def test_follow_prints_tail_then_new_lines_and_survives_rotation(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_follow_prints_tail_then_new_lines_and_survives_rotation(tmp_path: Path)
             log.rename(tmp_path / "server.log.1")  # `up` rotates the log on a restart
             log.write_text("after rotation\n")
 
-    for chunk in lifecycle.follow(log, lines=2, stop=lambda: any("after rotation" in c for c in got), sleep=step):
+    for chunk in logs.follow(log, lines=2, stop=lambda: any("after rotation" in c for c in got), sleep=step):
         got.append(chunk)
     text = "".join(got)
     assert text.startswith("old 2\nold 3\n")

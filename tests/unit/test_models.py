@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from launcher import models
-from launcher.errors import ModelNotFound
+from launcher.core.errors import ModelNotFound
 
 
 def hf_snapshot(cache: Path, model_id: str, commit: str = "abc123") -> Path:

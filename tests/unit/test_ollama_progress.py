@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backends.ollama import PullProgress, human_bytes, progress_lines
+from backends.ollama.backend import PullProgress, human_bytes, progress_lines
 
 MODEL = "sha256:c5396e06af294bd101b30dce59131a76d2b773e76950acc870eda801d3ab0515"
 TEMPLATE = "sha256:66b9ea09bd5b7099cbb4fc820f31b575c0366fa439b08245566692c6784e281e"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from backends.ollama import (
+from backends.ollama.backend import (
     HF_ID_RE,
     TAG_RE,
     OllamaBackend,
@@ -19,9 +19,9 @@ from backends.ollama import (
     load_tag_table,
     model_source,
 )
-from launcher import resources
-from launcher.errors import ConfigError, ModelNotFound
-from launcher.spec import Deployment
+from launcher.core import resources
+from launcher.core.deployment import Deployment
+from launcher.core.errors import ConfigError, ModelNotFound
 from tests.ollama_standin.harness import write_gguf
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from backends.fastchat import choose_conv_template
 from launcher import devices
+from launcher.core.deployment import Deployment
 from launcher.models import ResolvedModel
-from launcher.spec import Deployment
 from tests.golden import assert_golden
 from tests.unit.plans import gpu, render
 
@@ -35,13 +35,13 @@ def test_cpu_three_processes(tmp_path: Path) -> None:
     worker = plan.processes[1]
     assert worker.argv[worker.argv.index("--model-names") + 1] == "HuggingFaceTB/SmolLM2-135M-Instruct"
     assert worker.env["LOGDIR"] == "/state/deployments/x/logs"
-    assert [p.kind for p in plan.processes[1].ready] == ["fastchat-model"]
+    assert [type(p).__name__ for p in plan.processes[1].ready] == ["WorkerRegistered"]
 
 
 def test_gpu_key_vllm_worker_and_override(tmp_path: Path) -> None:
     model = model_with(tmp_path, CHATML)
     dplan = devices.DevicePlan("cuda", (gpu(0), gpu(1)), "test")
-    dep = Deployment(model="x", api_key="s3cret", host="0.0.0.0", port=8001, worker="vllm", conv_template="llama-2",
+    dep = Deployment(model="x", api_key="s3cret", host="0.0.0.0", port=8001, options={"fastchat": {"worker": "vllm", "conv_template": "llama-2"}},
                      backend_args={"limit_worker_concurrency": 16})  # fmt: skip
     plan, text = render("fastchat", dep, model, dplan)
     assert_golden("plans/fastchat/gpu2-key-vllm-worker.txt", text.replace(str(tmp_path / "m"), "/models/smollm2-135m"))

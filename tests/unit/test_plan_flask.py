@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from launcher import devices
-from launcher.spec import Deployment
+from launcher.core.deployment import Deployment
 from tests.golden import assert_golden
 from tests.unit.plans import LOCAL, REMOTE, gpu, render
 
@@ -14,7 +14,7 @@ def test_cpu_default() -> None:
 
 def test_cpu_many_cores_key_and_passthrough() -> None:
     dep = Deployment(model=LOCAL.reference, name="smol", host="0.0.0.0", port=8001, api_key="s3cret",
-                     served_model_name="smol-chat", max_batch_size=4, backend_args={"trust_remote_code": True},
+                     served_model_name="smol-chat", options={"flask-transformers": {"max_batch_size": 4}}, backend_args={"trust_remote_code": True},
                      env={"HF_HOME": "/data/hf"})  # fmt: skip
     plan, text = render("flask-transformers", dep, cpus=16)
     assert_golden("plans/flask-transformers/cpu-key-passthrough.txt", text)

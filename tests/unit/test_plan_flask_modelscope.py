@@ -15,8 +15,8 @@ import backends
 from backends.flask_modelscope import FlaskModelScopeBackend
 from backends.flask_transformers import FlaskTransformersBackend
 from launcher import devices
+from launcher.core.deployment import Deployment
 from launcher.models import find_in_modelscope_cache
-from launcher.spec import Deployment
 from tests.e2e.conftest import modelserve_cmd
 from tests.golden import assert_golden
 from tests.unit.plans import LOCAL, REMOTE, gpu, render

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 
 import backends
-from backends.base import LaunchPlan, PlanContext
-from backends.ollama import INSTALL_HINT, OllamaBackend
+from backends.base import EngineInfo, PlanContext
+from backends.ollama.backend import INSTALL_HINT, OllamaBackend
 from launcher import devices
+from launcher.cli.output import launch_plan_text
+from launcher.core.deployment import Deployment
+from launcher.core.launch import LaunchPlan
 from launcher.models import ResolvedModel
-from launcher.render import launch_plan_text
-from launcher.spec import Deployment
 from tests.golden import assert_golden
 from tests.ollama_standin.harness import STANDIN_DIR
 from tests.unit.plans import gpu, ports
@@ -41,8 +42,8 @@ def test_tag_on_cpu_runs_ollama_serve_bound_by_ollama_host() -> None:
     (proc,) = plan.processes
     assert proc.argv == ("/usr/local/bin/ollama", "serve")
     assert proc.env["OLLAMA_HOST"] == "127.0.0.1:11434"
-    assert [p.kind for p in proc.ready] == ["ollama-version"]
-    assert [p.kind for p in plan.final_probes] == ["ollama-model", "openai-chat"]
+    assert [type(p).__name__ for p in proc.ready] == ["OllamaVersion"]
+    assert [type(p).__name__ for p in plan.final_probes] == ["OllamaModelListed", "OpenAIChatAnswers"]
     assert [(c.kind, c.url, c.model_name) for c in plan.clients] == [
         ("ollama_chat", "http://127.0.0.1:11434", "qwen2.5:0.5b"),
         ("openai_chat", "http://127.0.0.1:11434/v1", "qwen2.5:0.5b"),
@@ -52,7 +53,7 @@ def test_tag_on_cpu_runs_ollama_serve_bound_by_ollama_host() -> None:
 
 def test_gguf_cpu_only_settings_key_and_served_name() -> None:
     dep = Deployment(model="./tiny.gguf", backend="ollama", device="cpu", host="0.0.0.0", port=11500,
-                     served_model_name="tiny-chat", api_key="s3cret", ollama_bin="/opt/ollama/bin/ollama",
+                     served_model_name="tiny-chat", api_key="s3cret", options={"ollama": {"ollama_bin": "/opt/ollama/bin/ollama"}},
                      backend_args={"keep_alive": "10m", "OLLAMA_NUM_PARALLEL": 2, "flash_attention": True},
                      env={"OLLAMA_MODELS": "/data/ollama"})  # fmt: skip
     plan, text = render(dep, GGUF, engine={})
@@ -80,18 +81,23 @@ def test_an_ollama_already_running_is_reused_not_started() -> None:
     assert_golden("plans/ollama/external.txt", text)
     assert plan.external and plan.processes == ()
     # Nothing of ours answers /api/version first: the final probes check the server too.
-    assert [p.kind for p in plan.final_probes] == ["ollama-version", "ollama-model", "openai-chat"]
+    assert [type(p).__name__ for p in plan.final_probes] == ["OllamaVersion", "OllamaModelListed", "OpenAIChatAnswers"]
+
+
+def inspect(backend: OllamaBackend, dep: Deployment | None = None) -> EngineInfo:
+    return backend.inspect(python="/venv/bin/python", deployment=dep, local=False)
 
 
 def test_available_says_what_is_missing_and_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", "/nonexistent")
-    avail = OllamaBackend().available()
+    avail = inspect(OllamaBackend()).available
     assert not avail.ok
     assert "`ollama` is not on PATH" in avail.reason and INSTALL_HINT in avail.reason
     assert "https://ollama.com/download" in avail.reason and "ollama_bin" in avail.reason
 
     backend = OllamaBackend()
-    reason = backend.available(deployment=Deployment(model="qwen2.5:0.5b", ollama_bin="/nope/ollama", port=9)).reason
+    missing = Deployment(model="qwen2.5:0.5b", options={"ollama": {"ollama_bin": "/nope/ollama"}}, port=9)
+    reason = inspect(backend, missing).available.reason
     assert "ollama_bin '/nope/ollama' is not an executable file" in reason
 
 
@@ -99,7 +105,7 @@ def test_available_finds_the_binary_on_path_or_from_ollama_bin(tmp_path: Path,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("PATH", f"{STANDIN_DIR}{os.pathsep}/usr/bin:/bin")
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # `--version` finds no server there
-    avail = OllamaBackend().available()
+    avail = inspect(OllamaBackend()).available
     assert (avail.ok, avail.version) == (True, "ollama 0.13.5")
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
@@ -108,9 +114,9 @@ def test_available_finds_the_binary_on_path_or_from_ollama_bin(tmp_path: Path,
     exe.symlink_to(STANDIN_DIR / "ollama")
     assert os.stat(exe).st_mode & stat.S_IXUSR
     backend = OllamaBackend()
-    dep = Deployment(model="qwen2.5:0.5b", ollama_bin=str(exe))
+    dep = Deployment(model="qwen2.5:0.5b", options={"ollama": {"ollama_bin": str(exe)}})
     model = backend.resolve_model(dep, prepare=False, progress=print)
     assert model.served_name == "qwen2.5:0.5b"
-    assert backend.available(deployment=dep).ok
-    assert not backend.available().ok  # without the deployment's ollama_bin: not on PATH
-    assert backend.inspect("/venv/bin/python", dep) == {"binary": str(exe), "version": "0.13.5"}
+    assert inspect(backend, dep).available.ok
+    assert not inspect(backend).available.ok  # without the deployment's ollama_bin: not on PATH
+    assert inspect(backend, dep).facts == {"binary": str(exe), "version": "0.13.5"}

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from launcher import devices
-from launcher.spec import Deployment
+from launcher.core.deployment import Deployment
 from tests.golden import assert_golden
 from tests.unit.plans import LOCAL, REMOTE, gpu, render
 
@@ -38,7 +38,7 @@ def test_one_gpu_upstream_console_script() -> None:
 def test_four_gpus_tensor_parallel_key_and_passthrough() -> None:
     dplan = devices.DevicePlan("cuda", tuple(gpu(i) for i in (0, 1, 2, 3)), "test")
     dep = Deployment(model=LOCAL.reference, name="big", api_key="s3cret", host="0.0.0.0", port=8080,
-                     gpu_memory_utilization=0.85, dtype="bfloat16", served_model_name="llama",
+                     options={"vllm": {"gpu_memory_utilization": 0.85}}, dtype="bfloat16", served_model_name="llama",
                      backend_args={"enable_prefix_caching": True, "--max-num-seqs": 64, "enforce_eager": False,
                                    "tool-call-parser": "hermes"})  # fmt: skip
     plan, text = render("vllm", dep, LOCAL, dplan, engine=VLLM_CUDA)

@@ -4,8 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from launcher import resources, spec
-from launcher.errors import ConfigError
+from launcher.core import resources
+from launcher.core.deployment import Deployment
+from launcher.core.errors import ConfigError
+from launcher.core.spec import read_yaml
+from launcher.lifecycle import specs
 
 
 def write(tmp_path: Path, text: str, name: str = "dep.yaml") -> Path:
@@ -16,19 +19,31 @@ def write(tmp_path: Path, text: str, name: str = "dep.yaml") -> Path:
 
 def test_defaults_file_matches_model_defaults() -> None:
     # configs/defaults.yaml is the documented lowest layer; it must not drift from the model.
-    loaded = spec.load(None, {"model": "m"})
-    assert loaded.deployment == spec.Deployment(model="m")
+    loaded = specs.load(None, {"model": "m"})
+    assert loaded.deployment == Deployment(model="m")
 
 
 def test_defaults_file_lists_every_key() -> None:
     text = resources.config_path("defaults.yaml").read_text()
-    for key in spec.Deployment.model_fields:
-        assert f"{key}:" in text, f"{key} is not documented in configs/defaults.yaml"
+    for key in Deployment.model_fields:
+        if key != "options":  # filled from the backend sections, never written as a key
+            assert f"{key}:" in text, f"{key} is not documented in configs/defaults.yaml"
+
+
+def test_defaults_file_documents_every_builtin_backend_section() -> None:
+    import backends
+
+    text = resources.config_path("defaults.yaml").read_text()
+    for name, entry in backends.entries().items():
+        if entry.builtin:
+            assert f"# {name}:" in text or f"({name}: the same keys)" in text, f"no {name}: section documented"
+            for key in backends.get(name).Options.model_fields:
+                assert f"#   {key}:" in text, f"{name}.{key} is not documented in configs/defaults.yaml"
 
 
 def test_precedence_cli_over_file_over_defaults(tmp_path: Path) -> None:
     path = write(tmp_path, "model: from-file\nport: 9001\nhost: 0.0.0.0\nagentscope:\n  max_tokens: 64\n")
-    loaded = spec.load(path, {"port": 9002, "model": None, "agentscope.temperature": 0.0})
+    loaded = specs.load(path, {"port": 9002, "model": None, "agentscope.temperature": 0.0})
     dep = loaded.deployment
     assert dep.model == "from-file"  # None means "flag not given"
     assert dep.port == 9002
@@ -48,7 +63,7 @@ def test_precedence_cli_over_file_over_defaults(tmp_path: Path) -> None:
 def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\n\nprot: 8000\n")
     with pytest.raises(ConfigError) as err:
-        spec.load(path, {})
+        specs.load(path, {})
     assert f"{path}:3 prot: unknown key (did you mean 'port'?)" in str(err.value)
     assert err.value.exit_code == 3
 
@@ -56,7 +71,7 @@ def test_unknown_key_names_file_line_and_suggests(tmp_path: Path) -> None:
 def test_wrong_type_names_file_line(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\nagentscope:\n  request_timeout: soon\n")
     with pytest.raises(ConfigError) as err:
-        spec.load(path, {})
+        specs.load(path, {})
     assert f"{path}:3 agentscope.request_timeout:" in str(err.value)
     assert "valid number" in str(err.value)
 
@@ -64,13 +79,13 @@ def test_wrong_type_names_file_line(tmp_path: Path) -> None:
 def test_nested_unknown_key(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\nagentscope:\n  confg: x.json\n")
     with pytest.raises(ConfigError, match=r"dep.yaml:3 agentscope.confg: unknown key \(did you mean 'config'\?\)"):
-        spec.load(path, {})
+        specs.load(path, {})
 
 
 def test_several_errors_reported_together(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\nport: 70000\ndevice: gpu\n")
     with pytest.raises(ConfigError) as err:
-        spec.load(path, {})
+        specs.load(path, {})
     text = str(err.value)
     assert f"{path}:2 port:" in text and f"{path}:3 device:" in text
     assert "expected auto, cpu, cuda or cuda:0[,1...]" in text
@@ -78,35 +93,35 @@ def test_several_errors_reported_together(tmp_path: Path) -> None:
 
 def test_cli_value_errors_say_command_line() -> None:
     with pytest.raises(ConfigError, match="command line: name: Value error, use letters"):
-        spec.load(None, {"model": "m", "name": "bad name!"})
+        specs.load(None, {"model": "m", "name": "bad name!"})
 
 
 def test_missing_model() -> None:
     with pytest.raises(ConfigError, match="model: required, but not given"):
-        spec.load(None, {})
+        specs.load(None, {})
 
 
 def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\nport: [8000\nhost: x\n")
     with pytest.raises(ConfigError, match=rf"{path}:\d+: not valid YAML"):
-        spec.load(path, {})
+        specs.load(path, {})
 
 
 def test_duplicate_keys_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "model: m\nport: 1\nport: 2\n")
     with pytest.raises(ConfigError, match=r"dep.yaml:3 port: duplicate key \(first at line 2\)"):
-        spec.load(path, {})
+        specs.load(path, {})
 
 
 def test_top_level_must_be_mapping(tmp_path: Path) -> None:
     path = write(tmp_path, "- model: m\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
-        spec.load(path, {})
+        specs.load(path, {})
 
 
 def test_missing_file_is_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
-        spec.load(tmp_path / "nope.yaml", {})
+        specs.load(tmp_path / "nope.yaml", {})
 
 
 @pytest.mark.parametrize(
@@ -115,12 +130,12 @@ def test_missing_file_is_config_error(tmp_path: Path) -> None:
      ("/models/My Model/", "my-model"), ("./x", "x")],
 )
 def test_default_name(model: str, name: str) -> None:
-    assert spec.Deployment(model=model).deployment_name == name
+    assert Deployment(model=model).deployment_name == name
 
 
 def test_client_host_for_wildcard_bind() -> None:
-    assert spec.Deployment(model="m", host="0.0.0.0", port=1).base_url == "http://127.0.0.1:1"
-    assert spec.Deployment(model="m", host="::", port=1).base_url == "http://[::1]:1"
+    assert Deployment(model="m", host="0.0.0.0", port=1).base_url == "http://127.0.0.1:1"
+    assert Deployment(model="m", host="::", port=1).base_url == "http://[::1]:1"
 
 
 EXAMPLES = sorted(p for p in resources.configs_dir().glob("*.yaml") if "\nbackend:" in "\n" + p.read_text())
@@ -129,11 +144,12 @@ EXAMPLES = sorted(p for p in resources.configs_dir().glob("*.yaml") if "\nbacken
 def test_there_is_an_example_per_backend() -> None:
     import backends
 
-    named = {spec.read_yaml(p).data.get("backend") for p in EXAMPLES}
-    assert set(backends.BUILTIN) <= named, f"no configs/ example for {set(backends.BUILTIN) - named}"
+    named = {read_yaml(p).data.get("backend") for p in EXAMPLES}
+    builtin = {name for name, entry in backends.entries().items() if entry.builtin}
+    assert builtin <= named, f"no configs/ example for {builtin - named}"
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_every_packaged_example_is_valid(path: Path) -> None:
-    loaded = spec.load(path, {"model": "m"} if path.name == "defaults.yaml" else {})
+    loaded = specs.load(path, {"model": "m"} if path.name == "defaults.yaml" else {})
     assert loaded.deployment.model

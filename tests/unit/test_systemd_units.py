@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from launcher import resources, systemd
-from launcher.spec import Deployment
+from launcher.core import resources
+from launcher.core.deployment import Deployment
+from launcher.systemd import units as systemd
 from tests.golden import assert_golden
 
 

@@ -1,0 +1,70 @@
+"""The ``modelserve`` group: error conversion, logging, and what every command shares.
+
+Each command only translates flags into one launcher call and renders its result; errors from
+the ModelserveError family become a message and an exit code here and nowhere else (``--debug``
+shows the traceback). Command modules import the launcher inside the command function, so
+``--help`` loads click and nothing heavy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from launcher.core.errors import ModelserveError
+
+F = TypeVar("F", bound=Callable[..., Any])
+JSON_VERSION = 1
+
+
+def apply(options: list[Callable[[F], F]]) -> Callable[[F], F]:
+    """Decorate with a list of click options (shared option sets)."""
+
+    def deco(fn: F) -> F:
+        for opt in reversed(options):
+            fn = opt(fn)
+        return fn
+
+    return deco
+
+
+def report(message: str) -> None:
+    """Progress lines while a command works: stderr, so stdout keeps only the result."""
+    click.echo(message, err=True)
+
+
+def warn(message: str) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+class ModelserveGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModelserveError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.secho(f"error: {exc}", fg="red", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+@click.group(cls=ModelserveGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.version_option(package_name="modelserve")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """Start a local model server, prove it answers, and hand agents a config that works.
+
+    \\b
+    modelserve up -m smollm2-135m -p 8000      # the built-in demo model, on CPU
+    modelserve status
+    modelserve down smollm2-135m
+    """
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,0 +1,135 @@
+"""`up`, `down`, `status`, `logs`, `health`: one deployment's life, seen from the command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+
+from launcher.cli.app import JSON_VERSION, apply, main, report, warn
+
+UP_OPTIONS = [
+    click.option("-m", "--model", help="Local folder, HF/ModelScope ID in the local cache, or alias (smollm2-135m)."),
+    click.option("-p", "--port", type=int, help="Port to serve on [8000]."),
+    click.option("-b", "--backend", help="auto or a backend name (see `modelserve backends`) [auto]."),
+    click.option("--device", help="auto | cpu | cuda | cuda:0,1 [auto]."),
+    click.option("--gpus", type=int, help="How many GPUs (the ones with most free memory) [1]."),
+    click.option("--force", is_flag=True, default=None, help="Start even if the memory estimate says it won't fit."),
+    click.option("--max-model-len", type=int, help="Context length the engine reserves memory for."),
+    click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Deployment YAML file."),
+    click.option("--name", help="Deployment name [from the model]."),
+    click.option("--host", help="Address to bind [127.0.0.1]."),
+    click.option("--api-key", help="Require 'Authorization: Bearer KEY' on every route but /health."),
+    click.option("--timeout", type=float, help="Seconds to wait until the server answers [600]."),
+    click.option("--agentscope-config", help="AgentScope model_config.json to merge into [./model_config.json]."),
+    click.option("--served-model-name", help="Name clients send as 'model' [from the model]."),
+    click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Weights dtype [auto]."),
+    click.option("--threads", type=int, help="Engine CPU threads [half the cores]."),
+    click.option("--python", help="Interpreter that runs the engine [this one]."),
+    click.option("--dry-run", is_flag=True, help="Print the plan (argv, env, probes) and start nothing."),
+    click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+]
+SPEC_KEYS = ("model", "port", "backend", "device", "gpus", "force", "max_model_len", "name", "host", "api_key",
+             "timeout", "served_model_name", "dtype", "threads", "python")  # fmt: skip
+
+
+@main.command()
+@apply(UP_OPTIONS)
+def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as_json: bool, **flags: Any) -> None:
+    """Start a model server, wait until it answers, write the AgentScope config.
+
+    \b
+    modelserve up -m smollm2-135m -p 8000
+    modelserve up -m ./my-model --device cuda --api-key s3cret --host 0.0.0.0
+    modelserve up -c configs/flask-transformers.yaml --port 8001
+    """
+    from launcher.cli import output
+    from launcher.lifecycle import prepare, specs
+    from launcher.lifecycle import up as starting
+
+    overrides = {k: flags[k] for k in SPEC_KEYS}
+    overrides["agentscope.config"] = agentscope_config
+    loaded = specs.load(config_file, overrides)
+    if dry_run:
+        for note in loaded.notes:
+            warn(note)
+        click.echo(output.plan_text(loaded, prepare.prepare(loaded.deployment, report=report, dry_run=True)))
+        return
+    result = starting.up(loaded, report=report)
+    for warning in result.warnings:
+        warn(warning)
+    click.echo(json.dumps(output.up_json(result), indent=2) if as_json else output.up_text(result))
+
+
+@main.command()
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Stop every deployment.")
+@click.option("--forget-config", is_flag=True, help="Also remove the entries `up` wrote to agent configs.")
+@click.option("--timeout", type=float, help="Seconds between SIGTERM and SIGKILL [the deployment's stop_timeout].")
+def down(names: tuple[str, ...], all_: bool, forget_config: bool, timeout: float | None) -> None:
+    """Stop deployments: SIGTERM to each process group, bounded wait, SIGKILL.
+
+    \b
+    modelserve down smollm2-135m
+    modelserve down --all --forget-config
+    """
+    from launcher.cli import output
+    from launcher.lifecycle import down as stopping
+
+    if not names and not all_:
+        raise click.UsageError("name a deployment or pass --all")
+    results = stopping.down(None if all_ else list(names), forget_config=forget_config, timeout=timeout)
+    click.echo(output.down_text(results))
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Versioned JSON envelope.")
+@click.option("--no-probe", is_flag=True, help="Do not ask the servers for live health.")
+def status(as_json: bool, no_probe: bool) -> None:
+    """Show deployments: backend, model, endpoint, pid, uptime, live health, log path."""
+    from launcher.cli import output
+    from launcher.lifecycle import status as querying
+
+    rows = querying.status(probe=not no_probe)
+    if as_json:
+        click.echo(json.dumps({"version": JSON_VERSION, "deployments": [asdict(r) for r in rows]}, indent=2))
+    else:
+        click.echo(output.status_text(rows))
+
+
+@main.command()
+@click.argument("name")
+@click.option("-n", "--lines", default=50, show_default=True, help="How many lines to show.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines (Ctrl-C stops).")
+@click.option("--process", help="Which process's log (FastChat: controller, worker, api).")
+def logs(name: str, lines: int, follow: bool, process: str | None) -> None:
+    """Print a deployment's log."""
+    from launcher.lifecycle.status import log_path
+    from launcher.process import logs as log_files
+
+    path = log_path(name, process)
+    if not follow:
+        click.echo(log_files.tail(path, lines, max_bytes=max(64 * 1024, lines * 400)))
+        return
+    for chunk in log_files.follow(path, lines=lines, stop=lambda: False):
+        click.echo(chunk, nl=False)
+
+
+@main.command()
+@click.argument("target")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per request.")
+def health(target: str, timeout: float) -> None:
+    """Probe a deployment NAME or a server URL the way a client would; exit 0 healthy, 1 not.
+
+    \b
+    modelserve health smollm2-135m
+    modelserve health http://127.0.0.1:8000/v1
+    """
+    from launcher.lifecycle.status import health_of
+
+    result = health_of(target, timeout=timeout)
+    click.echo(("healthy: " if result.ok else "unhealthy: ") + result.detail)
+    sys.exit(0 if result.ok else 1)

@@ -1,0 +1,65 @@
+"""What a backend's ``plan()`` returns: processes to start, probes to pass, endpoints to hand out.
+
+Plain values with no behaviour of their own: ``process`` starts them, ``agents`` renders the
+client endpoints, ``store`` records them. Nothing here knows any engine.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from launcher.core.capabilities import Api
+from launcher.core.probe import Probe
+
+ClientKind = Literal["post_api_chat", "openai_chat", "ollama_chat"]
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process of a deployment. ``env`` is added to the launcher's environment."""
+
+    role: str
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    ready: tuple[Probe, ...] = ()
+    cwd: str | None = None
+    # Names in env whose values are secrets (API keys): never printed, rendered as "***".
+    secret_env: frozenset[str] = frozenset()
+
+    def command_line(self) -> str:
+        return shlex.join(self.argv)
+
+
+@dataclass(frozen=True)
+class ClientEndpoint:
+    """What an agent client needs to reach the server; ``agents`` renders it per client."""
+
+    kind: ClientKind
+    url: str  # /llm/ URL, OpenAI base URL ending in /v1, or the Ollama host URL
+    model_name: str
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    backend: str
+    api: Api
+    served_model_name: str
+    processes: tuple[ProcessSpec, ...]
+    endpoints: Mapping[str, str]  # name -> URL, printed in the summary
+    clients: tuple[ClientEndpoint, ...] = ()
+    notes: tuple[str, ...] = ()  # decisions worth saying out loud ("dtype float32: CPU")
+    # True when the plan reuses a server that already runs (nothing to start or stop).
+    external: bool = False
+    # What runs the engine, for status ("entry": "python -m vllm...", "version": ...).
+    engine: Mapping[str, str] = field(default_factory=dict)
+    # Checked after Backend.after_start() (e.g. Ollama: the model is present once pulled).
+    final_probes: tuple[Probe, ...] = ()
+
+    @property
+    def probes(self) -> tuple[Probe, ...]:
+        """Every probe in the order `up` passes them."""
+        return (*(p for spec in self.processes for p in spec.ready), *self.final_probes)

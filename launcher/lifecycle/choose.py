@@ -1,0 +1,98 @@
+"""Which backend, on which devices, run by which interpreter: decided once per command.
+
+`-b auto` asks every registered backend that declares ``auto`` (vLLM on a GPU first, the built-in
+server everywhere) in priority order, and takes the first whose engine is installed; the reason
+it gives is printed in the summary. Engine inspection (``Backend.inspect``) can spawn an
+interpreter, so :class:`Engines` asks each backend once per interpreter and remembers the answer
+for the rest of the command.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import backends
+from backends.base import Backend, EngineInfo
+from launcher import devices
+from launcher.core.deployment import Deployment
+from launcher.core.errors import BackendUnavailable
+from launcher.lifecycle import envs
+
+
+@dataclass
+class Engines:
+    """Engine inspections of this command, by (backend, interpreter)."""
+
+    answers: dict[tuple[str, str], EngineInfo] = field(default_factory=dict)
+
+    def inspect(self, backend: Backend, python: str, deployment: Deployment | None) -> EngineInfo:
+        key = (backend.name, python)
+        if key not in self.answers:
+            local = python == sys.executable
+            self.answers[key] = backend.inspect(python=python, deployment=deployment, local=local)
+        return self.answers[key]
+
+    def python_for(self, dep: Deployment, backend: Backend) -> str:
+        """The interpreter that runs the engine: ``python:`` when given; else this one when it
+        has the engine; else the backend's managed environment when one was built; else this
+        one (and the availability check then says what is missing and how to get it)."""
+        if dep.python:
+            return dep.python
+        if backend.env_spec is None or self.inspect(backend, sys.executable, dep).available.ok:
+            return sys.executable
+        return envs.ready_python(backend.env_spec.name) or sys.executable
+
+
+@dataclass
+class Choice:
+    backend: Backend
+    reason: str
+    devices: devices.DevicePlan
+    visible: int = 0  # GPUs visible to this process (for "try --gpus N" hints)
+
+
+def choose(dep: Deployment, engines: Engines, gpus: list[devices.Gpu] | None = None) -> Choice:
+    """Pick the backend and devices, and say why (the summary prints the reason)."""
+    gpus = devices.discover() if gpus is None else gpus
+    if dep.backend != "auto":
+        backend = backends.get(dep.backend)
+        return Choice(backend, f"{backend.name} (asked for)", devices.plan(dep.device, gpus, count=dep.gpus), len(gpus))
+    dplan = devices.plan(dep.device, gpus, count=dep.gpus)
+    candidates = _auto_candidates(dplan.kind)
+    skipped: list[str] = []
+    for backend in candidates:
+        found = engines.inspect(backend, engines.python_for(dep, backend), dep).available
+        if found.ok:
+            return Choice(backend, _auto_reason(backend, dplan, found.version, skipped), dplan, len(gpus))
+        skipped.append(f"{backend.name} is not installed ({found.reason})")
+    if not candidates:
+        raise backends_unavailable(dplan.kind)
+    # None is installed: take the last resort anyway; its availability check names the fix.
+    return Choice(candidates[-1], _auto_reason(candidates[-1], dplan, None, skipped), dplan, len(gpus))
+
+
+def _auto_candidates(kind: str) -> list[Backend]:
+    found = []
+    for name in backends.names():
+        try:
+            backend = backends.get(name)
+        except Exception:  # a broken plugin must not stop `-b auto` from choosing a built-in
+            continue
+        if backend.auto is not None and kind in backend.auto.devices:
+            found.append(backend)
+    return sorted(found, key=lambda b: -(b.auto.priority if b.auto else 0))
+
+
+def _auto_reason(backend: Backend, dplan: devices.DevicePlan, version: str | None, skipped: list[str]) -> str:
+    if dplan.kind == "cuda" and not skipped and version:
+        return f"{len(dplan.gpus)} GPU(s) and {version} installed: {backend.name}"
+    if dplan.kind == "cuda" and skipped:
+        return f"GPU found but {'; '.join(skipped)}: {backend.name}"
+    where = "on CPU" if dplan.kind == "cpu" else f"on {dplan.describe()}"
+    return f"{dplan.reason}: {backend.name} {where}"
+
+
+def backends_unavailable(kind: str) -> BackendUnavailable:
+    return BackendUnavailable(f"no registered backend is chosen automatically for {kind}",
+                              "name one with -b (see `modelserve backends`)")  # fmt: skip

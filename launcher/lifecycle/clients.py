@@ -1,0 +1,54 @@
+"""`modelserve config`: a deployment's agent client config, rendered from its record and
+written (merged by entry name where the format allows) into the user's file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from launcher.agents import files as agent_files
+from launcher.agents.formats import Format, RenderedConfig, entry_base, render
+from launcher.core.deployment import AgentScopeSettings
+from launcher.core.errors import ClientConfigError
+from launcher.store import records
+
+
+def config_for(record: records.DeploymentRecord, fmt: Format, *, only: str | None = None,
+               config_name: str | None = None, **overrides: Any) -> RenderedConfig:  # fmt: skip
+    """Render ``fmt`` for ``record``. ``overrides``: max_tokens, temperature, request_timeout;
+    None keeps the settings `up` wrote its entries with."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    base_settings = {k: v for k, v in record.agentscope.items() if k in overrides}
+    settings = AgentScopeSettings.model_validate({**base_settings, **given})
+    written = [n for c in record.clients if c.kind == "agentscope" for n in c.names]
+    return render(fmt, record.endpoints_for_clients(), settings, deployment=record.name,
+                  base=config_name or entry_base(record.name, written), only=only)  # fmt: skip
+
+
+def write(record: records.DeploymentRecord, rendered: RenderedConfig, path: Path) -> str:
+    """Merge or create ``path``; returns what was done, for the user. Merged entries are
+    recorded, so `down --forget-config` removes them as it does up's."""
+    path = path.expanduser().absolute()
+    if not path.parent.is_dir():
+        raise ClientConfigError(f"the folder {path.parent} does not exist", "create it or choose another --write path")
+    if rendered.write_mode == "merge-list":
+        merged = agent_files.merge(path, rendered.entries, option="--write")
+        names = [e["config_name"] for e in rendered.entries]
+        _remember(record, "agentscope", path, names)
+        return f"merged {', '.join(names)} into {path} ({len(merged) - len(names)} other entries kept)"
+    if rendered.write_mode == "merge-object":
+        merged_named = agent_files.merge_object(path, rendered.named)
+        _remember(record, "agentfabric", path, list(rendered.named))
+        kept = len(merged_named) - len(rendered.named)
+        return f"merged {', '.join(rendered.named)} into {path} ({kept} other entries kept)"
+    # A key in a new file is readable by its owner only (merged files keep their mode, as `up` does).
+    if agent_files.write_new(path, rendered.text, mode=0o600 if rendered.holds_secret else 0o644):
+        return f"wrote {path}"
+    return f"{path} already holds this config; left as is"
+
+
+def _remember(record: records.DeploymentRecord, kind: str, path: Path, names: list[str]) -> None:
+    target = str(path)
+    kept = [c for c in record.clients if not (c.kind == kind and c.path == target)]
+    record.clients = [*kept, records.ClientRecord(kind, target, names)]
+    records.save(record)

@@ -1,0 +1,83 @@
+"""`down`: stop deployments and leave nothing of them behind."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from launcher.agents import files as agent_files
+from launcher.core.errors import StopFailed
+from launcher.process.groups import ProcessGroups, StopReport
+from launcher.process.table import find_members
+from launcher.store import records
+
+
+@dataclass
+class DownResult:
+    name: str
+    report: StopReport
+    forgot: int = 0
+    external: bool = False
+
+
+def down(
+    names: list[str] | None,
+    *,
+    forget_config: bool = False,
+    timeout: float | None = None,
+    groups: ProcessGroups | None = None,
+) -> list[DownResult]:
+    """Stop deployments (all when ``names`` is None). Raises DeploymentNotFound for unknown names."""
+    groups = groups or ProcessGroups()
+    found = records.list_all() if names is None else [records.load(n) for n in names]
+    results = []
+    for record in found:
+        if record.mode == "foreground" and _stop_runner(record, timeout or record.stop_timeout):
+            forgot = _forget(record) if forget_config else 0
+            results.append(DownResult(record.name, StopReport(), forgot, False))
+            continue
+        with records.locked(record.name, timeout=30):
+            if record.external:
+                rep = StopReport(already_gone=True)
+            else:
+                rep = groups.stop(record.processes, marker=record.marker, timeout=timeout or record.stop_timeout)
+            if rep.survivors:
+                raise StopFailed(
+                    f"{record.name}: pids {rep.survivors} survived SIGKILL",
+                    "they may be stuck in the kernel (D state); check `ps -o pid,stat,cmd -p ...`",
+                )
+            forgot = _forget(record) if forget_config else 0
+            records.remove(record.name)
+            results.append(DownResult(record.name, rep, forgot, record.external))
+    return results
+
+
+def _forget(record: records.DeploymentRecord) -> int:
+    """Remove the agent config entries `up` (and `config --write`) merged for this deployment."""
+    removed = 0
+    for client in record.clients:
+        if client.kind == "agentfabric":
+            removed += agent_files.remove_object_entries(Path(client.path), client.names)
+        else:
+            removed += agent_files.remove_entries(Path(client.path), client.names)
+    return removed
+
+
+def _stop_runner(record: records.DeploymentRecord, timeout: float) -> bool:
+    """A `modelserve run` deployment: ask the runner to stop (killing its children would only make
+    it restart them). True once the runner has stopped everything; False: do it here instead."""
+    pid = record.supervisor_pid
+    try:
+        runner = psutil.Process(pid) if pid else None
+        if runner is None or runner.create_time() > record.started_at + 1:
+            return False  # gone, or a recycled pid
+        runner.send_signal(signal.SIGTERM)
+        runner.wait(timeout + 15)
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.TimeoutExpired:
+        return False
+    return not records.exists(record.name) or not find_members(record.processes, record.marker)
