@@ -19,6 +19,7 @@ shared/reference/hf-fastchat.md §5 and fschat 0.2.36's source):
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
@@ -114,61 +115,16 @@ class FastChatBackend(Backend):
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
     ) -> LaunchPlan:
         dep = deployment
-        opts = self.options(dep)
         served = dep.served_model_name or model.served_name
         py = ctx.python
-        controller_port, worker_port = ctx.free_port(), ctx.free_port()
+        controller_port = ctx.free_port()
         controller = f"http://127.0.0.1:{controller_port}"
-        worker_url = f"http://127.0.0.1:{worker_port}"
         base = f"http://{dep.client_host}:{dep.port}"
-        template, template_note = choose_conv_template(model.path, opts.conv_template)
-        notes = [template_note, f"controller {controller}, worker {worker_url}"]
-
         common = {"LOGDIR": str(ctx.log_dir), "PYTHONUNBUFFERED": "1"}
         if model.path is not None:
             common.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
         common.update(dep.env)
-
-        worker_args: dict[str, object] = {
-            "host": "127.0.0.1",
-            "port": worker_port,
-            "worker_address": worker_url,
-            "controller_address": controller,
-            "model_path": model.engine_ref,
-            "model_names": served,
-            "conv_template": template,
-        }
-        worker_env = dict(common)
-        if opts.worker == "vllm":
-            module = "fastchat.serve.vllm_worker"
-            if devices.tensor_parallel > 1:
-                worker_args["num_gpus"] = devices.tensor_parallel
-        else:
-            module = "fastchat.serve.model_worker"
-            worker_args["device"] = "cpu" if devices.kind == "cpu" else "cuda"
-            if devices.kind == "cuda":
-                worker_args["num_gpus"] = devices.tensor_parallel
-            if dep.dtype != "auto":
-                worker_args["dtype"] = dep.dtype
-        if devices.kind == "cpu":
-            threads = dep.threads or max(1, ctx.cpu_count // 2)
-            worker_env["OMP_NUM_THREADS"] = str(threads)
-            notes.append(f"CPU, {threads} thread(s) (FastChat loads float32 on CPU)")
-        else:
-            worker_env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
-            notes.append(f"{devices.describe()}")
-        worker_argv = [py, "-m", module, *render_args(worker_args), *render_args(dep.backend_args)]
-
-        api_args = [*render_args({"host": dep.host, "port": dep.port, "controller_address": controller})]
-        api_env = dict(common)
-        secret: frozenset[str] = frozenset()
-        if dep.api_key:
-            api_argv = [py, "-c", WITH_KEY_BOOT, "fastchat.serve.openai_api_server", *api_args]
-            api_env[API_KEY_ENV] = dep.api_key
-            secret = frozenset({API_KEY_ENV})
-        else:
-            api_argv = [py, "-m", "fastchat.serve.openai_api_server", *api_args]
-
+        worker = self._worker(dep, model, devices, ctx, served, controller, common)
         processes = (
             ProcessSpec(
                 "controller",
@@ -176,17 +132,8 @@ class FastChatBackend(Backend):
                 common,
                 (ControllerAnswers(controller),),
             ),
-            ProcessSpec("worker", tuple(worker_argv), worker_env, (WorkerRegistered(controller, model=served),)),
-            ProcessSpec(
-                "api",
-                tuple(api_argv),
-                api_env,
-                (
-                    OpenAIModelListed(base, dep.api_key, model=served),
-                    OpenAIChatAnswers(base, dep.api_key, model=served),
-                ),
-                secret_env=secret,
-            ),
+            worker.spec,
+            _api_server(dep, py, controller, served, common),
         )
         return LaunchPlan(
             backend=self.name,
@@ -195,6 +142,67 @@ class FastChatBackend(Backend):
             processes=processes,
             endpoints={"openai": f"{base}/v1", "controller": controller},
             clients=(ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),),
-            notes=tuple(notes),
-            engine={"worker": module, "conv_template": template or "(FastChat's choice)"},
+            notes=worker.notes,
+            engine={"worker": worker.module, "conv_template": worker.template or "(FastChat's choice)"},
         )
+
+    def _worker(self, dep: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext, served: str,
+                controller: str, common: dict[str, str]) -> _Worker:  # fmt: skip
+        opts = self.options(dep)
+        worker_url = f"http://127.0.0.1:{ctx.free_port()}"
+        template, template_note = choose_conv_template(model.path, opts.conv_template)
+        notes = [template_note, f"controller {controller}, worker {worker_url}"]
+        args: dict[str, object] = {
+            "host": "127.0.0.1",
+            "port": int(worker_url.rsplit(":", 1)[1]),
+            "worker_address": worker_url,
+            "controller_address": controller,
+            "model_path": model.engine_ref,
+            "model_names": served,
+            "conv_template": template,
+        }
+        env = dict(common)
+        if opts.worker == "vllm":
+            module = "fastchat.serve.vllm_worker"
+            if devices.tensor_parallel > 1:
+                args["num_gpus"] = devices.tensor_parallel
+        else:
+            module = "fastchat.serve.model_worker"
+            args["device"] = "cpu" if devices.kind == "cpu" else "cuda"
+            if devices.kind == "cuda":
+                args["num_gpus"] = devices.tensor_parallel
+            if dep.dtype != "auto":
+                args["dtype"] = dep.dtype
+        if devices.kind == "cpu":
+            threads = dep.threads or max(1, ctx.cpu_count // 2)
+            env["OMP_NUM_THREADS"] = str(threads)
+            notes.append(f"CPU, {threads} thread(s) (FastChat loads float32 on CPU)")
+        else:
+            env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
+            notes.append(f"{devices.describe()}")
+        argv = (ctx.python, "-m", module, *render_args(args), *render_args(dep.backend_args))
+        spec = ProcessSpec("worker", argv, env, (WorkerRegistered(controller, model=served),))
+        return _Worker(spec, module, template, tuple(notes))
+
+
+@dataclass(frozen=True)
+class _Worker:
+    spec: ProcessSpec
+    module: str
+    template: str | None
+    notes: tuple[str, ...]
+
+
+def _api_server(dep: Deployment, py: str, controller: str, served: str, common: dict[str, str]) -> ProcessSpec:
+    base = f"http://{dep.client_host}:{dep.port}"
+    api_args = [*render_args({"host": dep.host, "port": dep.port, "controller_address": controller})]
+    env = dict(common)
+    secret: frozenset[str] = frozenset()
+    if dep.api_key:
+        argv = [py, "-c", WITH_KEY_BOOT, "fastchat.serve.openai_api_server", *api_args]
+        env[API_KEY_ENV] = dep.api_key
+        secret = frozenset({API_KEY_ENV})
+    else:
+        argv = [py, "-m", "fastchat.serve.openai_api_server", *api_args]
+    probes = (OpenAIModelListed(base, dep.api_key, model=served), OpenAIChatAnswers(base, dep.api_key, model=served))
+    return ProcessSpec("api", tuple(argv), env, probes, secret_env=secret)

