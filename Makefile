@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (Python 3.10+ with venv):
 #   make demo   set up .venv, convert the SmolLM2 demo model once, serve it on http://127.0.0.1:8000
-#   make test   set up .venv, then run every test (client venvs are built by the tests themselves)
+#   make test   set up .venv, lint, then run every test (client venvs are built by the tests themselves)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -32,7 +32,7 @@ demo: setup
 	@echo
 	@echo 'stop it with: $(BIN)/modelserve down demo'
 
-test: setup
+test: setup lint
 	@# pytest exits 5 when it collected no test: for this suite that is a broken run, not a pass.
 	$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: treating that as a failure" >&2; exit 1; fi; exit $$rc
@@ -40,9 +40,12 @@ test: setup
 down:
 	$(BIN)/modelserve down --all
 
+# Style, types, the layer contracts in pyproject.toml, and sizes/cycles (tests/layout.py).
 lint: setup
 	$(BIN)/ruff check launcher backends tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m tests.layout
 
 clean:
 	rm -rf $(VENV) .cache build dist *.egg-info

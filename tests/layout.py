@@ -1,0 +1,106 @@
+"""`make lint`'s checks that no linter covers: module and function sizes, and import cycles.
+
+    python -m tests.layout      # exit 1 and one line per problem when something is off
+
+- a module in launcher/ or backends/ longer than MAX_MODULE lines;
+- a function longer than MAX_FUNCTION lines without a reason at its top (a ``# Long: ...``
+  comment, or "Long:" in its docstring);
+- an import cycle among our modules (grimp's graph, the one import-linter builds).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import grimp
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("launcher", "backends")
+MAX_MODULE = 400
+MAX_FUNCTION = 60
+
+
+def _sources() -> Iterator[Path]:
+    for package in PACKAGES:
+        yield from sorted((ROOT / package).rglob("*.py"))
+
+
+def long_modules() -> list[str]:
+    out = []
+    for path in _sources():
+        lines = len(path.read_text().splitlines())
+        if lines > MAX_MODULE:
+            out.append(f"{path.relative_to(ROOT)}: {lines} lines (more than {MAX_MODULE}); split it")
+    return out
+
+
+def _says_why(node: ast.FunctionDef | ast.AsyncFunctionDef, source: list[str]) -> bool:
+    doc = ast.get_docstring(node) or ""
+    top = source[node.body[0].lineno - 1 : node.body[0].lineno + 2]
+    return "Long:" in doc or any(line.strip().startswith("# Long:") for line in top)
+
+
+def long_functions() -> list[str]:
+    out = []
+    for path in _sources():
+        text = path.read_text()
+        source = text.splitlines()
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > MAX_FUNCTION and not _says_why(node, source):
+                    out.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}: {length} lines (more than "
+                               f"{MAX_FUNCTION}) and no `# Long:` reason at its top")  # fmt: skip
+    return out
+
+
+def import_cycles() -> list[str]:
+    """Strongly connected groups of modules (Tarjan), each reported once."""
+    graph = grimp.build_graph(*PACKAGES)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for target in sorted(graph.find_modules_directly_imported_by(module)):
+            if target not in index:
+                visit(target)
+                low[module] = min(low[module], low[target])
+            elif target in on_stack:
+                low[module] = min(low[module], index[target])
+        if low[module] == index[module]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == module:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    sys.setrecursionlimit(10_000)
+    for module in sorted(graph.modules):
+        if module not in index:
+            visit(module)
+    return [f"import cycle: {' <-> '.join(group)}" for group in cycles]
+
+
+def main() -> int:
+    problems = [*long_modules(), *long_functions(), *import_cycles()]
+    for line in problems:
+        print(line)
+    print(f"layout: {len(problems)} problem(s) in {len(list(_sources()))} modules", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
