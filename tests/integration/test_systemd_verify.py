@@ -20,12 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def analyze() -> str:
     exe = shutil.which("systemd-analyze")
-    if exe is None:  # Debian's systemd package carries it; install it the way the issue allows
-        proc = subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "systemd"],
-                              capture_output=True, text=True, timeout=600)  # fmt: skip
-        exe = shutil.which("systemd-analyze")
-        if exe is None:
-            pytest.fail(f"systemd-analyze is missing and apt-get could not install it:\n{proc.stderr[-2000:]}")
+    if exe is None:  # `make test-tools` installs it (`make test` runs that first, and fails on skips)
+        pytest.skip("systemd-analyze is not installed: run `make test-tools` (Debian's systemd package)")
     return exe
 
 

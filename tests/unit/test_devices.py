@@ -189,6 +189,7 @@ def test_tensor_parallel_must_divide_heads(tmp_path: Path) -> None:
     assert "does not divide the model's 32 attention heads" in (devices.tensor_parallel_problem(tmp_path, 3) or "")
 
 
+@pytest.mark.may_skip  # on a GPU host, where the recorded fixtures cover discovery instead
 def test_real_host_has_no_gpu_here() -> None:
     # This machine has no NVIDIA driver: discovery must say so quietly, not crash.
     if shutil.which("nvidia-smi"):
