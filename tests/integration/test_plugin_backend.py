@@ -1,0 +1,94 @@
+"""A backend from an installed out-of-tree package (tests/plugin: modelserve-echo) is found
+through the `modelserve.backends` entry-point group, listed like the built-ins, configured by
+its own YAML section, and served through with `modelserve up -b echo`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from launcher.process import ports
+from tests.e2e.conftest import modelserve_cmd
+
+ROOT = Path(__file__).resolve().parents[2]
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """modelserve-echo built and installed (pip, the way a user installs a plugin) into a folder
+    of its own, so the project's venv is left as it was."""
+    work = tmp_path_factory.mktemp("plugin")
+    source = shutil.copytree(ROOT / "tests" / "plugin", work / "src")  # pip builds in the source tree
+    site = work / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--quiet",
+                           "--disable-pip-version-check", "--target", str(site), str(source)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert list(site.glob("modelserve_echo-0.1.0.dist-info/entry_points.txt"))
+    return site
+
+
+@pytest.fixture()
+def ms(cli_env: dict[str, str], plugin_site: Path, tmp_path: Path) -> Run:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = dict(cli_env, PYTHONPATH=str(plugin_site))
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*modelserve_cmd(), *args], capture_output=True, text=True, env=env, cwd=work,
+                              timeout=120)  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"modelserve {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def test_the_plugin_is_listed_like_the_builtins(ms: Run) -> None:
+    rows = {r["name"]: r for r in json.loads(ms("backends", "--json").stdout)["backends"]}
+    assert {"flask-transformers", "vllm", "fastchat", "ollama", "flask-modelscope", "echo"} <= set(rows)
+    echo, builtin = rows["echo"], rows["flask-transformers"]
+    assert set(echo) == set(builtin)  # the same fields, filled the same way
+    assert (echo["distribution"], builtin["distribution"]) == ("modelserve-echo", "modelserve")
+    assert echo["available"] is True and echo["capabilities"] == ["openai"]
+    text = ms("backends").stdout
+    assert any(line.startswith("echo ") and "[modelserve-echo]" in line for line in text.splitlines())
+
+
+def test_up_serves_through_the_plugin_with_its_own_section(ms: Run, tmp_path: Path) -> None:
+    port = ports.free_port()
+    spec = tmp_path / "echo.yaml"
+    spec.write_text(f"model: parrot\nbackend: echo\nname: parrot\nport: {port}\necho:\n  prefix: 'squawk: '\n")
+    up = ms("up", "-c", str(spec), "--api-key", "s3cret")
+    assert "ready: parrot answered" in up.stdout
+    try:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            data=json.dumps({"model": "parrot", "messages": [{"role": "user", "content": "hello"}]}).encode(),
+            headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["choices"][0]["message"]["content"] == "squawk: hello"
+        entries = json.loads((tmp_path / "work" / "model_config.json").read_text())
+        assert [e["config_name"] for e in entries] == ["parrot-openai"]
+        (row,) = json.loads(ms("status", "--json").stdout)["deployments"]
+        assert (row["backend"], row["state"], row["health"]) == ("echo", "running", "ok")
+    finally:
+        ms("down", "parrot")
+    assert ports.is_free("127.0.0.1", port)
+
+
+def test_a_wrong_key_in_the_plugin_section_is_refused_with_its_line(ms: Run, tmp_path: Path) -> None:
+    spec = tmp_path / "echo.yaml"
+    spec.write_text("model: parrot\nbackend: echo\necho:\n  prefx: '> '\n")
+    bad = ms("up", "-c", str(spec), check=False)
+    assert bad.returncode == 3
+    assert f"{spec}:4 echo.prefx: unknown key (did you mean 'prefix'?)" in bad.stderr
