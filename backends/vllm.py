@@ -82,9 +82,9 @@ def inspect_engine(python: str) -> dict[str, Any]:
     return info
 
 
-def choose_entry(info: dict[str, Any]) -> tuple[list[str], str]:
-    """argv prefix (before the model) and a name for it, for status."""
-    python = info["python"]
+def choose_entry(info: dict[str, Any], python: str) -> tuple[list[str], str]:
+    """argv prefix (before the model) and a name for it, for status. ``python``: the interpreter
+    the launcher was given, not the one it resolved to (a wrapper script must stay in between)."""
     if info.get("distribution") == "vllm" and info.get("console_script"):
         return [info["console_script"], "serve"], "vllm serve (console script)"
     for module in ENTRY_MODULES:
@@ -165,7 +165,7 @@ class VLLMBackend(Backend):
         dep = deployment
         served = dep.served_model_name or model.served_name
         info = dict(ctx.engine) if ctx.engine else {"python": ctx.python, "modules": list(ENTRY_MODULES)}
-        prefix, entry_name = choose_entry(info)
+        prefix, entry_name = choose_entry(info, ctx.python)
         notes = [f"entry point: {entry_name}"]
 
         ours: dict[str, Any] = {

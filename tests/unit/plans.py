@@ -30,7 +30,9 @@ def ports() -> Any:
 def render(backend: str, dep: Deployment, model: ResolvedModel = LOCAL, dplan: devices.DevicePlan | None = None,
            cpus: int = 2, engine: dict[str, Any] | None = None, memory: int = 16 * 1024**3,
            model_bytes: int = 0, checkpoint_dtype: str | None = None) -> tuple[LaunchPlan, str]:  # fmt: skip
-    ctx = PlanContext("/venv/bin/python", Path("/state/deployments/x/logs"), ports(), cpus, engine or {}, memory,
+    # The interpreter is the one the engine facts were inspected in, as the launcher passes it.
+    python = str((engine or {}).get("python", "/venv/bin/python"))
+    ctx = PlanContext(python, Path("/state/deployments/x/logs"), ports(), cpus, engine or {}, memory,
                       model_bytes, checkpoint_dtype=checkpoint_dtype)  # fmt: skip
     plan = backends.get(backend).plan(
         deployment=dep, model=model, devices=dplan or devices.DevicePlan("cpu", (), "test"), ctx=ctx
