@@ -177,9 +177,10 @@ class Supervisor:
                 self.last_exit = f"the {role} process exited with code {code}"
                 if self.clock() - up_since >= self.policy.stable_after:
                     backoff = self.policy.backoff_initial
-                if not self._restart(backoff):
+                used = self._restart(backoff)
+                if used is None:
                     return 0  # a signal arrived during the backoff or the restart
-                backoff = min(backoff * 2, self.policy.backoff_max)
+                backoff = min(used * 2, self.policy.backoff_max)
                 up_since = next_ping = self.clock()
                 continue
             if watchdog_every is not None and self.clock() >= next_ping:
@@ -202,9 +203,10 @@ class Supervisor:
             self.shutdown(why)
             raise RestartsExhausted(why, "read `modelserve logs`; systemd's Restart= policy applies from here")
 
-    def _restart(self, backoff: float) -> bool:
+    def _restart(self, backoff: float) -> float | None:
         """Stop the rest of the deployment, wait ``backoff``, start again; a failed start counts
-        as one more failure and backs off further. False: a signal stopped it instead."""
+        as one more failure and backs off further. Returns the backoff the successful start came
+        after; None when a signal stopped it instead."""
         while True:
             self._count_failure()
             self.report(f"{self.last_exit}; restart {self.restarts} in {backoff:.0f} s")
@@ -212,18 +214,18 @@ class Supervisor:
             self.target.stop(timeout=self.target.stop_timeout)
             if not self._wait(backoff):
                 self.shutdown("stopping")
-                return False
+                return None
             try:
                 ready = self._start()
             except StartupCancelled:
                 self.shutdown("stopping")
-                return False
+                return None
             except Exception as exc:
                 self.last_exit = f"restart failed: {str(exc).splitlines()[0]}"
                 backoff = min(backoff * 2, self.policy.backoff_max)
                 continue
             self.notifier.status(f"serving {self.target.base_url} (restarted after {ready:.0f} s)")
-            return True
+            return backoff
 
     def _wait(self, seconds: float) -> bool:
         """Sleep ``seconds`` unless a stop is requested first (then False)."""
