@@ -9,7 +9,6 @@ imported only when a backend is used: listing names imports no backend module.
 from __future__ import annotations
 
 import importlib
-import importlib.metadata
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,6 +41,9 @@ class Entry:
 
 def entries() -> dict[str, Entry]:
     """Every registered backend by name: built-ins first, then third-party ones."""
+    # Imported here: importlib.metadata costs `status` (which loads probes from this package) 10 ms.
+    import importlib.metadata
+
     found: dict[str, Entry] = {}
     third: list[Entry] = []
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):

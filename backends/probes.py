@@ -3,13 +3,14 @@
 Probes are frozen dataclasses (see ``launcher.core.probe``): a deployment's record stores them
 and `status`/`health` ask them again later. ``check()`` never raises for network trouble: a
 refused connection or a timeout is a failed probe with the reason in its detail. This module
-imports no pydantic and no urllib (http.client is enough and cheaper), because `status` loads it.
+imports no pydantic and no urllib or http.client, because `status` loads it.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
+import socket
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -21,29 +22,64 @@ from launcher.core.probe import ProbeResult
 def request(
     url: str, *, body: dict[str, Any] | None = None, api_key: str | None = None, timeout: float = 5.0
 ) -> tuple[int, Any]:
-    """(status, decoded JSON body or its first 200 characters) for a GET, or a POST of ``body``."""
+    """(status, decoded JSON body or its first 200 characters) for a GET, or a POST of ``body``.
+
+    Plain http is spoken over a socket as HTTP/1.0 (the server closes the connection after the
+    body, so no chunked encoding and no keep-alive to handle): http.client would bring in ssl,
+    email and idna, a third of what `modelserve status` costs. https goes through http.client.
+    """
     parts = urlsplit(url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_cls(parts.hostname or "127.0.0.1", parts.port, timeout=timeout)
-    headers = {"Accept": "application/json"}
-    data = None
+    data = json.dumps(body).encode() if body is not None else b""
+    headers = {"Host": parts.netloc, "Accept": "application/json", "Connection": "close"}
     if body is not None:
-        data = json.dumps(body).encode()
-        headers["Content-Type"] = "application/json"
+        headers.update({"Content-Type": "application/json", "Content-Length": str(len(data))})
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
+    method = "POST" if body is not None else "GET"
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "https":
+        return _https(parts.netloc, method, path, data, headers, timeout)
+    host = (parts.hostname or "127.0.0.1").strip("[]")
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, parts.port or 80), timeout=timeout) as sock:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        sock.sendall(f"{method} {path} HTTP/1.0\r\n{head}\r\n".encode() + data)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+            left = deadline - time.monotonic()
+            if left <= 0:  # a server that keeps trickling bytes still gets only `timeout`
+                raise TimeoutError(f"no complete answer within {timeout:.1f} s")
+            sock.settimeout(left)
+        raw = b"".join(chunks)
+    status_line, _, rest = raw.partition(b"\r\n")
+    _, _, payload = rest.partition(b"\r\n\r\n")
+    fields = status_line.split(b" ", 2)
+    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
+        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
+    return int(fields[1]), _decode(payload)
+
+
+def _https(netloc: str, method: str, path: str, data: bytes, headers: dict[str, str],
+           timeout: float) -> tuple[int, Any]:  # fmt: skip
+    import http.client
+
+    conn = http.client.HTTPSConnection(netloc, timeout=timeout)
     try:
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        conn.request("POST" if body is not None else "GET", path, body=data, headers=headers)
+        conn.request(method, path, body=data or None, headers=headers)
         resp = conn.getresponse()
-        raw, status = resp.read(), resp.status
+        return resp.status, _decode(resp.read())
+    except http.client.HTTPException as exc:  # a failed probe, like any other network trouble
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
     finally:
         conn.close()
+
+
+def _decode(raw: bytes) -> Any:
     try:
-        payload = json.loads(raw) if raw else None
+        return json.loads(raw) if raw else None
     except ValueError:
-        payload = raw[:200].decode(errors="replace")
-    return status, payload
+        return raw[:200].decode(errors="replace")
 
 
 def short(payload: Any, limit: int = 200) -> str:
@@ -62,7 +98,7 @@ class HttpProbe(ABC):
     def check(self, timeout: float) -> ProbeResult:
         try:
             return self._check(self.url.rstrip("/"), timeout)
-        except (OSError, http.client.HTTPException, ValueError) as exc:
+        except (OSError, ValueError) as exc:  # http.client's errors are OSError or ValueError too
             return ProbeResult(False, f"waiting until {self.describe()}: {exc}")
 
     @abstractmethod

@@ -9,14 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from launcher.core.launch import ClientEndpoint, ClientKind
+from launcher.agents.names import ENDPOINTS, SUFFIX
+from launcher.core.launch import ClientEndpoint
 
 if TYPE_CHECKING:
     from launcher.core.deployment import AgentScopeSettings
 
-# How entry names and `config --endpoint` spell each kind of endpoint.
-ENDPOINTS: dict[str, ClientKind] = {"post": "post_api_chat", "openai": "openai_chat", "ollama": "ollama_chat"}
-SUFFIX: dict[str, str] = {kind: name for name, kind in ENDPOINTS.items()}
+__all__ = ["ENDPOINTS", "SUFFIX", "agentscope_entries", "agentscope_entry", "entry_name"]
 
 
 def entry_name(base: str, endpoint: ClientEndpoint) -> str:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from launcher.agents.agentscope import ENDPOINTS, SUFFIX, agentscope_entries, entry_name
-from launcher.agents.rendered import DESCRIBE, FORMATS, Format, RenderedConfig, WriteMode
+from launcher.agents.names import FORMATS, Format
+from launcher.agents.rendered import DESCRIBE, RenderedConfig, WriteMode
 from launcher.agents.snippets import agentscope_v1, agentscope_v2
 from launcher.core.errors import ClientConfigError
 from launcher.core.launch import ClientKind

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal
+
+from launcher.agents.names import Format
 
 if TYPE_CHECKING:
     from launcher.core.launch import ClientEndpoint
 
-Format = Literal["agentscope", "modelscope-agent", "agentfabric", "agentscope-v1", "agentscope-v2", "openai-env"]
-FORMATS: tuple[Format, ...] = get_args(Format)
 # How --write combines the text with an existing file.
 WriteMode = Literal["merge-list", "merge-object", "new-file"]
 DESCRIBE: dict[str, str] = {

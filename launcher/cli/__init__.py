@@ -3,12 +3,11 @@ and render its result. The only part of modelserve that prints.
 
 ``app`` holds the group and error conversion; ``deploy`` (up, down, status, logs, health),
 ``machine`` (backends, devices, env), ``ops`` (run, systemd) and ``config`` add their commands
-to it; ``output`` renders results as text or JSON.
+to it when the group first needs them; ``output`` renders results as text or JSON.
 """
 
 from __future__ import annotations
 
-from launcher.cli import config, deploy, machine, ops  # noqa: F401  (each registers its commands)
 from launcher.cli.app import ModelserveGroup, main
 
 __all__ = ["ModelserveGroup", "main"]

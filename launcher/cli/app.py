@@ -8,7 +8,7 @@ shows the traceback). Command modules import the launcher inside the command fun
 
 from __future__ import annotations
 
-import logging
+import importlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -40,7 +40,25 @@ def warn(message: str) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
+# Which module defines each command. The group imports a command's module when that command
+# runs (or when --help lists them all), so `modelserve status` loads only launcher.cli.deploy.
+COMMAND_MODULES = {
+    "up": "deploy", "down": "deploy", "status": "deploy", "logs": "deploy", "health": "deploy",
+    "backends": "machine", "devices": "machine", "env": "machine",
+    "run": "ops", "systemd": "ops",
+    "config": "config",
+}  # fmt: skip
+
+
 class ModelserveGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"launcher.cli.{COMMAND_MODULES[cmd_name]}")  # registers its commands
+        return self.commands.get(cmd_name)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -67,4 +85,7 @@ def main(ctx: click.Context, debug: bool) -> None:
     modelserve down smollm2-135m
     """
     ctx.obj = {"debug": debug}
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if debug:  # the launcher itself does not log; this is for the libraries under it
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(levelname)s %(name)s: %(message)s")

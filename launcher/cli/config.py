@@ -8,8 +8,7 @@ from typing import cast
 
 import click
 
-from launcher.agents.agentscope import ENDPOINTS
-from launcher.agents.rendered import FORMATS, Format
+from launcher.agents.names import ENDPOINTS, FORMATS, Format
 from launcher.cli.app import main
 
 WRITE_HELP = ("Merge into this file instead of printing (agentscope, agentfabric: by entry name, atomically, "

@@ -7,10 +7,10 @@ checks use them to refuse a deployment that cannot serve what its agents will se
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
-# The HTTP APIs a deployment can offer: OpenAI /v1, AgentScope's POST /llm/, Ollama's native /api.
-Api = Literal["openai", "post", "ollama"]
+from launcher.core.names import Api
+
+__all__ = ["Api", "Capabilities"]
 
 
 @dataclass(frozen=True)

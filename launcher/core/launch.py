@@ -9,12 +9,11 @@ from __future__ import annotations
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
 
-from launcher.core.capabilities import Api
+from launcher.core.names import Api, ClientKind
 from launcher.core.probe import Probe
 
-ClientKind = Literal["post_api_chat", "openai_chat", "ollama_chat"]
+__all__ = ["ClientEndpoint", "ClientKind", "LaunchPlan", "ProcessSpec"]
 
 
 @dataclass(frozen=True)

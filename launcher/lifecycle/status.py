@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from backends.ollama.probes import OllamaVersion
-from backends.probes import HttpOk, PostLlmAnswers
 from launcher.core.errors import ModelserveError
 from launcher.core.probe import Probe, ProbeResult
 from launcher.process.readiness import check_all
@@ -107,6 +105,10 @@ def health_of(target: str, timeout: float = 10.0) -> ProbeResult:
 
 
 def _url_probes(url: str) -> list[Probe]:
+    # Imported here: http.client (with ssl and email) is most of what `status` would load otherwise.
+    from backends.ollama.probes import OllamaVersion
+    from backends.probes import HttpOk, PostLlmAnswers
+
     parts = urlsplit(url)
     base = f"{parts.scheme}://{parts.netloc}"
     key = os.environ.get("MODELSERVE_API_KEY")

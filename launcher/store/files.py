@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -81,6 +80,8 @@ def create_new(path: Path, data: str | bytes, *, mode: int = 0o644) -> None:
 
 
 def _write_temp(path: Path, data: str | bytes, mode: int) -> str:
+    import tempfile  # here: readers of records (`status`) never write, and tempfile costs them 3 ms
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

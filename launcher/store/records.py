@@ -12,14 +12,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from launcher.core.errors import AlreadyRunning, DeploymentNotFound
-from launcher.core.launch import ClientEndpoint
-from launcher.core.probe import Probe, from_dict
 from launcher.store import paths
 from launcher.store.files import LockTimeout, write_atomic
 from launcher.store.files import locked as file_locked
+
+if TYPE_CHECKING:
+    from launcher.core.launch import ClientEndpoint
+    from launcher.core.probe import Probe
 
 STATE_VERSION = 1
 MARKER_ENV = "MODELSERVE_DEPLOYMENT_ID"
@@ -80,12 +82,17 @@ class DeploymentRecord:
 
     version: int = STATE_VERSION
 
+    # The two methods below import where used: `status` reads records without needing either.
     def endpoints_for_clients(self) -> list[ClientEndpoint]:
+        from launcher.core.launch import ClientEndpoint
+
         return [ClientEndpoint(**e) for e in self.client_endpoints]  # type: ignore[arg-type]
 
     def readiness_probes(self, *, cheap: bool = False) -> list[Probe]:
         """The probes `up` passed, to ask again. ``cheap``: leave out the ones that generate
         tokens (status asks many deployments), unless nothing else is left."""
+        from launcher.core.probe import from_dict
+
         probes = [from_dict(p) for p in self.probes]
         light = [p for p in probes if not p.generates]
         return (light or probes) if cheap else probes

@@ -74,3 +74,12 @@ def test_every_command_has_an_example_in_help() -> None:
     for name in ("up", "down", "health"):
         text = CliRunner().invoke(cli.main, [name, "--help"]).output
         assert "modelserve " + name in text
+
+
+def test_the_lazy_command_table_names_every_command_where_it_is() -> None:
+    from launcher.cli.app import COMMAND_MODULES
+
+    for name, module in COMMAND_MODULES.items():
+        assert cli.main.get_command(None, name) is not None, f"{name} is not defined in launcher.cli.{module}"  # type: ignore[arg-type]
+        assert cli.main.commands[name].callback.__module__ == f"launcher.cli.{module}"  # type: ignore[union-attr]
+    assert set(cli.main.commands) == set(COMMAND_MODULES)  # nothing registered that --help would not list

@@ -1,0 +1,14 @@
+"""The names of client formats and endpoint kinds: what the CLI offers as choices. Kept apart
+from the renderers so that `modelserve --help` loads nothing but these tuples."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from launcher.core.names import ClientKind
+
+Format = Literal["agentscope", "modelscope-agent", "agentfabric", "agentscope-v1", "agentscope-v2", "openai-env"]
+FORMATS: tuple[Format, ...] = get_args(Format)
+# How entry names and `config --endpoint` spell each kind of endpoint.
+ENDPOINTS: dict[str, ClientKind] = {"post": "post_api_chat", "openai": "openai_chat", "ollama": "ollama_chat"}
+SUFFIX: dict[str, str] = {kind: name for name, kind in ENDPOINTS.items()}
