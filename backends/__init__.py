@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from launcher.core.errors import ConfigError
-
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
@@ -58,6 +56,8 @@ def entries() -> dict[str, Entry]:
     for name, target in _EXTRA.items():
         found.setdefault(name, Entry(name, target, "registered in-process"))
     if not found:
+        from launcher.core.errors import ConfigError  # here: the built-in server imports this package
+
         raise ConfigError(
             f"no backends are registered (the {ENTRY_POINT_GROUP!r} entry-point group is empty)",
             "reinstall modelserve (pip install -e . in a checkout): its metadata registers the built-ins",
@@ -72,6 +72,8 @@ def names() -> list[str]:
 def get(name: str) -> Backend:
     entry = entries().get(name)
     if entry is None:
+        from launcher.core.errors import ConfigError
+
         raise ConfigError(
             f"unknown backend {name!r}",
             f"use one of: auto, {', '.join(entries())} (`modelserve backends` says which run here)",

@@ -25,6 +25,9 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from werkzeug.serving import BaseWSGIServer
+
+    from backends.flask_server.app import InFlight
     from backends.flask_server.engine import Engine
 
 log = logging.getLogger("modelserve.flask_server")
@@ -149,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None) -> int:
     """Bind, serve until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
-    from werkzeug.serving import WSGIRequestHandler, make_server, select_address_family
+    from werkzeug.serving import WSGIRequestHandler, make_server
 
     from backends.flask_server.app import create_app
 
@@ -160,32 +163,16 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
             return None
 
-    # Bind ourselves and hand werkzeug the socket: its own bind prints to stderr and calls
-    # sys.exit on EADDRINUSE, which would skip our message and the engine shutdown.
-    try:
-        listener = socket.socket(select_address_family(host, port), socket.SOCK_STREAM)
-        # A restart right after a stop must not fail on the old socket's TIME_WAIT.
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((host, port))
-        listener.listen(128)
-    except OSError as exc:
-        log.error("cannot listen on %s:%d: %s; pick another --port or stop what holds it", host, port, exc)
+    listener = _listen(host, port)
+    if listener is None:
         engine.stop()
         return 1
     try:
         server = make_server(host, port, app, threaded=True, request_handler=QuietHandler, fd=listener.fileno())
     finally:
         listener.close()  # werkzeug works on its own duplicate of the descriptor
-
-    stop_requested = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        # Only record it: the main loop below does the shutdown, outside the signal handler.
-        stop_requested.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     http = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="http", daemon=True)
+    stop_requested = _record_stop_signals()
     http.start()
     log.info(
         "serving %r on http://%s:%d (POST /llm/, /v1/chat/completions, /v1/completions; auth %s)",
@@ -200,6 +187,43 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
             log.error("the %s thread died; exiting", "http" if not http.is_alive() else "scheduler")
             code = 1
             break
+    _shut_down(server, engine, app.extensions["modelserve.inflight"])
+    return code
+
+
+def _listen(host: str, port: int) -> socket.socket | None:
+    """A listening socket, or None after logging why not.
+
+    Bind ourselves and hand werkzeug the socket: its own bind prints to stderr and calls
+    sys.exit on EADDRINUSE, which would skip our message and the engine shutdown.
+    """
+    from werkzeug.serving import select_address_family
+
+    try:
+        listener = socket.socket(select_address_family(host, port), socket.SOCK_STREAM)
+        # A restart right after a stop must not fail on the old socket's TIME_WAIT.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s; pick another --port or stop what holds it", host, port, exc)
+        return None
+    return listener
+
+
+def _record_stop_signals() -> threading.Event:
+    stop_requested = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        # Only record it: the serve loop does the shutdown, outside the signal handler.
+        stop_requested.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop_requested
+
+
+def _shut_down(server: BaseWSGIServer, engine: Engine, inflight: InFlight) -> None:
     # A second SIGTERM / Ctrl-C now ends the process at once, should the clean stop hang.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -207,7 +231,6 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
     server.shutdown()  # no new connections
     engine.stop()  # running generate() stops at its next step; queued requests get 503
     # Let handlers write those answers (bounded: a client that stopped reading must not hold us).
-    inflight = app.extensions["modelserve.inflight"]
     deadline = time.monotonic() + 5.0
     while inflight.count > 0 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -215,7 +238,6 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
         log.warning("exiting with %d response(s) still being written", inflight.count)
     server.server_close()
     log.info("stopped")
-    return code
 
 
 def run() -> int:

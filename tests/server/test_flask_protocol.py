@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ValidationError
 
 from backends.flask_server import protocol
+from backends.flask_server.errors import api_error_from_validation, field_path
 from backends.flask_server.protocol import (
     ApiError,
     ChatMessage,
@@ -14,6 +16,7 @@ from backends.flask_server.protocol import (
     Sampling,
     TokenBudget,
 )
+from backends.flask_server.schema import ChatCompletionRequest, LlmRequest
 
 LIMIT = 4096
 MSGS = [{"role": "user", "content": "hi"}]
@@ -234,7 +237,7 @@ def test_chat_fields() -> None:
         ({"max_tokens": "5"}, 400, "max_tokens must be an integer"),
         ({"max_completion_tokens": 0}, 400, "max_completion_tokens must be >= 1"),
         ({"stop": 5}, 400, "stop must be a string or an array"),
-        ({"stop": ["ok", ""]}, 400, "non-empty strings"),
+        ({"stop": ["ok", ""]}, 400, "stop[1] must be a non-empty string"),
         ({"stream": "yes"}, 400, "stream must be true or false"),
         ({"stream_options": []}, 400, "stream_options must be an object"),
         ({"seed": "x"}, 400, "seed must be an integer"),
@@ -303,3 +306,127 @@ def test_find_stop_and_held_back() -> None:
     assert protocol.held_back("hello E", ("END", "EXIT")) == 1
     assert protocol.held_back("hello", ("END",)) == 0
     assert protocol.held_back("hello", ()) == 0
+
+
+# ----------------------------------------------------------------------------- the ValidationError translator
+
+
+def translated(model: type[BaseModel], body: dict[str, Any], **kwargs: Any) -> str:
+    with pytest.raises(ValidationError) as info:
+        model.model_validate(body)
+    err = api_error_from_validation(info.value, **kwargs)
+    assert err.status == 400 and err.error_type == "invalid_request_error"
+    return err.message
+
+
+CHAT_BODY = {"model": "m", "messages": MSGS}
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"max_tokens": "5"}, 'max_tokens must be an integer, got a string "5"'),
+        ({"max_tokens": True}, "max_tokens must be an integer, got a boolean true"),
+        ({"temperature": "hot"}, 'temperature must be a number, got a string "hot"'),
+        ({"temperature": float("nan")}, "temperature must be a finite number, got a number NaN"),
+        ({"stream": 1}, "stream must be true or false, got a number 1"),
+        ({"user": 7}, "user must be a string, got a number 7"),
+        ({"tools": {}}, "tools must be an array, got an object {}"),
+        ({"stream_options": []}, "stream_options must be an object, got an empty array"),
+        ({"stream_options": {"include_usage": "y"}}, 'stream_options.include_usage must be true or false, got a string "y"'),
+        ({"n": 0}, "n must be >= 1, got 0"),
+        ({"top_p": 0}, "top_p must be > 0.0, got 0"),
+        ({"temperature": 2.5}, "temperature must be <= 2.0, got 2.5"),
+    ],
+)  # fmt: skip
+def test_translator_wrong_type_or_range_names_field_expected_and_got(body: dict[str, Any], message: str) -> None:
+    assert translated(ChatCompletionRequest, {**CHAT_BODY, **body}) == message
+
+
+def test_translator_unknown_key_is_reported_first_and_worded_by_the_route() -> None:
+    body = {**CHAT_BODY, "max_tokens": "5", "zeta": 1, "alpha": 2}
+    assert translated(ChatCompletionRequest, body) == "unsupported field 'alpha'; leave it out"
+    message = translated(ChatCompletionRequest, body, unknown_key=ChatCompletionRequest.unknown_key_message)
+    assert message.startswith("unsupported field 'alpha' for /v1/chat/completions; known fields: ")
+    assert "max_completion_tokens" in message
+
+
+@pytest.mark.parametrize(
+    ("messages", "message"),
+    [
+        ([{"role": "user", "content": "a"}, {"role": "wizard", "content": "b"}],
+         'messages[1].role must be one of assistant, developer, function, system, tool, user, got a string "wizard"'),
+        ([{"content": "a"}], "messages[0].role is required"),
+        ([{"role": "user", "content": "a", "name": ["bob"]}], 'messages[0].name must be a string, got an array ["bob"]'),
+        ([{"role": "user", "content": {"text": "a"}}],
+         'messages[0].content must be a string or an array of text parts, got an object {"text": "a"}'),
+        ([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}, {"type": "image_url"}]}],
+         'messages[0].content[2] must be {"type": "text", "text": "..."} (this server is text-only), '
+         'got an object {"type": "image_url"}'),
+        ([{"role": "user", "content": "a"}, 3], "messages[1] must be an object with role and content, got a number 3"),
+    ],
+)  # fmt: skip
+def test_translator_names_nested_paths_with_list_indexes(messages: list[Any], message: str) -> None:
+    assert translated(ChatCompletionRequest, {**CHAT_BODY, "messages": messages}) == message
+
+
+def test_translator_list_index_path_outside_messages() -> None:
+    assert translated(ChatCompletionRequest, {**CHAT_BODY, "stop": ["a", "b", ""]}) == (
+        'stop[2] must be a non-empty string, got a string ""'
+    )
+
+
+def test_translator_prefix_places_a_value_validated_on_its_own() -> None:
+    err = error_of(protocol.normalize_messages, [{"role": "user", "content": 5}], field="inputs")
+    assert err.message == "inputs[0].content must be a string or an array of text parts, got a number 5"
+
+
+def test_translator_rule_sentence_and_long_values() -> None:
+    both = translated(LlmRequest, {"messages": MSGS, "inputs": MSGS})
+    assert both == "send the chat as either messages or inputs, not both"
+    # A long value is cut short: the message is for a person, the body may be megabytes.
+    long = translated(ChatCompletionRequest, {**CHAT_BODY, "user": ["x" * 500]})
+    assert long.startswith('user must be a string, got an array ["xxx') and long.endswith("...")
+    assert len(long) < 150
+
+
+def test_field_path() -> None:
+    assert field_path(()) == ""
+    assert field_path(("messages", 0, "content", 2)) == "messages[0].content[2]"
+    assert field_path(("stream_options", "include_usage")) == "stream_options.include_usage"
+
+
+# ----------------------------------------------------------------------------- accepted fields stay accepted
+
+
+def test_accepted_keys_are_exactly_the_documented_sets() -> None:
+    common = {"model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "seed", "user",
+              "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "metadata", "store", "service_tier",
+              "top_k", "repetition_penalty", "min_tokens"}  # fmt: skip
+    chat_only = {"messages", "max_completion_tokens", "top_logprobs", "response_format", "tools", "tool_choice",
+                 "parallel_tool_calls", "functions", "function_call", "reasoning_effort", "modalities"}  # fmt: skip
+    assert set(protocol.CHAT_KEYS) == common | chat_only
+    assert set(protocol.COMPLETION_KEYS) == common | {"prompt", "echo", "suffix", "best_of"}
+    assert protocol.LLM_GENERATE_KEYS == (
+        "max_new_tokens", "max_length", "min_new_tokens", "do_sample", "temperature", "top_p", "top_k",
+        "repetition_penalty",
+    )  # fmt: skip
+
+
+def test_unhonoured_fields_accept_any_shape_they_accepted_before() -> None:
+    req = chat(
+        metadata={"a": 1}, store=True, service_tier="auto", tool_choice={"type": "function"}, parallel_tool_calls=False,
+        function_call="none", functions=[{"name": "f"}], top_logprobs=3, reasoning_effort="low", modalities=["text"],
+        logit_bias={"42": -100}, frequency_penalty=-2, logprobs=False, response_format={"type": "text", "x": 1},
+    )  # fmt: skip
+    assert req.sampling == Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
+    # Unknown keys inside a message or stream_options are ignored, as clients send tool_call_id and the like.
+    msgs = [{"role": "tool", "content": "42", "tool_call_id": "c1"}, {"role": "user", "content": "hi"}]
+    assert chat(messages=msgs, stream_options={"include_usage": True, "x": 1}).include_usage is True
+
+
+def test_max_completion_tokens_wins_and_max_tokens_is_then_not_looked_at() -> None:
+    assert chat(max_completion_tokens=9, max_tokens="stale").budget == TokenBudget(
+        field="max_completion_tokens", max_new_tokens=9
+    )
+    assert "max_tokens must be <= 4096" in error_of(chat, max_completion_tokens=None, max_tokens=5000).message

@@ -1,0 +1,145 @@
+"""What the HTTP side hands the scheduler, and the rules that need the prompt's token count.
+
+A :class:`GenerationRequest` is a validated request: routes build one (protocol.py), the engine
+runs it. Nothing here imports torch, transformers, Flask or pydantic. The checks that depend on the
+prompt's length (context window, ``max_length``) live in :func:`resolve_max_new_tokens`, which the
+scheduler thread calls once it has tokenised the prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from backends.flask_server.errors import ApiError
+
+DEFAULT_CHAT_MAX_NEW_TOKENS = 512
+# OpenAI's documented default for /v1/completions.
+DEFAULT_COMPLETION_MAX_NEW_TOKENS = 16
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    """One message as the scheduler sees it: content already flattened to text."""
+
+    role: str
+    content: str
+    # Only the no-template fallback uses it ("{name}: {content}"), as AgentScope's script did.
+    name: str | None = None
+
+    def for_template(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The settings that must be equal for requests to share one batched generate() call."""
+
+    do_sample: bool
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    repetition_penalty: float = 1.0
+    # The min-new-tokens processor acts on the whole batch, so it is part of the key too.
+    min_new_tokens: int = 0
+
+
+GREEDY = Sampling(do_sample=False)
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """How many new tokens the caller asked for, before the prompt length is known."""
+
+    field: str  # the key the client used, named in error messages
+    max_new_tokens: int | None = None
+    max_length: int | None = None  # HF meaning: prompt + new tokens
+    default: int = DEFAULT_CHAT_MAX_NEW_TOKENS
+
+
+@dataclass(frozen=True)
+class GenerationDefaults:
+    """Sampling defaults for /llm/, taken from the model's generation_config (HF generate() meaning)."""
+
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 50
+    repetition_penalty: float = 1.0
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """A validated request, as the scheduler sees it: exactly one of ``messages`` / ``prompt``."""
+
+    sampling: Sampling
+    budget: TokenBudget
+    messages: tuple[ChatMessage, ...] | None = None
+    prompt: str | None = None
+    stop: tuple[str, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+
+
+def fallback_prompt(messages: Sequence[ChatMessage]) -> str:
+    """The prompt for a tokenizer without a chat template, as AgentScope's original script built it."""
+    lines = "".join(f"{m.name or m.role}: {m.content}\n" for m in messages)
+    return lines + "assistant: "
+
+
+# ----------------------------------------------------------------------------- token budget
+
+
+def resolve_max_new_tokens(budget: TokenBudget, *, prompt_tokens: int, context: int | None, limit: int) -> int:
+    """The number of new tokens to generate, once the prompt length is known.
+
+    An explicit count that does not fit is the caller's error (400 naming the field); defaults and
+    ``max_length`` conversions are capped silently, as HF and vLLM do.
+    """
+    room = None if context is None else context - prompt_tokens
+    if room is not None and room < 1:
+        raise ApiError(
+            400,
+            f"the prompt is {prompt_tokens} tokens, which fills the model's context of {context} tokens; "
+            "shorten the messages",
+        )
+    if budget.max_new_tokens is not None:
+        if room is not None and budget.max_new_tokens > room:
+            raise ApiError(
+                400,
+                f"{budget.field} {budget.max_new_tokens} does not fit: the prompt is {prompt_tokens} tokens and the "
+                f"model's context is {context}; ask for at most {room} new tokens",
+            )
+        return budget.max_new_tokens
+    if budget.max_length is not None:
+        wanted = budget.max_length - prompt_tokens
+        if wanted <= 0:
+            raise ApiError(
+                400,
+                f"max_length {budget.max_length} counts the prompt too (HF meaning) and leaves no room: the prompt "
+                f"is {prompt_tokens} tokens; raise max_length above {prompt_tokens} or send max_new_tokens instead",
+            )
+    else:
+        wanted = budget.default
+    capped = min(wanted, limit)
+    return capped if room is None else min(capped, room)
+
+
+# ----------------------------------------------------------------------------- stop strings
+
+
+def find_stop(text: str, stops: Sequence[str]) -> int | None:
+    """Index where the earliest stop string starts in ``text``, or None."""
+    found = [i for i in (text.find(s) for s in stops) if i >= 0]
+    return min(found) if found else None
+
+
+def held_back(text: str, stops: Sequence[str]) -> int:
+    """How many trailing characters of ``text`` could still become a stop string (a stream keeps them back)."""
+    keep = 0
+    for stop in stops:
+        for k in range(min(len(stop) - 1, len(text)), keep, -1):
+            if text.endswith(stop[:k]):
+                keep = k
+                break
+    return keep

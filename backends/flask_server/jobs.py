@@ -1,0 +1,96 @@
+"""What crosses between an HTTP thread and the scheduler thread: a job in, results and stream events out.
+
+An HTTP thread waits on a job's Future (or reads its event queue, for a stream); the scheduler
+resolves each job exactly once. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from backends.flask_server.errors import ApiError
+from backends.flask_server.generation import GenerationRequest
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" (eos or a stop string) | "length"
+
+
+@dataclass(frozen=True)
+class StreamStarted:
+    prompt_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamDelta:
+    text: str
+
+
+@dataclass(frozen=True)
+class StreamFinished:
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class StreamFailed:
+    error: ApiError
+
+
+StreamEvent = StreamStarted | StreamDelta | StreamFinished | StreamFailed
+
+
+@dataclass(eq=False)
+class Job:
+    """One request in the scheduler's queue: a Future for a plain request, an event queue for a stream."""
+
+    request: GenerationRequest
+    future: Future[Completion] | None = None
+    events: queue.Queue[StreamEvent] | None = None
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    resolved: bool = False
+
+    def succeed(self, completion: Completion) -> None:
+        if not self.resolved and self.future is not None:
+            self.resolved = True
+            self.future.set_result(completion)
+
+    def fail(self, error: ApiError) -> None:
+        if self.resolved:
+            return
+        self.resolved = True
+        if self.future is not None:
+            self.future.set_exception(error)
+        elif self.events is not None:
+            self.events.put(StreamFailed(error))
+
+    def emit(self, event: StreamEvent) -> None:
+        if self.events is not None and not self.resolved:
+            self.events.put(event)
+            if isinstance(event, StreamFinished):
+                self.resolved = True
+
+
+class StreamHandle:
+    """What an HTTP thread holds for a streaming request."""
+
+    def __init__(self, job: Job, events: queue.Queue[StreamEvent]) -> None:
+        self._job = job
+        self._events = events
+
+    def next_event(self) -> StreamEvent:
+        # No timeout: the scheduler always ends a stream with StreamFinished or StreamFailed,
+        # and stop() fails every queued job.
+        return self._events.get()
+
+    def cancel(self) -> None:
+        """The client went away: stop generating at the next step."""
+        self._job.cancelled.set()
