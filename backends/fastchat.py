@@ -18,9 +18,7 @@ shared/reference/hf-fastchat.md §5 and fschat 0.2.36's source):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -32,8 +30,11 @@ from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
 from launcher.devices import DevicePlan
+from launcher.models.families import chat_template
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
+NO_TOOLS = ("not supported: FastChat's OpenAI API server has no tool calling (it ignores `tools`), so agents "
+            "that act (AgentScope's ReActAgent) need another backend: -b flask-transformers or -b vllm")
 # `python -c BOOT MODULE ARGS...`: run MODULE as __main__ with the key appended from the env.
 WITH_KEY_BOOT = (
     "import os, runpy, sys; "
@@ -51,34 +52,11 @@ TEMPLATE_RULES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-def model_chat_template(model_dir: str | None) -> str | None:
-    """The chat template a model folder ships (tokenizer_config.json or chat_template.jinja)."""
-    if not model_dir:
-        return None
-    folder = Path(model_dir)
-    jinja = folder / "chat_template.jinja"
-    if jinja.is_file():
-        return jinja.read_text()
-    cfg = folder / "tokenizer_config.json"
-    if cfg.is_file():
-        try:
-            value = json.loads(cfg.read_text()).get("chat_template")
-        except ValueError:
-            return None
-        if isinstance(value, str):
-            return value
-        if isinstance(value, list):  # [{"name": "default", "template": "..."}, ...]
-            for item in value:
-                if isinstance(item, dict) and item.get("name") == "default":
-                    return str(item.get("template", ""))
-    return None
-
-
 def choose_conv_template(model_dir: str | None, override: str | None) -> tuple[str | None, str]:
     """(template or None to let FastChat pick by path, why) for the summary."""
     if override:
         return override, f"conversation template {override} (from conv_template)"
-    text = model_chat_template(model_dir)
+    text = chat_template(model_dir)
     if text is None:
         return None, "no chat template in the model folder: FastChat picks one by path (may be one_shot)"
     for markers, name, fmt in TEMPLATE_RULES:
@@ -101,6 +79,7 @@ class FastChatBackend(Backend):
     name: ClassVar[str] = "fastchat"
     requires: ClassVar[tuple[str, ...]] = ("fschat",)
     summary: ClassVar[str] = "FastChat controller + model worker + OpenAI API server"
+    # Its OpenAI API server has no tool calling and no response_format (fschat 0.2.36).
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True)
     Options: ClassVar[type[BackendOptions]] = FastChatOptions
     install_hint: ClassVar[str] = "modelserve env create fastchat"
@@ -144,6 +123,7 @@ class FastChatBackend(Backend):
             clients=(ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),),
             notes=worker.notes,
             engine={"worker": worker.module, "conv_template": worker.template or "(FastChat's choice)"},
+            tools=NO_TOOLS,
         )
 
     def _worker(self, dep: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext, served: str,

@@ -4,7 +4,7 @@ transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` r
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -15,6 +15,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
 from launcher.devices import DevicePlan
+from launcher.models.families import family_of
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
 
@@ -24,6 +25,10 @@ class FlaskOptions(BackendOptions):
 
     max_batch_size: int = Field(default=8, ge=1, le=256, description="requests batched into one generate()")
     max_new_tokens_limit: int = Field(default=4096, ge=1, description="a larger max_new_tokens is a 400 error")
+    tool_parser: Literal["generic", "hermes", "llama3_json", "mistral", "none"] | None = Field(
+        default=None, description="how the model writes tool calls; default: from its chat template "
+        "(configs/tool-families.yaml), generic when it has none; none: no tools"
+    )  # fmt: skip
 
 
 class FlaskTransformersBackend(Backend):
@@ -31,7 +36,8 @@ class FlaskTransformersBackend(Backend):
     loader: ClassVar[str] = "transformers"
     requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask")
     summary: ClassVar[str] = "built-in Flask server, transformers loader: POST /llm/ + OpenAI /v1"
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True, tools=True,
+                                                        structured_output=True)  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = FlaskOptions
     install_hint: ClassVar[str] = "pip install torch==2.13.0 && pip install 'modelserve[hf]'  (CPU torch first)"
     # The default everywhere: it runs on any machine with torch, CPU or GPU.
@@ -47,6 +53,7 @@ class FlaskTransformersBackend(Backend):
         opts = self.options(dep)
         served = dep.served_model_name or model.served_name
         placement = _placement(dep, devices, ctx.cpu_count)
+        parser, tools = tool_handling(opts.tool_parser, model.path)
         argv = [
             ctx.python, "-m", "backends.flask_server",
             "--model", model.engine_ref,
@@ -59,6 +66,7 @@ class FlaskTransformersBackend(Backend):
             "--max-batch-size", str(opts.max_batch_size),
             "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
             "--loader", self.loader,
+            "--tool-parser", parser,
             *render_args(dep.backend_args),
         ]  # fmt: skip
         env, secret = _environment(dep, model, devices, placement.threads)
@@ -79,7 +87,21 @@ class FlaskTransformersBackend(Backend):
                 ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),
             ),
             notes=placement.notes,
+            tools=tools,
         )
+
+
+def tool_handling(configured: str | None, model_dir: str | None) -> tuple[str, str]:
+    """The server's --tool-parser, and the summary's line about tools."""
+    if configured == "none":
+        return "none", "off (tool_parser: none): requests with tools get a 400"
+    if configured is not None:
+        return configured, f"{configured} parser (tool_parser: {configured})"
+    family = family_of(model_dir)
+    if family is not None:
+        return family.builtin, f"{family.builtin} parser ({family.about}; from the model's chat template)"
+    return "generic", ("generic: tools described in the prompt and replies constrained to a call or an answer "
+                       "(the model's chat template has no tool format)")  # fmt: skip
 
 
 @dataclass(frozen=True)

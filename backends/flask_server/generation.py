@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from backends.flask_server.errors import ApiError
+from backends.flask_server.tools.spec import ResponseFormat, ToolCall, ToolRequest
 
 DEFAULT_CHAT_MAX_NEW_TOKENS = 512
 # OpenAI's documented default for /v1/completions.
@@ -26,9 +28,19 @@ class ChatMessage:
     content: str
     # Only the no-template fallback uses it ("{name}: {content}"), as AgentScope's script did.
     name: str | None = None
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's calls
+    tool_call_id: str | None = None  # a tool turn: the call it answers
 
-    def for_template(self) -> dict[str, str]:
-        return {"role": self.role, "content": self.content}
+    def for_template(self) -> dict[str, Any]:
+        """OpenAI's shape, which chat templates that know tools read (arguments as an object)."""
+        out: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            out["tool_calls"] = [{"id": c.id, "type": "function",
+                                  "function": {"name": c.name, "arguments": c.arguments_object()}}
+                                 for c in self.tool_calls]  # fmt: skip
+        if self.tool_call_id is not None:
+            out["tool_call_id"] = self.tool_call_id
+        return out
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,8 @@ class GenerationRequest:
     prompt: str | None = None
     stop: tuple[str, ...] = ()
     stream: bool = False
+    tools: ToolRequest | None = None  # offered tools, unless tool_choice was "none"
+    response_format: ResponseFormat | None = None  # JSON the reply must be
     include_usage: bool = False
 
 

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 
 from backends.flask_server.errors import ApiError
 from backends.flask_server.generation import GenerationRequest
+from backends.flask_server.tools.spec import ToolCall
 
 
 @dataclass(frozen=True)
 class Completion:
-    text: str
+    text: str | None  # None: the reply is only tool calls
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" (eos or a stop string) | "length"
+    finish_reason: str  # "stop" (eos or a stop string) | "length" | "tool_calls"
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,12 @@ class StreamStarted:
 @dataclass(frozen=True)
 class StreamDelta:
     text: str
+
+
+@dataclass(frozen=True)
+class StreamToolCall:
+    index: int
+    call: ToolCall
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,7 @@ class StreamFailed:
     error: ApiError
 
 
-StreamEvent = StreamStarted | StreamDelta | StreamFinished | StreamFailed
+StreamEvent = StreamStarted | StreamDelta | StreamToolCall | StreamFinished | StreamFailed
 
 
 @dataclass(eq=False)

@@ -41,7 +41,17 @@ from backends.flask_server.schema import (
     CompletionRequest,
     LlmRequest,
     Messages,
+    NamedToolChoice,
     RequestBody,
+    ToolCallParam,
+)
+from backends.flask_server.tools.spec import (
+    NO_PARAMETERS,
+    Function,
+    ResponseFormat,
+    ToolCall,
+    ToolRequest,
+    arguments_text,
 )
 
 __all__ = [
@@ -143,8 +153,17 @@ def to_chat_messages(params: Sequence[ChatMessageParam] | None, *, field: str) -
             # vLLM joins text parts with a newline; do the same so prompts match across backends.
             text = "\n".join(part.text for part in msg.content)
         role = "system" if msg.role == "developer" else msg.role
-        out.append(ChatMessage(role=role, content=text, name=msg.name or None))
+        calls = tuple(_earlier_call(call, f"{field}[{i}].tool_calls[{j}]") for j, call in enumerate(msg.tool_calls or ()))
+        out.append(ChatMessage(role=role, content=text, name=msg.name or None, tool_calls=calls,
+                               tool_call_id=msg.tool_call_id))  # fmt: skip
     return tuple(out)
+
+
+def _earlier_call(call: ToolCallParam, where: str) -> ToolCall:
+    arguments = arguments_text(call.function.arguments)
+    if arguments is None:
+        raise ApiError(400, f"{where}.function.arguments must be a JSON object (as text), got {call.function.arguments!r:.80}")
+    return ToolCall(call.function.name, arguments, call.id)
 
 
 # ----------------------------------------------------------------------------- /llm/
@@ -208,9 +227,11 @@ def parse_chat_request(body: Mapping[str, Any], *, served_name: str, limit: int)
 
 def chat_generation_request(req: ChatCompletionRequest, *, limit: int) -> GenerationRequest:
     messages = to_chat_messages(req.messages, field="messages")
-    fmt = req.response_format
-    if fmt is not None and (not isinstance(fmt, dict) or fmt.get("type") != "text"):
-        raise ApiError(400, 'response_format other than {"type": "text"} is not supported; leave it out')
+    tools = tool_request(req)
+    fmt = response_format(req)
+    if fmt is not None and tools is not None and not tools.forced:
+        raise ApiError(400, "response_format and tools with tool_choice auto cannot both shape one reply; send "
+                            "response_format alone, or tools (with tool_choice required for a call)")  # fmt: skip
     # AgentScope 2.x sends max_completion_tokens, older clients max_tokens; the first one given wins.
     tokens = [("max_completion_tokens", req.max_completion_tokens), ("max_tokens", req.max_tokens)]
     budget = _openai_budget(tokens, limit=limit, default=DEFAULT_CHAT_MAX_NEW_TOKENS)
@@ -221,7 +242,49 @@ def chat_generation_request(req: ChatCompletionRequest, *, limit: int) -> Genera
         stop=tuple(req.stop or ()),
         stream=bool(req.stream),
         include_usage=_include_usage(req),
+        tools=tools,
+        response_format=fmt,
     )
+
+
+def tool_request(req: ChatCompletionRequest) -> ToolRequest | None:
+    """``tools`` / ``tool_choice`` / ``parallel_tool_calls`` (or the older ``functions`` /
+    ``function_call``) -> what the model is offered; None when no tool may be called."""
+    if req.tools is not None and req.functions is not None:
+        raise ApiError(400, "send tools or functions (the older spelling), not both")
+    if req.tool_choice is not None and req.function_call is not None:
+        raise ApiError(400, "send tool_choice or function_call (the older spelling), not both")
+    defs = [t.function for t in req.tools] if req.tools is not None else list(req.functions or [])
+    choice_field = "tool_choice" if req.function_call is None else "function_call"
+    raw = req.tool_choice if req.tool_choice is not None else req.function_call
+    choice = raw if isinstance(raw, str) or raw is None else (raw.function.name if isinstance(raw, NamedToolChoice)
+                                                             else raw.name)  # fmt: skip
+    if not defs:
+        if choice not in (None, "none", "auto"):
+            raise ApiError(400, f"{choice_field} asks for a tool call, but the request offers no tools; send tools")
+        return None
+    if choice == "none":
+        return None
+    functions = tuple(Function(d.name, d.description, d.parameters if d.parameters is not None else dict(NO_PARAMETERS),
+                               bool(d.strict)) for d in defs)  # fmt: skip
+    names = [f.name for f in functions]
+    if len(set(names)) != len(names):
+        raise ApiError(400, f"tools: every function needs its own name, got {names}")
+    if choice not in (None, "auto", "required") and choice not in names:
+        raise ApiError(400, f"{choice_field} names {choice!r}, which is not among the tools ({', '.join(names)})")
+    return ToolRequest(functions, choice or "auto", req.parallel_tool_calls)
+
+
+def response_format(req: ChatCompletionRequest) -> ResponseFormat | None:
+    fmt = req.response_format
+    if fmt is None or fmt.type == "text":
+        return None
+    if fmt.type == "json_object":
+        return ResponseFormat("json_object")
+    spec = fmt.json_schema
+    if spec is None or spec.schema_ is None:
+        raise ApiError(400, "response_format.json_schema.schema is required for a json_schema response_format")
+    return ResponseFormat("json_schema", spec.schema_, bool(spec.strict), spec.name or "")
 
 
 def parse_completion_request(body: Mapping[str, Any], *, served_name: str, limit: int) -> GenerationRequest:

@@ -99,12 +99,10 @@ def chat_completions() -> Response:
     if req.stream:
         return stream_response(state.engine, req, rid, chat=True, served_name=state.served_name)
     result = _complete(state, req)
-    choice = {
-        "index": 0,
-        "message": {"role": "assistant", "content": result.text},
-        "logprobs": None,
-        "finish_reason": result.finish_reason,
-    }
+    message: dict[str, object] = {"role": "assistant", "content": result.text}
+    if result.tool_calls:
+        message["tool_calls"] = [call.as_openai() for call in result.tool_calls]
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
     return json_response(_openai_body(state, rid, "chat.completion", choice, result))
 
 
@@ -117,7 +115,8 @@ def completions() -> Response:
     if req.stream:
         return stream_response(state.engine, req, rid, chat=False, served_name=state.served_name)
     result = _complete(state, req)
-    choice = {"index": 0, "text": result.text, "logprobs": None, "finish_reason": result.finish_reason}
+    choice: dict[str, object] = {"index": 0, "text": result.text, "logprobs": None,
+                                 "finish_reason": result.finish_reason}  # fmt: skip
     return json_response(_openai_body(state, rid, "text_completion", choice, result))
 
 

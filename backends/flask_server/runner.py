@@ -16,13 +16,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteriaList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
 
 from backends.flask_server.errors import ApiError
 from backends.flask_server.generate_hooks import BatchStopper, StreamSink, StreamStopper
 from backends.flask_server.generation import ChatMessage, Sampling, fallback_prompt, find_stop, resolve_max_new_tokens
 from backends.flask_server.jobs import Completion, Job, StreamFinished, StreamStarted
 from backends.flask_server.metrics import Metrics
+from backends.flask_server.tools.constraints import Grammars, RowConstraints, response_schema, tool_calls_schema
+from backends.flask_server.tools.parsers import PARSERS, ToolParser
+from backends.flask_server.tools.prompt import template_messages
+from backends.flask_server.tools.spec import ToolRequest
+from backends.flask_server.tools.stream import ToolStream
 
 log = logging.getLogger("modelserve.flask_server")
 
@@ -33,15 +45,23 @@ class Aborted(Exception):
 
 @dataclass(frozen=True)
 class Prepared:
-    """A job whose prompt is tokenised and whose token budget is known."""
+    """A job whose prompt is tokenised, whose token budget is known, and whose reply is read by
+    ``parser`` (tools offered) and held to ``matcher``'s grammar (a forced call, a JSON reply)."""
 
     job: Job
     ids: list[int]
     max_new: int
+    parser: ToolParser | None = None
+    matcher: Any = None  # llguidance.LLMatcher
+
+    @property
+    def tools(self) -> ToolRequest | None:
+        return self.job.request.tools
 
 
 class ModelRunner:
-    def __init__(self, model: Any, tokenizer: Any, *, limit: int, metrics: Metrics, abort: threading.Event) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, limit: int, metrics: Metrics, abort: threading.Event,
+                 tool_parser: str = "generic") -> None:  # fmt: skip
         self._model = model
         self._tokenizer = tokenizer
         self._limit = limit
@@ -54,13 +74,18 @@ class ModelRunner:
         self.pad_id: int = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
         self.context = _context_length(model, tokenizer)
         self.has_chat_template = bool(getattr(tokenizer, "chat_template", None))
+        # The model family's own tool-call format ("generic": it has none; see tools/); "none": no tools.
+        self.tools_off = tool_parser == "none"
+        self.tool_parser = PARSERS["generic" if self.tools_off else tool_parser]
+        vocab = int(getattr(model.config, "vocab_size", 0) or len(tokenizer))
+        self.grammars = Grammars(tokenizer, vocab_size=vocab, eos_ids=sorted(self.eos_ids))
 
     # -- the prompt -----------------------------------------------------------------------------
 
     def prepare(self, job: Job) -> Prepared:
         request = job.request
         if request.messages is not None:
-            text, templated = self._render_chat(request.messages)
+            text, templated = self._render_chat(request.messages, request.tools)
         else:
             text, templated = request.prompt or "", False
         # A chat template already writes bos where the model wants it; adding special tokens
@@ -71,17 +96,37 @@ class ModelRunner:
         max_new = resolve_max_new_tokens(
             request.budget, prompt_tokens=len(ids), context=self.context, limit=self._limit
         )
-        return Prepared(job=job, ids=ids, max_new=max_new)
+        parser, grammar = self._reading(job)
+        return Prepared(job, ids, max_new, parser, self.grammars.matcher(grammar) if grammar else None)
 
-    def _render_chat(self, messages: Sequence[ChatMessage]) -> tuple[str, bool]:
+    def _reading(self, job: Job) -> tuple[ToolParser | None, str | None]:
+        """How the reply is read, and the grammar it is held to (None: free text)."""
+        request = job.request
+        tools, fmt = request.tools, request.response_format
+        if tools is not None and self.tools_off:
+            raise ApiError(400, "this deployment serves no tools (its tool_parser is none); leave tools out")
+        if tools is not None and (tools.forced or self.tool_parser.name == "generic"):
+            # A forced call, or a model with no format of its own: the generic JSON reply, enforced.
+            grammar = self.grammars.grammar(tool_calls_schema(tools), lenient=not any(f.strict for f in tools.functions),
+                                            where="tools[].function.parameters")  # fmt: skip
+            return PARSERS["generic"], grammar
+        if tools is not None:
+            return self.tool_parser, None
+        if fmt is not None:
+            where = "response_format.json_schema.schema"
+            return None, self.grammars.grammar(response_schema(fmt), lenient=not fmt.strict, where=where)
+        return None, None
+
+    def _render_chat(self, messages: Sequence[ChatMessage], tools: ToolRequest | None) -> tuple[str, bool]:
+        native = self.tool_parser.name != "generic"
+        chat = template_messages(messages, tools, native=native)
         if not self.has_chat_template:
-            return fallback_prompt(messages), False
+            return fallback_prompt([ChatMessage(m["role"], str(m.get("content") or "")) for m in chat]), False
         import jinja2
 
+        extra = {"tools": [f.for_template() for f in tools.functions]} if native and tools else {}
         try:
-            rendered = self._tokenizer.apply_chat_template(
-                [m.for_template() for m in messages], tokenize=False, add_generation_prompt=True
-            )
+            rendered = self._tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True, **extra)
         except jinja2.TemplateError as exc:
             # Templates raise for shapes they refuse ("roles must alternate user/assistant").
             raise ApiError(400, f"the model's chat template rejected these messages: {exc}") from exc
@@ -91,6 +136,29 @@ class ModelRunner:
         # No clean-up of tokenization spaces: it can change text already streamed (as in AgentScope's script).
         text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return text
+
+    def _processing(self, sampling: Sampling, max_new: int,
+                    prepared: Sequence[Prepared]) -> tuple[GenerationConfig, LogitsProcessorList]:  # fmt: skip
+        """generate()'s settings and extra logits processors for these rows.
+
+        With a grammar on any row, the sampling warpers run after the grammar's mask (HF would run
+        its own before every extra processor, and top-p could then keep only forbidden tokens).
+        """
+        config = self._generation_config(sampling, max_new)
+        matchers = [p.matcher for p in prepared]
+        if not any(m is not None for m in matchers):
+            return config, LogitsProcessorList()
+        eos = min(self.eos_ids) if self.eos_ids else self.pad_id
+        processors = LogitsProcessorList([RowConstraints(matchers, vocab_size=self.grammars.vocab_size, eos_id=eos)])
+        if sampling.do_sample:
+            if sampling.temperature not in (None, 1.0):
+                processors.append(TemperatureLogitsWarper(float(sampling.temperature)))
+            if sampling.top_k:
+                processors.append(TopKLogitsWarper(int(sampling.top_k)))
+            if sampling.top_p is not None and sampling.top_p < 1.0:
+                processors.append(TopPLogitsWarper(float(sampling.top_p)))
+            config.temperature, config.top_p, config.top_k = 1.0, 1.0, 0
+        return config, processors
 
     def _generation_config(self, sampling: Sampling, max_new: int) -> GenerationConfig:
         base = getattr(self._model, "generation_config", None)
@@ -132,20 +200,27 @@ class ModelRunner:
             abort=self._abort,
         )
         device = self._model.device
-        config = self._generation_config(prepared[0].job.request.sampling, max(p.max_new for p in prepared))
+        config, processors = self._processing(prepared[0].job.request.sampling, max(p.max_new for p in prepared),
+                                              prepared)  # fmt: skip
         with torch.inference_mode():
             output = self._model.generate(
                 input_ids=input_ids.to(device),
                 attention_mask=attention.to(device),
                 generation_config=config,
                 stopping_criteria=StoppingCriteriaList([stopper]),
+                logits_processor=processors,
             )
         if self._abort.is_set():
             raise Aborted  # cut short by shutdown: a partial answer would look like a real one
         for i, p in enumerate(prepared):
             text, count, reason = self.finish_row(output[i, width:].tolist(), p.max_new, p.job.request.stop)
             self._metrics.count_tokens(len(p.ids), count)
-            p.job.succeed(Completion(text, len(p.ids), count, reason))
+            if p.parser is not None and p.tools is not None:
+                parsed = p.parser.extract(text, p.tools)
+                p.job.succeed(Completion(parsed.content, len(p.ids), count, "tool_calls" if parsed.calls else reason,
+                                         parsed.calls))  # fmt: skip
+            else:
+                p.job.succeed(Completion(text, len(p.ids), count, reason))
 
     def finish_row(self, new_ids: list[int], max_new: int, stops: Sequence[str]) -> tuple[str, int, str]:
         """One row of a batched output -> (text, completion tokens, finish_reason)."""
@@ -178,16 +253,19 @@ class ModelRunner:
             stops=job.request.stop,
             max_new=p.max_new,
             emit=job.emit,
+            tool_stream=ToolStream(p.parser, p.tools) if p.parser is not None and p.tools is not None else None,
         )
         stopper = StreamStopper(sink=sink, cancelled=job.cancelled, abort=self._abort)
         device = self._model.device
         ids = torch.tensor([p.ids], dtype=torch.long, device=device)
+        config, processors = self._processing(job.request.sampling, p.max_new, [p])
         with torch.inference_mode():
             self._model.generate(
                 input_ids=ids,
                 attention_mask=torch.ones_like(ids),
-                generation_config=self._generation_config(job.request.sampling, p.max_new),
+                generation_config=config,
                 stopping_criteria=StoppingCriteriaList([stopper]),
+                logits_processor=processors,
                 streamer=sink,
             )
         if self._abort.is_set():

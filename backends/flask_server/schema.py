@@ -86,6 +86,20 @@ Content = Annotated[
 ]
 
 
+class ToolCallFunction(_Strict):
+    name: str
+    # OpenAI sends the arguments as JSON text; an object is taken too.
+    arguments: str | dict[str, Any] = "{}"
+
+
+class ToolCallParam(_Strict):
+    """An earlier call, in an assistant turn."""
+
+    id: str
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
 class ChatMessageParam(_Strict):
     """One message as clients send it, OpenAI or AgentScope shape (AgentScope 1.x/2.x send parts)."""
 
@@ -93,6 +107,8 @@ class ChatMessageParam(_Strict):
     # None is allowed for an assistant turn that only carried tool calls (OpenAI's shape).
     content: Content | None = None
     name: str | None = None
+    tool_calls: list[ToolCallParam] | None = None
+    tool_call_id: str | None = None  # a tool turn: the call it answers
 
 
 Messages = Annotated[
@@ -191,18 +207,65 @@ class _OpenAIRequest(RequestBody):
     logprobs: Any = None
 
 
+# ----------------------------------------------------------------------------- tools, response_format
+
+FunctionName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$"),
+                         expect("a function name (letters, digits, _ . -; at most 64)")]  # fmt: skip
+
+
+class FunctionDef(_Strict):
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON schema for the arguments object
+    strict: bool | None = None
+
+
+class ToolParam(_Strict):
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedFunction(_Strict):
+    name: str
+
+
+class NamedToolChoice(_Strict):
+    type: Literal["function"]
+    function: NamedFunction
+
+
+ToolChoice = Annotated[
+    Literal["auto", "none", "required"] | NamedToolChoice,
+    expect('"auto", "none", "required" or {"type": "function", "function": {"name": ...}}'),
+]
+
+
+class JsonSchemaFormat(_Strict):
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatParam(_Strict):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+
 class ChatCompletionRequest(_OpenAIRequest):
     route: ClassVar[str] = "/v1/chat/completions"
 
     messages: Messages | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    # Anything but {"type": "text"} is refused in protocol.py, with one message for every other shape.
-    response_format: Any = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
-    parallel_tool_calls: Any = None
-    functions: list[Any] | None = None
-    function_call: Any = None
+    response_format: ResponseFormatParam | None = None
+    tools: list[ToolParam] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # OpenAI's older spelling of tools / tool_choice, read as those.
+    functions: list[FunctionDef] | None = None
+    function_call: Annotated[Literal["auto", "none"] | NamedFunction, expect('"auto", "none" or {"name": ...}')] | None = None
     top_logprobs: Any = None
     reasoning_effort: Any = None
     modalities: Any = None

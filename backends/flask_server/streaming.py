@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, g, request
 
 from backends.flask_server.generation import GenerationRequest
-from backends.flask_server.jobs import StreamDelta, StreamFailed, StreamFinished, StreamHandle, StreamStarted
+from backends.flask_server.jobs import (
+    StreamDelta,
+    StreamFailed,
+    StreamFinished,
+    StreamHandle,
+    StreamStarted,
+    StreamToolCall,
+)
 from backends.flask_server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -59,6 +66,8 @@ def _events(handle: StreamHandle, chunks: _Chunks, *, include_usage: bool, done:
             event = handle.next_event()
             if isinstance(event, StreamDelta):
                 yield chunks.delta(event.text, None)
+            elif isinstance(event, StreamToolCall):
+                yield chunks.tool_call(event)
             elif isinstance(event, StreamFinished):
                 completion_tokens = event.completion_tokens
                 yield chunks.delta(None if chunks.chat else "", event.finish_reason)
@@ -101,6 +110,12 @@ class _Chunks:
             choice: dict[str, Any] = {"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}
         else:
             choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        return self._wrap(choices=[choice])
+
+    def tool_call(self, event: StreamToolCall) -> str:
+        """One whole call as OpenAI streams its first (and here only) piece: index, id, name, arguments."""
+        entry = {"index": event.index, **event.call.as_openai()}
+        choice = {"index": 0, "delta": {"tool_calls": [entry]}, "logprobs": None, "finish_reason": None}
         return self._wrap(choices=[choice])
 
     def usage(self, event: StreamFinished) -> str:

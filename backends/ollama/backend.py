@@ -80,7 +80,8 @@ class OllamaOptions(BackendOptions):
 class OllamaBackend(Backend):
     name: ClassVar[str] = "ollama"
     summary: ClassVar[str] = "Ollama (`ollama serve`, or one already running): /api + OpenAI /v1; pulls the model"
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("ollama", "openai"), streaming=True)
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("ollama", "openai"), streaming=True, tools=True,
+                                                        structured_output=True)  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = OllamaOptions
     install_hint: ClassVar[str] = (
         "install Ollama (https://ollama.com/download) or set `ollama_bin:` under `ollama:` in the deployment YAML"
@@ -141,6 +142,8 @@ class OllamaBackend(Backend):
                 ClientEndpoint("ollama_chat", base, served),
                 ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),
             ),
+            "tools": "passed through to Ollama (/api/chat and /v1): the model's own template decides whether it "
+                     "calls them (`ollama show MODEL` lists its capabilities)",
         }
         if ctx.running is not None:
             notes.append(f"reusing {ctx.running}; modelserve will not stop it, and its own settings "

@@ -29,6 +29,8 @@ def up_text(result: UpResult) -> str:
         f"  served as:  {rec.served_model_name}",
         "  endpoints:  " + ("\n              ".join(endpoints) if endpoints else "-"),
     ]
+    if rec.tools:
+        lines.append(f"  tools:      {rec.tools}")
     if result.config_path:
         lines.append(f"  agentscope: {result.config_path}  (config_name: {', '.join(result.config_names)})")
     for note in rec.notes:
@@ -104,17 +106,25 @@ def status_text(rows: list[Status]) -> str:
     return "\n".join(lines)
 
 
+MATRIX = (("OPENAI", "openai"), ("/llm/", "post"), ("OLLAMA", "ollama"), ("STREAM", "streaming"),
+          ("TOOLS", "tools"), ("JSON", "structured-output"))  # fmt: skip
+
+
 def backends_text(rows: list[BackendRow]) -> str:
-    out = []
+    """A capability matrix (what each backend serves, whether it runs here), then why not."""
+    header = ["BACKEND", "HERE", "DEVICES", *(title for title, _ in MATRIX), "FROM"]
+    table = [header]
     for r in rows:
-        mark = "yes" if r.available else "no "
-        detail = f"({r.version})" if r.version else ""
-        if not r.available:
-            detail = f"- {r.reason}"
         where = "/".join(k for k, on in (("cpu", r.cpu), ("gpu", r.gpu)) if on) or "-"
-        serves = ",".join(r.capabilities) or "-"
-        out.append(f"{r.name:<20} {mark} {where:<8} {serves:<28} {r.summary} [{r.distribution}] {detail}".rstrip())
-    return "\n".join(out)
+        marks = ["yes" if name in r.capabilities else "-" for _, name in MATRIX]
+        table.append([r.name, "yes" if r.available else "no", where, *marks, r.distribution])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
+    lines.append("")
+    for r in rows:
+        detail = f"{r.version}" if r.available and r.version else ("" if r.available else f"not here: {r.reason}")
+        lines.append(f"{r.name}: {r.summary}" + (f" ({detail})" if detail else ""))
+    return "\n".join(lines)
 
 
 def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
@@ -144,6 +154,8 @@ def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
         lines.append(f"then ready when: {probe.describe()}")
     for key, value in plan.engine.items():
         lines.append(f"engine {key}: {value}")
+    if plan.tools:
+        lines.append(f"tools: {plan.tools}")
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
@@ -163,6 +175,8 @@ def launch_plan_text(plan: LaunchPlan) -> str:
     lines += [f"engine {k}: {v}" for k, v in plan.engine.items()]
     lines += [f"endpoint {k}: {v}" for k, v in plan.endpoints.items()]
     lines += [f"client {c.kind}: {c.url} model={c.model_name} key={'***' if c.api_key else None}" for c in plan.clients]
+    if plan.tools:
+        lines.append(f"tools: {plan.tools}")
     lines += [f"note: {n}" for n in plan.notes]
     if plan.external:
         lines.append("external: true")

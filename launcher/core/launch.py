@@ -57,6 +57,8 @@ class LaunchPlan:
     engine: Mapping[str, str] = field(default_factory=dict)
     # Checked after Backend.after_start() (e.g. Ollama: the model is present once pulled).
     final_probes: tuple[Probe, ...] = ()
+    # How this deployment serves tool calls, for the summary ("hermes parser", "not supported").
+    tools: str = ""
 
     @property
     def probes(self) -> tuple[Probe, ...]:

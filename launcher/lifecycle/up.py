@@ -112,6 +112,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         client_endpoints=[asdict(c) for c in launch.clients],
         mode=mode,
         agentscope=dep.agentscope.model_dump(),
+        tools=launch.tools,
     )
 
 

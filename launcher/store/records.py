@@ -79,6 +79,7 @@ class DeploymentRecord:
     mode: str = "detached"  # detached (`up`) | foreground (`modelserve run`)
     agentscope: dict[str, Any] = field(default_factory=dict)  # the AgentScopeSettings up wrote with
     supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
+    tools: str = ""  # how it serves tool calls (LaunchPlan.tools)
 
     version: int = STATE_VERSION
 

@@ -60,7 +60,9 @@ def test_the_plugin_is_listed_like_the_builtins(ms: Run) -> None:
     assert (echo["distribution"], builtin["distribution"]) == ("modelserve-echo", "modelserve")
     assert echo["available"] is True and echo["capabilities"] == ["openai"]
     text = ms("backends").stdout
-    assert any(line.startswith("echo ") and "[modelserve-echo]" in line for line in text.splitlines())
+    # The matrix row reads like a built-in's: name, here, devices, capabilities, who registered it.
+    assert any(line.split() == ["echo", "yes", "cpu", "yes", "-", "-", "-", "-", "-", "modelserve-echo"]
+               for line in text.splitlines()), text  # fmt: skip
 
 
 def test_up_serves_through_the_plugin_with_its_own_section(ms: Run, tmp_path: Path) -> None:

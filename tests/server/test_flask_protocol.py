@@ -242,7 +242,8 @@ def test_chat_fields() -> None:
         ({"stream_options": []}, 400, "stream_options must be an object"),
         ({"seed": "x"}, 400, "seed must be an integer"),
         ({"logprobs": True}, 400, "logprobs are not supported"),
-        ({"response_format": {"type": "json_object"}}, 400, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, 400, "response_format.json_schema.schema is required"),
+        ({"response_format": {"type": "yaml"}}, 400, "response_format.type"),
         ({"messages": []}, 400, "messages must be a non-empty array"),
     ],
 )
@@ -415,8 +416,7 @@ def test_accepted_keys_are_exactly_the_documented_sets() -> None:
 
 def test_unhonoured_fields_accept_any_shape_they_accepted_before() -> None:
     req = chat(
-        metadata={"a": 1}, store=True, service_tier="auto", tool_choice={"type": "function"}, parallel_tool_calls=False,
-        function_call="none", functions=[{"name": "f"}], top_logprobs=3, reasoning_effort="low", modalities=["text"],
+        metadata={"a": 1}, store=True, service_tier="auto", top_logprobs=3, reasoning_effort="low", modalities=["text"],
         logit_bias={"42": -100}, frequency_penalty=-2, logprobs=False, response_format={"type": "text", "x": 1},
     )  # fmt: skip
     assert req.sampling == Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)

@@ -83,3 +83,19 @@ def test_the_lazy_command_table_names_every_command_where_it_is() -> None:
         assert cli.main.get_command(None, name) is not None, f"{name} is not defined in launcher.cli.{module}"  # type: ignore[arg-type]
         assert cli.main.commands[name].callback.__module__ == f"launcher.cli.{module}"  # type: ignore[union-attr]
     assert set(cli.main.commands) == set(COMMAND_MODULES)  # nothing registered that --help would not list
+
+
+def test_the_backends_matrix_golden() -> None:
+    from launcher.cli.output import backends_text
+    from launcher.lifecycle.listing import BackendRow
+    from tests.golden import assert_golden
+
+    rows = [
+        BackendRow("flask-transformers", "modelserve", True, version="5.0", summary="built-in", cpu=True, gpu=True,
+                   capabilities=["post", "openai", "streaming", "tools", "structured-output"], auto_priority=10),
+        BackendRow("fastchat", "modelserve", False, reason="not installed here: fschat", summary="FastChat",
+                   cpu=True, gpu=True, capabilities=["openai", "streaming"]),
+        BackendRow("echo", "modelserve-echo", True, summary="a plugin", cpu=True, capabilities=["openai"]),
+        BackendRow("broken", "someone", False, reason="cannot load x:Y: ImportError"),
+    ]  # fmt: skip
+    assert_golden("cli/backends.txt", backends_text(rows) + "\n")
