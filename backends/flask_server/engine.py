@@ -168,8 +168,8 @@ class Engine:
                     continue
                 break
             batch = [first]
-            if first.request.stream:
-                return batch
+            if first.request.stream or first.request.sampling.seed is not None:
+                return batch  # a stream, and a seeded request (its own random generator), run alone
             key = first.request.sampling
             kept: deque[Job] = deque()
             # Same-settings requests may overtake a different one; the oldest waiting request is

@@ -12,12 +12,41 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria
+from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from backends.flask_server.generation import find_stop, held_back
 from backends.flask_server.jobs import StreamDelta, StreamEvent, StreamToolCall
 from backends.flask_server.tools.stream import CallDelta, ContentDelta, ToolEvent, ToolStream
+
+
+class OpenAIPenalties(LogitsProcessor):
+    """OpenAI's presence and frequency penalties: subtracted from a token's logit once it has
+    appeared in the reply (presence), and for every time it has (frequency). The prompt's tokens
+    do not count: ``width`` columns of every row are prompt."""
+
+    def __init__(self, *, presence: float, frequency: float, width: int) -> None:
+        self.presence, self.frequency, self.width = presence, frequency, width
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.width :]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(1, generated, torch.ones_like(generated, dtype=scores.dtype))
+        penalised: torch.FloatTensor = scores - self.frequency * counts - self.presence * (counts > 0).to(scores.dtype)  # type: ignore[assignment]
+        return penalised
+
+
+class LogitBias(LogitsProcessor):
+    """OpenAI's logit_bias: a fixed amount added to the chosen tokens' logits."""
+
+    def __init__(self, bias: Sequence[tuple[int, float]], vocab_size: int) -> None:
+        self.ids = torch.tensor([i for i, _ in bias if i < vocab_size], dtype=torch.long)
+        self.values = torch.tensor([b for i, b in bias if i < vocab_size])
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores[:, self.ids] += self.values.to(scores.dtype)
+        return scores
 
 
 class BatchStopper(StoppingCriteria):

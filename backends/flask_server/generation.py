@@ -54,6 +54,12 @@ class Sampling:
     repetition_penalty: float = 1.0
     # The min-new-tokens processor acts on the whole batch, so it is part of the key too.
     min_new_tokens: int = 0
+    # OpenAI's additive penalties (by how often / whether a token was generated already).
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit)
+    # A seeded request is decoded alone with its own generator: the same seed, the same reply.
+    seed: int | None = None
 
 
 GREEDY = Sampling(do_sample=False)

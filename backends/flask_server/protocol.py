@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -324,20 +325,55 @@ def _openai_sampling(req: ChatCompletionRequest | CompletionRequest, *, limit: i
         raise ApiError(400, f"n must be 1 on this server, got {req.n}; send {req.n} separate requests instead")
     if req.logprobs not in (None, False):
         raise ApiError(400, "logprobs are not supported by this server; leave logprobs out")
-    min_tokens = _within_limit("min_tokens", req.min_tokens, limit) or 0
-    rep = req.repetition_penalty if req.repetition_penalty is not None else 1.0
+    _refuse_unservable(req)
+    shared = Sampling(
+        do_sample=False,
+        repetition_penalty=req.repetition_penalty if req.repetition_penalty is not None else 1.0,
+        min_new_tokens=_within_limit("min_tokens", req.min_tokens, limit) or 0,
+        presence_penalty=req.presence_penalty or 0.0,
+        frequency_penalty=req.frequency_penalty or 0.0,
+        logit_bias=_logit_bias(req.logit_bias),
+        seed=req.seed,
+    )
     # OpenAI's default temperature is 1.0, i.e. sampling; only an explicit 0 means greedy.
     if req.temperature == 0.0:
-        return Sampling(do_sample=False, repetition_penalty=rep, min_new_tokens=min_tokens)
-    return Sampling(
+        return shared
+    return replace(
+        shared,
         do_sample=True,
         temperature=req.temperature if req.temperature is not None else 1.0,
         top_p=req.top_p if req.top_p is not None else 1.0,
         # vLLM uses -1 for "off"; HF uses 0. Both mean: no top-k filtering (OpenAI has none).
         top_k=max(req.top_k, 0) if req.top_k is not None else 0,
-        repetition_penalty=rep,
-        min_new_tokens=min_tokens,
     )
+
+
+def _logit_bias(value: dict[str, Any] | None) -> tuple[tuple[int, float], ...]:
+    """OpenAI's ``{"token id": bias}`` (bias from -100 to 100) as sorted pairs."""
+    out = []
+    for key, bias in (value or {}).items():
+        if not key.isdigit():
+            raise ApiError(400, f"logit_bias keys must be token ids (digits), got {key!r}")
+        if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
+            raise ApiError(400, f"logit_bias[{key!r}] must be a number from -100 to 100, got {json.dumps(bias)}")
+        out.append((int(key), float(bias)))
+    return tuple(sorted(out))
+
+
+def _refuse_unservable(req: ChatCompletionRequest | CompletionRequest) -> None:
+    """Fields OpenAI clients send that this server cannot honour: a 400 that names each, as
+    OpenAI answers them for a model without the feature (nothing is silently dropped)."""
+    if req.store:
+        raise ApiError(400, "store is not supported: this server keeps no completions; leave store out or false")
+    if req.service_tier not in (None, "auto", "default"):
+        raise ApiError(400, f"service_tier {req.service_tier!r} is not offered; this server has one tier (auto)")
+    if isinstance(req, ChatCompletionRequest):
+        if req.top_logprobs is not None:
+            raise ApiError(400, "top_logprobs needs logprobs, which this server does not return; leave it out")
+        if req.reasoning_effort is not None:
+            raise ApiError(400, "reasoning_effort is not supported with this model (it does not reason); leave it out")
+        if req.modalities not in (None, ["text"]):
+            raise ApiError(400, f'modalities must be ["text"] on this text-only server, got {json.dumps(req.modalities)}')
 
 
 def _include_usage(req: ChatCompletionRequest | CompletionRequest) -> bool:

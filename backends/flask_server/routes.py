@@ -95,6 +95,7 @@ def chat_completions() -> Response:
     state = current_state()
     body = protocol.parse_json_object(request.get_data())
     req = protocol.parse_chat_request(body, served_name=state.served_name, limit=state.engine.limit)
+    g.user, g.metadata = body.get("user"), body.get("metadata")  # OpenAI's end-user id and tags: logged
     rid = f"chatcmpl-{uuid.uuid4().hex}"
     if req.stream:
         return stream_response(state.engine, req, rid, chat=True, served_name=state.served_name)
@@ -111,6 +112,7 @@ def completions() -> Response:
     state = current_state()
     body = protocol.parse_json_object(request.get_data())
     req = protocol.parse_completion_request(body, served_name=state.served_name, limit=state.engine.limit)
+    g.user, g.metadata = body.get("user"), body.get("metadata")
     rid = f"cmpl-{uuid.uuid4().hex}"
     if req.stream:
         return stream_response(state.engine, req, rid, chat=False, served_name=state.served_name)

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from backends.flask_server.errors import ApiError
-from backends.flask_server.generate_hooks import BatchStopper, StreamSink, StreamStopper
+from backends.flask_server.generate_hooks import BatchStopper, LogitBias, OpenAIPenalties, StreamSink, StreamStopper
 from backends.flask_server.generation import ChatMessage, Sampling, fallback_prompt, find_stop, resolve_max_new_tokens
 from backends.flask_server.jobs import Completion, Job, StreamFinished, StreamStarted
 from backends.flask_server.metrics import Metrics
@@ -137,20 +137,28 @@ class ModelRunner:
         text: str = self._tokenizer.decode(list(ids), skip_special_tokens=True, clean_up_tokenization_spaces=False)
         return text
 
-    def _processing(self, sampling: Sampling, max_new: int,
-                    prepared: Sequence[Prepared]) -> tuple[GenerationConfig, LogitsProcessorList]:  # fmt: skip
-        """generate()'s settings and extra logits processors for these rows.
+    def _processing(self, sampling: Sampling, max_new: int, prepared: Sequence[Prepared],
+                    width: int) -> tuple[GenerationConfig, LogitsProcessorList]:  # fmt: skip
+        """generate()'s settings and extra logits processors for these rows (``width``: the
+        prompt columns).
 
-        With a grammar on any row, the sampling warpers run after the grammar's mask (HF would run
-        its own before every extra processor, and top-p could then keep only forbidden tokens).
+        With any extra processor, the sampling warpers run after it (HF runs its own before every
+        extra processor: top-p could then keep only tokens a grammar forbids, and a logit_bias
+        could not bring back a token top-k already dropped).
         """
         config = self._generation_config(sampling, max_new)
+        processors = LogitsProcessorList()
+        if sampling.presence_penalty or sampling.frequency_penalty:
+            processors.append(OpenAIPenalties(presence=sampling.presence_penalty,
+                                              frequency=sampling.frequency_penalty, width=width))  # fmt: skip
+        if sampling.logit_bias:
+            processors.append(LogitBias(sampling.logit_bias, self.grammars.vocab_size))
         matchers = [p.matcher for p in prepared]
-        if not any(m is not None for m in matchers):
-            return config, LogitsProcessorList()
-        eos = min(self.eos_ids) if self.eos_ids else self.pad_id
-        processors = LogitsProcessorList([RowConstraints(matchers, vocab_size=self.grammars.vocab_size, eos_id=eos)])
-        if sampling.do_sample:
+        if any(m is not None for m in matchers):
+            eos = min(self.eos_ids) if self.eos_ids else self.pad_id
+            budgets = [p.max_new for p in prepared]
+            processors.append(RowConstraints(matchers, budgets=budgets, grammars=self.grammars, eos_id=eos))
+        if processors and sampling.do_sample:
             if sampling.temperature not in (None, 1.0):
                 processors.append(TemperatureLogitsWarper(float(sampling.temperature)))
             if sampling.top_k:
@@ -200,8 +208,10 @@ class ModelRunner:
             abort=self._abort,
         )
         device = self._model.device
-        config, processors = self._processing(prepared[0].job.request.sampling, max(p.max_new for p in prepared),
-                                              prepared)  # fmt: skip
+        sampling = prepared[0].job.request.sampling
+        config, processors = self._processing(sampling, max(p.max_new for p in prepared), prepared, width)
+        if sampling.seed is not None:  # decoded alone (see the engine): this generator is the request's
+            torch.manual_seed(sampling.seed)
         with torch.inference_mode():
             output = self._model.generate(
                 input_ids=input_ids.to(device),
@@ -258,7 +268,9 @@ class ModelRunner:
         stopper = StreamStopper(sink=sink, cancelled=job.cancelled, abort=self._abort)
         device = self._model.device
         ids = torch.tensor([p.ids], dtype=torch.long, device=device)
-        config, processors = self._processing(job.request.sampling, p.max_new, [p])
+        config, processors = self._processing(job.request.sampling, p.max_new, [p], len(p.ids))
+        if job.request.sampling.seed is not None:
+            torch.manual_seed(job.request.sampling.seed)
         with torch.inference_mode():
             self._model.generate(
                 input_ids=ids,

@@ -6,9 +6,8 @@ typo hides bugs); inside a message or ``stream_options`` unknown keys are ignore
 because clients send ``tool_call_id`` and the like there. Rules between fields (greedy at
 temperature 0, ``n`` must be 1, the --max-new-tokens-limit, ...) live in protocol.py.
 
-Fields that real clients send but this server does not honour yet (seed, penalties, user, tools,
-...) are declared with the types that were checked before, so they stay accepted and a later
-change can give them meaning.
+Every field declared here is honoured (protocol.py turns it into the GenerationRequest; ``user``
+and ``metadata`` annotate the request's log line) or refused there with a 400 that names it.
 """
 
 from __future__ import annotations
@@ -194,7 +193,6 @@ class _OpenAIRequest(RequestBody):
     top_k: int | None = Field(default=None, ge=-1)
     repetition_penalty: float | None = Field(default=None, gt=0.0)
     min_tokens: int | None = Field(default=None, ge=0)
-    # Accepted so that real clients (AgentScope 1.x/2.x, ModelScope-Agent) work; not honoured yet.
     seed: int | None = None
     user: str | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)

@@ -48,6 +48,7 @@ def stream_response(engine: Engine, req: GenerationRequest, rid: str, *, chat: b
         path=request.path,
         started=g.started,
         prompt_tokens=first.prompt_tokens if isinstance(first, StreamStarted) else 0,
+        who="".join(f" {key}={g.get(key)!r}" for key in ("user", "metadata") if g.get(key) is not None),
     )
     return Response(
         _events(handle, chunks, include_usage=req.include_usage, done=done),
@@ -137,17 +138,19 @@ class _StreamLog:
     path: str
     started: float
     prompt_tokens: int
+    who: str = ""  # the request's user and metadata, as the log line shows them
 
     def finish(self, status: int, completion_tokens: int) -> None:
         self.metrics.count_request(self.route, status)
         log.info(
-            "%s %s -> %d (stream) prompt_tokens=%d completion_tokens=%d %.3fs",
+            "%s %s -> %d (stream) prompt_tokens=%d completion_tokens=%d %.3fs%s",
             self.method,
             self.path,
             status,
             self.prompt_tokens,
             completion_tokens,
             time.monotonic() - self.started,
+            self.who,
         )
 
 

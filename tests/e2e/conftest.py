@@ -48,4 +48,33 @@ def ask_agentscope(python: str, config: Path, question: str, *names: str) -> lis
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
-__all__ = ["ask_agentscope", "modelserve_cmd", "shutil"]
+def client_python(name: str) -> str:
+    return str(envs.ensure(name, log=lambda m: print(m, file=sys.stderr)))
+
+
+@pytest.fixture(scope="session")
+def agentscope1_python() -> str:
+    """The AgentScope 1.0.21 client venv (with openai<2), built on first use."""
+    return client_python("agentscope-1.0.21")
+
+
+def client_lines(python: str, script: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
+                 timeout: float = 300) -> list[dict]:  # type: ignore[type-arg]  # fmt: skip
+    """Run a client script (tests/clients) in its venv; every JSON line it printed."""
+    import json
+
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MODELSERVE_"))}
+    proc = subprocess.run([python, str(ROOT / "tests" / "clients" / script), *args], capture_output=True, text=True,
+                          timeout=timeout, env={**clean, **(env or {})}, cwd=cwd)  # fmt: skip
+    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def ask(python: str, script: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+        ) -> dict[str, str]:  # fmt: skip
+    """Run a client script in its venv; its last JSON line is the answer."""
+    reply: dict[str, str] = client_lines(python, script, *args, env=env, cwd=cwd)[-1]
+    return reply
+
+
+__all__ = ["ask", "ask_agentscope", "client_lines", "client_python", "modelserve_cmd", "shutil"]

@@ -31,17 +31,14 @@ the stand-in's echo, checked as such.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from launcher.process import ports
-from tests import envs
-from tests.e2e.conftest import ask_agentscope, modelserve_cmd
+from tests.e2e.conftest import ask, ask_agentscope, client_python, modelserve_cmd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 
@@ -52,15 +49,6 @@ NAME = "clients-demo"
 KEY = "s3cret-key"
 GREEDY = ("--temperature", "0", "--max-tokens", "48")
 
-
-
-def client_python(name: str) -> str:
-    return str(envs.ensure(name, log=lambda m: print(m, file=sys.stderr)))
-
-
-@pytest.fixture(scope="session")
-def agentscope1_python() -> str:
-    return client_python("agentscope-1.0.21")
 
 
 @pytest.fixture(scope="session")
@@ -91,17 +79,6 @@ def config(cli_env: dict[str, str]):
         return proc.stdout
 
     return run
-
-
-def ask(python: str, script: str, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-        ) -> dict[str, str]:  # fmt: skip
-    """Run a client script in its venv; its last stdout line is the JSON answer."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "MODELSERVE_"))}
-    proc = subprocess.run([python, str(CLIENTS / script), *args], capture_output=True, text=True, timeout=300,
-                          env={**clean, **(env or {})}, cwd=cwd)  # fmt: skip
-    assert proc.returncode == 0, f"{script} failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
-    reply: dict[str, str] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return reply
 
 
 def test_agentscope_016_through_config_write(agentscope_python: str, demo: str, config, tmp_path: Path) -> None:

