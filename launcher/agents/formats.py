@@ -98,8 +98,11 @@ def render(
     deployment: str,
     base: str,
     only: str | None = None,
+    caveat: str | None = None,
 ) -> RenderedConfig:
     """Render ``fmt`` for the deployment's endpoints (``only``: one of ENDPOINTS' keys).
+    ``caveat``: what a client must know about the deployment (it cannot call tools); a note, and
+    a comment in the Python snippets.
 
     Raises ClientConfigError when nothing can be rendered, naming the formats that would work.
     """
@@ -123,6 +126,8 @@ def render(
             notes.append(f"rendered the {DESCRIBE[usable[0].kind]} endpoint; for the {DESCRIBE[other.kind]} "
                          f"one ({other.url}) pass --endpoint {suffix}")  # fmt: skip
         usable = usable[:1]
+    if caveat:
+        notes.insert(0, caveat)
     return _RENDERERS[fmt](tuple(usable), settings, base, deployment, notes)
 
 

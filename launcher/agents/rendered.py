@@ -10,6 +10,8 @@ from launcher.agents.names import Format
 if TYPE_CHECKING:
     from launcher.core.launch import ClientEndpoint
 
+# Notes about what a deployment cannot do start so: the snippets repeat them as comments.
+CAVEAT_PREFIX = "this deployment "
 # How --write combines the text with an existing file.
 WriteMode = Literal["merge-list", "merge-object", "new-file"]
 DESCRIBE: dict[str, str] = {

@@ -7,11 +7,16 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from launcher.agents.rendered import DESCRIBE, RenderedConfig
+from launcher.agents.rendered import CAVEAT_PREFIX, DESCRIBE, RenderedConfig
 
 if TYPE_CHECKING:
     from launcher.core.deployment import AgentScopeSettings
     from launcher.core.launch import ClientEndpoint
+
+
+def _caveats(notes: list[str]) -> list[str]:
+    """What the deployment cannot do, as header comments (a snippet outlives the terminal's notes)."""
+    return [f"Note: {n}" for n in notes if n.startswith(CAVEAT_PREFIX)]
 
 
 def _py(value: Any) -> str:
@@ -48,7 +53,8 @@ def agentscope_v1(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: 
     e = eps[0]
     header = [*f"AgentScope 1.x (checked with 1.0.21) {_where(dep, e)}".splitlines(),
               "Models are async: `await model(await formatter.format(msgs))`, or hand both to an agent:",
-              '  ReActAgent(name="assistant", sys_prompt="...", model=model, formatter=formatter)']  # fmt: skip
+              '  ReActAgent(name="assistant", sys_prompt="...", model=model, formatter=formatter)',
+              *_caveats(notes)]  # fmt: skip
     if e.kind == "ollama_chat":
         header.append("Needs the ollama package: pip install ollama")
         imports = ["from agentscope.formatter import OllamaChatFormatter", "from agentscope.model import OllamaChatModel"]
@@ -81,7 +87,8 @@ def agentscope_v2(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: 
     e = eps[0]
     header = [*f"AgentScope 2.x (checked with 2.0.11) {_where(dep, e)}".splitlines(),
               "Models are async: `await model([Msg(name=\"user\", role=\"user\", content=[TextBlock(text=...)])])`,",
-              "or hand it to an agent: agentscope.agent.Agent(name=..., system_prompt=..., model=model)"]  # fmt: skip
+              "or hand it to an agent: agentscope.agent.Agent(name=..., system_prompt=..., model=model)",
+              *_caveats(notes)]  # fmt: skip
     params = f"max_tokens={s.max_tokens!r}, temperature={s.temperature!r}"
     timeout = _py({"timeout": s.request_timeout})
     if e.kind == "ollama_chat":

@@ -8,6 +8,7 @@ from typing import Any
 
 from launcher.agents import files as agent_files
 from launcher.agents.formats import Format, RenderedConfig, entry_base, render
+from launcher.agents.rendered import CAVEAT_PREFIX
 from launcher.core.deployment import AgentScopeSettings
 from launcher.core.errors import ClientConfigError
 from launcher.store import records
@@ -21,8 +22,9 @@ def config_for(record: records.DeploymentRecord, fmt: Format, *, only: str | Non
     base_settings = {k: v for k, v in record.agentscope.items() if k in overrides}
     settings = AgentScopeSettings.model_validate({**base_settings, **given})
     written = [n for c in record.clients if c.kind == "agentscope" for n in c.names]
+    caveat = f"{CAVEAT_PREFIX}cannot call tools: {record.tools}" if record.tools.startswith("not supported") else None
     return render(fmt, record.endpoints_for_clients(), settings, deployment=record.name,
-                  base=config_name or entry_base(record.name, written), only=only)  # fmt: skip
+                  base=config_name or entry_base(record.name, written), only=only, caveat=caveat)  # fmt: skip
 
 
 def write(record: records.DeploymentRecord, rendered: RenderedConfig, path: Path) -> str:

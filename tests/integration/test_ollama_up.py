@@ -248,3 +248,27 @@ def test_a_second_deployment_shares_the_ollama_a_first_one_started(ms: Run, tmp_
     assert len(with_marker(first["deployment"]["marker"])) == 1
     ms("down", "a")
     assert standin_servers(port) == []
+
+
+def test_tools_pass_through_to_ollama_on_both_routes(ms: Run, tmp_path: Path) -> None:
+    """Ollama answers tools itself: modelserve starts it, says so, and a client's tools and the
+    calls that come back cross both APIs in Ollama's documented shapes (the stand-in's)."""
+    port = ports.free_port()
+    up = ms("up", "-b", "ollama", "-m", "qwen2.5:0.5b", "-p", str(port), "--name", "tl",
+            "--agentscope-config", str(tmp_path / "cfg.json"))  # fmt: skip
+    assert "tools:      passed through to Ollama" in up.stdout
+    base = f"http://127.0.0.1:{port}"
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]  # fmt: skip
+    ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+    native = post_json(f"{base}/api/chat", {"model": "qwen2.5:0.5b", "messages": ask, "tools": tools, "stream": False})
+    assert native["message"]["tool_calls"] == [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}]
+    openai = post_json(f"{base}/v1/chat/completions", {"model": "qwen2.5:0.5b", "messages": ask, "tools": tools})
+    choice = openai["choices"][0]
+    assert choice["finish_reason"] == "tool_calls"
+    call = choice["message"]["tool_calls"][0]
+    assert (call["function"]["name"], json.loads(call["function"]["arguments"])) == ("get_weather", {"city": "Paris"})
+    answered = post_json(f"{base}/v1/chat/completions", {"model": "qwen2.5:0.5b", "tools": tools, "messages": [
+        *ask, choice["message"], {"role": "tool", "tool_call_id": call["id"], "content": "Sunny"}]})  # fmt: skip
+    assert answered["choices"][0]["message"]["content"].endswith("the tool said Sunny")
+    ms("down", "tl")

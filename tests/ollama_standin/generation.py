@@ -45,3 +45,46 @@ def as_int(value: Any) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
+
+
+def _value_for(schema: Any, text: str) -> Any:
+    """A value of the JSON-schema type ``schema`` names, taken from the user's words when it is text."""
+    if not isinstance(schema, dict):
+        return "x"
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.0
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        return []
+    if kind == "object":
+        return {}
+    words = re.findall(r"[A-Z][\w-]*", text) or re.findall(r"\w+", text) or ["x"]
+    return words[-1]
+
+
+def tool_call_for(tools: Any, messages: list[Any]) -> dict[str, Any] | None:
+    """The stand-in's "decision" (docs/api.md, chat request with tools): call the first function,
+    its required arguments filled from the user's words; answer in text instead once the last
+    message is a tool result (so a call -> result -> answer round trip ends)."""
+    if not isinstance(tools, list) or not tools or not messages:
+        return None
+    if isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        return None
+    function = tools[0].get("function", {}) if isinstance(tools[0], dict) else {}
+    params = function.get("parameters") or {}
+    props = params.get("properties") or {}
+    text = last_user(messages)
+    arguments = {key: _value_for(props.get(key), text) for key in params.get("required") or []}
+    return {"name": str(function.get("name", "")), "arguments": arguments}
+
+
+def after_tool(messages: list[Any]) -> str | None:
+    """The content of the tool result the last message carries, if it is one."""
+    last = messages[-1] if messages else None
+    return text_of(last.get("content")) if isinstance(last, dict) and last.get("role") == "tool" else None

@@ -15,7 +15,16 @@ import time
 from typing import Any
 
 from tests.ollama_standin.common import now_rfc3339
-from tests.ollama_standin.generation import as_int, embedding, last_user, pieces, reply_for, text_of
+from tests.ollama_standin.generation import (
+    after_tool,
+    as_int,
+    embedding,
+    last_user,
+    pieces,
+    reply_for,
+    text_of,
+    tool_call_for,
+)
 from tests.ollama_standin.handler_base import BadRequest, BaseHandler
 
 
@@ -37,7 +46,22 @@ class InferenceRoutes(BaseHandler):
                                  "message": {"role": "assistant", "content": ""}, "done_reason": reason, "done": True})
             return
         prompt_tokens = sum(len(pieces(text_of(m.get("content")))) for m in messages if isinstance(m, dict))
-        tokens, reason = reply_for(name, last_user(messages), as_int(options.get("num_predict")))
+        call = tool_call_for(body.get("tools"), messages)
+        if call is not None:  # docs/api.md: message.tool_calls [{function: {name, arguments (an object)}}]
+            message = {"role": "assistant", "content": "", "tool_calls": [{"function": call}]}
+            final = {"model": name, "created_at": now_rfc3339(), "message": message, "done": True,
+                     "done_reason": "stop", **self.stats(start, prompt_tokens, 1)}  # fmt: skip
+            if stream:  # a streamed call comes whole in one chunk, then the closing statistics
+                self.start_stream("application/x-ndjson")
+                self.ndjson({**final, "done": False, "done_reason": None})
+                self.ndjson({**final, "message": {"role": "assistant", "content": ""}})
+                self.end_stream()
+            else:
+                self.send_json(200, final)
+            return
+        tool_result = after_tool(messages)
+        prompt = f"the tool said {tool_result}" if tool_result is not None else last_user(messages)
+        tokens, reason = reply_for(name, prompt, as_int(options.get("num_predict")))
         if not stream:
             self.send_json(200, {"model": name, "created_at": now_rfc3339(),
                                  "message": {"role": "assistant", "content": "".join(tokens)}, "done": True,

@@ -13,10 +13,20 @@ not_found_error | api_error), param, code}} (written by the server's dispatch).
 
 from __future__ import annotations
 
+import json
 import time
 
 from tests.ollama_standin.common import next_id
-from tests.ollama_standin.generation import as_int, embedding, last_user, pieces, reply_for, text_of
+from tests.ollama_standin.generation import (
+    after_tool,
+    as_int,
+    embedding,
+    last_user,
+    pieces,
+    reply_for,
+    text_of,
+    tool_call_for,
+)
 from tests.ollama_standin.handler_base import BadRequest, BaseHandler
 from tests.ollama_standin.store import parse_name
 
@@ -45,7 +55,14 @@ class OpenAIRoutes(BaseHandler):
             raise BadRequest(400, "[] is too short - 'messages'")
         self.touch(name, None)
         limit = as_int(body.get("max_tokens") if body.get("max_tokens") is not None else body.get("max_completion_tokens"))
-        tokens, reason = reply_for(body.get("model") or name, last_user(messages), limit)
+        tools = body.get("tools") if body.get("tool_choice") != "none" else None
+        call = tool_call_for(tools, messages)
+        if call is not None:
+            self._v1_tool_call(body, call)
+            return
+        tool_result = after_tool(messages)
+        prompt = f"the tool said {tool_result}" if tool_result is not None else last_user(messages)
+        tokens, reason = reply_for(body.get("model") or name, prompt, limit)
         prompt_tokens = sum(len(pieces(text_of(m.get("content")))) for m in messages if isinstance(m, dict))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
                  "total_tokens": prompt_tokens + len(tokens)}  # fmt: skip
@@ -65,6 +82,27 @@ class OpenAIRoutes(BaseHandler):
         options = body.get("stream_options")
         if isinstance(options, dict) and options.get("include_usage"):
             self.sse({**head, "object": "chat.completion.chunk", "choices": [], "usage": usage})
+        self.sse(b"[DONE]")
+        self.end_stream()
+
+    def _v1_tool_call(self, body: dict[str, object], call: dict[str, object]) -> None:
+        """docs/api/openai-compatibility.mdx: tool_calls [{id, index, type, function {name, arguments
+        (JSON text)}}], finish_reason "tool_calls"; streamed, the call comes in one delta."""
+        entry = {"id": f"call_{next_id()}", "index": 0, "type": "function",
+                 "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])}}  # fmt: skip
+        head = {"id": f"chatcmpl-{next_id()}", "created": int(time.time()), "model": body.get("model"),
+                "system_fingerprint": "fp_ollama"}  # fmt: skip
+        if not body.get("stream"):
+            message = {"role": "assistant", "content": "", "tool_calls": [entry]}
+            self.send_json(200, {**head, "object": "chat.completion", "choices": [
+                {"index": 0, "message": message, "finish_reason": "tool_calls"}],
+                "usage": {"prompt_tokens": 0, "completion_tokens": 1, "total_tokens": 1}})  # fmt: skip
+            return
+        self.start_stream("text/event-stream")
+        self.sse({**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": "", "tool_calls": [entry]}, "finish_reason": None}]})
+        self.sse({**head, "object": "chat.completion.chunk", "choices": [
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": "tool_calls"}]})
         self.sse(b"[DONE]")
         self.end_stream()
 

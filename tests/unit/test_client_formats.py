@@ -419,3 +419,17 @@ def test_write_errors_name_the_write_option(tmp_path: Path) -> None:
     path.write_text("[{,]")
     result = invoke("smol", "-f", "agentscope", "-w", str(path))
     assert result.exit_code == 9 and "point --write at another file" in result.stderr
+
+
+def test_a_deployment_that_cannot_call_tools_says_so_in_its_configs() -> None:
+    from launcher.store import records as store
+
+    save_record("fc", OPENAI)
+    record = store.load("fc")
+    record.tools = "not supported: FastChat's OpenAI API server has no tool calling"
+    store.save(record)
+    snippet = invoke("fc", "-f", "agentscope-v1")
+    assert snippet.exit_code == 0, snippet.output
+    assert "# Note: this deployment cannot call tools: not supported: FastChat" in snippet.stdout
+    entries = invoke("fc", "-f", "agentscope")
+    assert "note: this deployment cannot call tools" in entries.stderr
