@@ -23,7 +23,10 @@ API_KEY_ENV = "MODELSERVE_API_KEY"
 class FlaskOptions(BackendOptions):
     """The built-in server's own settings (YAML section ``flask-transformers:``)."""
 
-    max_batch_size: int = Field(default=8, ge=1, le=256, description="requests batched into one generate()")
+    max_batch_size: int = Field(default=8, ge=1, le=256, description="rows decoding together (continuous batching)")
+    kv_budget_tokens: int | None = Field(default=None, ge=1, description="KV cache the running rows may hold, "
+                                         "in tokens; default: half the memory free after loading")  # fmt: skip
+    max_queue: int = Field(default=256, ge=1, description="requests that may wait; past it: 503 with Retry-After")
     max_new_tokens_limit: int = Field(default=4096, ge=1, description="a larger max_new_tokens is a 400 error")
     tool_parser: Literal["generic", "hermes", "llama3_json", "mistral", "none"] | None = Field(
         default=None, description="how the model writes tool calls; default: from its chat template "
@@ -65,6 +68,8 @@ class FlaskTransformersBackend(Backend):
             "--threads", str(placement.threads),
             "--max-batch-size", str(opts.max_batch_size),
             "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
+            "--max-queue", str(opts.max_queue),
+            *(["--kv-budget-tokens", str(opts.kv_budget_tokens)] if opts.kv_budget_tokens else []),
             "--loader", self.loader,
             "--tool-parser", parser,
             *render_args(dep.backend_args),
@@ -116,8 +121,9 @@ def _placement(dep: Deployment, devices: DevicePlan, cpu_count: int) -> _Placeme
     if devices.kind == "cpu":
         # This CPU class has no native bf16 math; float32 is faster at batch > 1.
         dtype = "float32" if dep.dtype == "auto" else dep.dtype
-        # Half the cores: two engine processes on two cores each run ~3x slower than with one.
-        threads = dep.threads or max(1, cpu_count // 2)
+        # Every core: the engine batches concurrent requests into one decoding step, and that step
+        # is fastest with all of them (bench/serve.py: raw batch-8 generate at 2 threads vs 1).
+        threads = dep.threads or max(1, cpu_count)
         return _Placement("cpu", dtype, threads, (f"CPU, {dtype}, {threads} thread(s)",))
     notes = []
     if len(devices.gpus) > 1:

@@ -74,10 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threads",
         type=_positive_int,
-        default=max(1, (os.cpu_count() or 2) // 2),
-        help="torch intra-op threads (default: half the CPUs)",
+        default=os.cpu_count() or 1,
+        help="torch intra-op threads (default: every CPU; one batched engine uses them best)",
     )
-    p.add_argument("--max-batch-size", type=_positive_int, default=8, help="requests per generate() call")
+    p.add_argument("--max-batch-size", type=_positive_int, default=8,
+                   help="rows decoding together (each choice of a request is a row); newcomers join at the next step")  # fmt: skip
+    p.add_argument("--kv-budget-tokens", type=_positive_int, default=None,
+                   help="KV cache the running rows may hold, in tokens (padding included); above it requests wait "
+                        "(default: half the memory free after loading)")  # fmt: skip
+    p.add_argument("--max-queue", type=_positive_int, default=256,
+                   help="requests that may wait; past that the server answers 503 with Retry-After")  # fmt: skip
     p.add_argument(
         "--max-new-tokens-limit", type=_positive_int, default=4096, help="largest max_new_tokens a request may ask for"
     )
@@ -112,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports only now: --help and argument errors stay instant.
     import torch
 
-    from backends.flask_server.engine import Engine
+    from backends.flask_server.engine import Engine, default_kv_budget
     from backends.flask_server.loaders import LoadError, load
     from backends.flask_server.metrics import Metrics
 
@@ -147,7 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_new_tokens_limit=args.max_new_tokens_limit,
         metrics=Metrics(),
         tool_parser=args.tool_parser,
+        kv_budget_tokens=args.kv_budget_tokens or default_kv_budget(loaded.model, loaded.device),
+        max_queue=args.max_queue,
     )
+    log.info("KV budget: %d tokens; queue limit: %d", engine.kv_budget, engine.max_queue)
     engine.start()
     try:
         started = time.monotonic()

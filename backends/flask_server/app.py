@@ -92,9 +92,8 @@ def _authenticate() -> Response | None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
         # Same shape as OpenAI's 401 so SDKs show the message.
-        err = ApiError(
-            401, "missing or wrong API key: send Authorization: Bearer <key>", error_type="authentication_error"
-        )
+        err = ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
+                       error_type="authentication_error", code="invalid_api_key")  # fmt: skip
         return json_response(err.body(), 401)
     return None
 
@@ -121,7 +120,10 @@ def _record(status: int) -> None:
 
 
 def _api_error(err: ApiError) -> Response:
-    return json_response(err.body(), err.status)
+    response = json_response(err.body(), err.status)
+    if err.retry_after is not None:
+        response.headers["Retry-After"] = str(err.retry_after)
+    return response
 
 
 def _validation_error(err: ValidationError) -> Response:
@@ -140,7 +142,7 @@ def _http_error(err: HTTPException) -> Response:
     else:
         message = err.description or err.name
     kind = "invalid_request_error" if code < 500 else "server_error"
-    response = json_response({"error": {"message": message, "type": kind, "code": code}}, code)
+    response = _api_error(ApiError(code, message, error_type=kind))
     if allowed:
         response.headers["Allow"] = ", ".join(allowed)
     return response
@@ -148,5 +150,5 @@ def _http_error(err: HTTPException) -> Response:
 
 def _unexpected(err: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
-    body = {"error": {"message": f"internal error: {type(err).__name__}: {err}", "type": "server_error", "code": 500}}
+    body = ApiError(500, f"internal error: {type(err).__name__}: {err}", error_type="server_error").body()
     return json_response(body, 500)

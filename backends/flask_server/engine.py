@@ -1,12 +1,12 @@
-"""The scheduler: one thread owns the model and the tokenizer; HTTP threads only enqueue and wait.
+"""The scheduler: one thread owns the model and decodes every admitted request one token per step.
 
-Why one thread: HF fast tokenizers raise "Already borrowed" when two threads use them at once, and
-AgentScope's original script corrupted generation by calling ``model.generate`` from every Flask
-thread. Here an HTTP thread puts a :class:`GenerationRequest` on the queue and waits on a Future
-(or, for a stream, reads a per-request event queue). The scheduler takes the oldest waiting request,
-drains further queued non-streaming requests with the same sampling settings into one batch, and
-hands it to the :class:`ModelRunner` (runner.py), which runs one generate() call. A stream runs alone.
-Nothing a request does can end the loop: failures resolve that request's future with an error.
+HTTP threads only enqueue a :class:`Job` and wait on its Future (or read its event queue, for a
+stream). Each turn of the loop admits newcomers (prefilled one by one, as long as rows and the
+KV budget allow), decodes one token for every running row (``batch.KvBatch``), lets each row
+pick its own token (``sampling.RowSampler``: its own settings, seed and grammar), and retires
+the rows that are done, freeing their cache at once. Streams and plain requests share the same
+steps. Above the budget requests wait in a bounded queue; past that they get a 503 with
+Retry-After. Nothing a request does can end the loop: a failure resolves that request's future.
 """
 
 from __future__ import annotations
@@ -17,11 +17,16 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
+from backends.flask_server.batch import KvBatch, prefill
 from backends.flask_server.errors import ApiError
 from backends.flask_server.generation import GREEDY, ChatMessage, GenerationDefaults, GenerationRequest, TokenBudget
 from backends.flask_server.jobs import (
+    Choice,
     Completion,
     Job,
     StreamDelta,
@@ -32,7 +37,9 @@ from backends.flask_server.jobs import (
     StreamStarted,
 )
 from backends.flask_server.metrics import Metrics
-from backends.flask_server.runner import Aborted, ModelRunner, Prepared
+from backends.flask_server.prompts import Prepared, PromptBuilder
+from backends.flask_server.rows import Row
+from backends.flask_server.sampling import RowSampler
 
 # Re-exported: routes and tests import the result and event types from here.
 __all__ = [
@@ -48,6 +55,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("modelserve.flask_server")
+
+# Newcomers prefilled per turn, beyond the first, while rows are decoding: each prefill stalls
+# the running rows (a stream's next token waits for it), so admission is spread over turns.
+PREFILL_TOKENS_PER_TURN = 512
 
 
 def generation_defaults(generation_config: Any) -> GenerationDefaults:
@@ -68,7 +79,49 @@ def generation_defaults(generation_config: Any) -> GenerationDefaults:
 
 
 def _shutting_down() -> ApiError:
-    return ApiError(503, "the server is shutting down; retry shortly", error_type="server_error")
+    return ApiError(503, "the server is shutting down; retry shortly", error_type="server_error", retry_after=5)
+
+
+def kv_tokens_per_gib(model: Any) -> int:
+    """How many tokens of KV cache one GiB holds for ``model`` (keys and values, every layer)."""
+    cfg = model.config
+    layers = int(getattr(cfg, "num_hidden_layers", 0) or 1)
+    heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
+    kv_heads = int(getattr(cfg, "num_key_value_heads", 0) or heads)
+    head_dim = int(getattr(cfg, "head_dim", 0) or getattr(cfg, "hidden_size", 64) // heads)
+    per_token = 2 * layers * kv_heads * head_dim * torch.finfo(model.dtype).bits // 8
+    return max(1, (1 << 30) // per_token)
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Memory still free for the cache: VRAM on CUDA; MemAvailable from /proc/meminfo on CPU."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30  # not Linux: assume 4 GiB rather than guess high
+
+
+def default_kv_budget(model: Any, device: torch.device, share: float = 0.5) -> int:
+    """KV tokens that fit in ``share`` of the memory free after loading: the rest stays for
+    activations, the allocator's slack and everything else on the machine."""
+    return max(1, int(free_memory_bytes(device) * share / (1 << 30) * kv_tokens_per_gib(model)))
+
+
+@dataclass(eq=False)
+class _Request:
+    """A job being decoded: its rows, and the choices of those already done."""
+
+    job: Job
+    prepared: Prepared
+    rows: list[Row]
+    choices: dict[int, Choice] = field(default_factory=dict)
 
 
 class Engine:
@@ -81,21 +134,29 @@ class Engine:
         max_new_tokens_limit: int,
         metrics: Metrics | None = None,
         tool_parser: str = "generic",
+        kv_budget_tokens: int | None = None,
+        max_queue: int = 256,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.limit = max_new_tokens_limit
+        self.max_queue = max_queue
+        self.model = model
         self.metrics = metrics or Metrics()
-        self.metrics.queue_depth = self.queue_depth
-        self.metrics.running = self.running
-        self._running = 0  # requests inside the current generate() call (a gauge; written by the scheduler only)
         self.defaults = generation_defaults(getattr(model, "generation_config", None))
+        self.prompts = PromptBuilder(model, tokenizer, limit=self.limit, tool_parser=tool_parser)
+        # Without a setting (tests, embedding): a quarter of a GiB of cache per row. The server's
+        # command line passes --kv-budget-tokens or default_kv_budget(), from free memory.
+        self.kv_budget = kv_budget_tokens or max_batch_size * kv_tokens_per_gib(model) // 4
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
         self._stopping = False
-        # Set on shutdown: every stopping criterion answers "stop" at the next step.
-        self._abort = threading.Event()
-        self.runner = ModelRunner(model, tokenizer, limit=self.limit, metrics=self.metrics, abort=self._abort,
-                                  tool_parser=tool_parser)  # fmt: skip
+        self._abort = threading.Event()  # set on shutdown: running rows end at the next step
+        self.batch = KvBatch(model)
+        self.rows: list[Row] = []
+        self._requests: dict[int, _Request] = {}  # id(job) -> its rows
+        self.steps = 0  # decoding steps begun (tests and the log count compute by them)
+        self.metrics.watch(running=lambda: len(self.rows), queue_depth=self.queue_depth,
+                           kv_tokens=lambda: len(self.batch) * self.batch.width, kv_budget=self.kv_budget)  # fmt: skip
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     # -- life cycle (main thread) ---------------------------------------------------------------
@@ -133,7 +194,7 @@ class Engine:
         return len(self._queue)
 
     def running(self) -> int:
-        return self._running
+        return len(self.rows)
 
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         future: Future[Completion] = Future()
@@ -147,90 +208,179 @@ class Engine:
         return StreamHandle(job, events)
 
     def _enqueue(self, job: Job) -> None:
+        if job.request.n > self.max_batch_size:
+            raise ApiError(400, f"n must be <= {self.max_batch_size} here (each choice is a row of the batch, "
+                                f"--max-batch-size), got {job.request.n}", param="n")  # fmt: skip
         with self._cond:
             if self._stopping:
                 raise _shutting_down()
+            if len(self._queue) >= self.max_queue:
+                self.metrics.rejected.inc()
+                raise ApiError(503, f"the server is at capacity ({len(self.rows)} requests decoding, "
+                                    f"{len(self._queue)} waiting); retry shortly", error_type="server_error",
+                               retry_after=max(1, len(self._queue) // max(1, self.max_batch_size)))  # fmt: skip
             self._queue.append(job)
             self._cond.notify()
 
     # -- scheduler thread -----------------------------------------------------------------------
 
-    def _next_batch(self) -> list[Job] | None:
-        with self._cond:
-            while True:
-                while not self._queue and not self._stopping:
-                    self._cond.wait()
-                if self._stopping:
-                    return None
-                first = self._queue.popleft()
-                if first.cancelled.is_set():
-                    first.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
-                    continue
-                break
-            batch = [first]
-            if first.request.stream or first.request.sampling.seed is not None:
-                return batch  # a stream, and a seeded request (its own random generator), run alone
-            key = first.request.sampling
-            kept: deque[Job] = deque()
-            # Same-settings requests may overtake a different one; the oldest waiting request is
-            # always taken first on the next turn, so nothing starves.
-            for job in self._queue:
-                if len(batch) < self.max_batch_size and not job.request.stream and job.request.sampling == key:
-                    batch.append(job)
-                else:
-                    kept.append(job)
-            self._queue = kept
-            return batch
-
     def _loop(self) -> None:
-        while True:
-            batch = self._next_batch()
-            if batch is None:
-                return
+        while self._wait_for_work():
             try:
-                self._execute(batch)
-            except Exception as exc:  # never let one batch end the loop
-                log.exception("scheduler: unexpected failure in a batch of %d", len(batch))
-                error = ApiError(500, f"internal error: {type(exc).__name__}: {exc}", error_type="server_error")
-                for job in batch:
-                    job.fail(error)
+                self._admit()
+                if self.rows:
+                    self._step()
+            except Exception as exc:  # never let one step end the loop
+                log.exception("scheduler: a decoding step failed; failing its %d row(s)", len(self.rows))
+                self.metrics.generate_errors.inc()
+                self._fail_all(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}",
+                                        error_type="server_error"))  # fmt: skip
+        self._fail_all(_shutting_down())
 
-    def _prepare(self, batch: list[Job]) -> list[Prepared]:
-        prepared: list[Prepared] = []
-        for job in batch:
+    def _wait_for_work(self) -> bool:
+        """Block until something is queued or running; False once the server stops."""
+        with self._cond:
+            while not self._queue and not self.rows and not self._stopping:
+                self._cond.wait()
+            return not self._stopping
+
+    def _next_job(self, prefilled: int) -> Job | None:
+        with self._cond:
+            while self._queue:
+                job = self._queue[0]
+                if job.cancelled.is_set():
+                    self._queue.popleft()
+                    job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
+                    continue
+                if len(self.rows) + job.request.n > self.max_batch_size or (self.rows and prefilled
+                                                                              >= PREFILL_TOKENS_PER_TURN):  # fmt: skip
+                    return None
+                return self._queue.popleft()
+        return None
+
+    def _admit(self) -> None:
+        prefilled = 0
+        while (job := self._next_job(prefilled)) is not None:
             try:
-                prepared.append(self.runner.prepare(job))
+                prepared = self.prompts.prepare(job)
             except ApiError as error:
                 job.fail(error)
+                continue
             except Exception as exc:  # a tokenizer or template crash fails this request only
                 log.exception("could not prepare a request")
-                job.fail(
-                    ApiError(500, f"could not build the prompt: {type(exc).__name__}: {exc}", error_type="server_error")
-                )
-        return prepared
+                job.fail(ApiError(500, f"could not build the prompt: {type(exc).__name__}: {exc}",
+                                  error_type="server_error"))  # fmt: skip
+                continue
+            if not self._fits(prepared):
+                with self._cond:
+                    self._queue.appendleft(job)  # it waits for rows to finish and free the cache
+                return
+            prefilled += len(prepared.ids)
+            self._start(prepared)
 
-    def _execute(self, batch: list[Job]) -> None:
-        prepared = self._prepare(batch)
-        if not prepared:
+    def _need(self, p: Prepared) -> int:
+        return p.job.request.n * (len(p.ids) + p.max_new)
+
+    def _fits(self, prepared: Prepared) -> bool:
+        """Admission against the KV budget: the batch at its widest (left padding included)."""
+        need = self._need(prepared)
+        if need > self.kv_budget:
+            prepared.job.fail(ApiError(400, f"this request needs {need} tokens of KV cache (prompt + max_tokens, "
+                                            f"x n), more than this server's budget of {self.kv_budget}; ask for "
+                                            "fewer tokens", param="max_tokens"))  # fmt: skip
+            return True  # failed: nothing to wait for
+        rows = [(r.prompt_tokens + r.max_new) for r in self.rows]
+        widest = max([len(prepared.ids) + prepared.max_new, *rows])
+        return not self.rows or (len(self.rows) + prepared.job.request.n) * widest <= self.kv_budget
+
+    def _start(self, p: Prepared) -> None:
+        """Prefill once, then one row per choice; rows done after their first token never join."""
+        job, request = p.job, p.job.request
+        if job.resolved:
             return
+        self.metrics.prompt_tokens.inc(len(p.ids))
+        job.emit(StreamStarted(prompt_tokens=len(p.ids)))
+        first = prefill(self.model, p.ids)
+        generator = torch.Generator().manual_seed(request.sampling.seed) if request.sampling.seed is not None else None
+        entry = _Request(job, p, [])
+        rows = [self._row(p, k, generator) for k in range(request.n)]
+        tokens = [row.sampler.pick(first.logits) for row in rows]
+        for row, (token, pick) in zip(rows, tokens, strict=True):
+            row.add(token, pick)
+        self._requests[id(job)] = entry
+        going = [(row, token) for row, (token, _) in zip(rows, tokens, strict=True) if not row.done]
+        for row in rows:
+            if row.done:
+                self._finish_row(entry, row)
+        if not going:
+            return
+        entry.rows = [row for row, _ in going]
+        if len(going) == 1:
+            self.batch.add(first, going[0][1])
+        else:  # n > 1: the prompt's cache is shared out, then each row has its own first token
+            self.batch.add(first, going[0][1], copies=len(going))
+            self.batch.last[-len(going):] = [token for _, token in going]
+        self.rows += entry.rows
+
+    def _row(self, p: Prepared, choice: int, generator: torch.Generator | None) -> Row:
+        request = p.job.request
+        matcher = self.prompts.grammars.matcher(p.grammar) if p.grammar else None
+        sampler = RowSampler(request.sampling, self.prompts.eos_ids, p.max_new, prompt=p.ids, matcher=matcher,
+                             grammars=self.prompts.grammars, top_logprobs=request.logprobs, generator=generator)  # fmt: skip
+        return Row(p.job, choice, len(p.ids), p.max_new, sampler, self.prompts.decode, self.prompts.eos_ids,
+                   self.prompts.describe, p.parser, started=p.job.arrived)  # fmt: skip
+
+    def _step(self) -> None:
         started = time.monotonic()
-        self._running = len(prepared)
-        try:
-            if prepared[0].job.request.stream:
-                self.runner.run_stream(prepared[0])
-            else:
-                self.runner.run_batch(prepared)
-        except Aborted:
-            for p in prepared:
-                p.job.fail(_shutting_down())
-        except Exception as exc:
-            log.exception("generate() failed for a batch of %d", len(prepared))
-            self.metrics.count_generate_error()
-            failure = ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", error_type="server_error")
-            for p in prepared:
-                p.job.fail(failure)
-        finally:
-            self._running = 0
-            seconds = time.monotonic() - started
-            self.metrics.observe_generate(len(prepared), seconds)
-            log.debug("generate: batch of %d in %.2f s", len(prepared), seconds)
+        self.steps += 1
+        self.metrics.step_rows.observe(len(self.rows))
+        logits = self.batch.step()
+        tokens = []
+        for i, row in enumerate(self.rows):
+            before = row.last_token_at
+            token, pick = row.sampler.pick(logits[i])
+            row.add(token, pick)
+            tokens.append(token)
+            if before is not None and row.last_token_at is not None:
+                self.metrics.itl.observe(row.last_token_at - before)
+        self.batch.advance(tokens)
+        self._retire()
+        log.debug("step: %d rows in %.3f s", len(tokens), time.monotonic() - started)
+
+    def _retire(self) -> None:
+        """Done rows leave the batch (and free their cache) before their clients hear of it, so
+        what a client sees next (/metrics, its next request) never counts them."""
+        keep, done = [], []
+        for i, row in enumerate(self.rows):
+            if not row.done and (row.job.cancelled.is_set() or self._abort.is_set()):
+                row.cancel()
+                if not self._abort.is_set():
+                    log.info("client went away after %d token(s); its row left the batch", len(row.ids))
+            (done if row.done else keep).append(i)
+        if not done:
+            return
+        finished = [self.rows[i] for i in done]
+        self.batch.keep(keep)
+        self.rows = [self.rows[i] for i in keep]
+        for row in finished:
+            self._finish_row(self._requests[id(row.job)], row)
+
+    def _finish_row(self, entry: _Request, row: Row) -> None:
+        if row.first_token_at is not None and not entry.choices:
+            self.metrics.ttft.observe(row.first_token_at - entry.job.arrived)
+        self.metrics.completion_tokens.inc(row.completion_tokens)
+        if self._abort.is_set():
+            entry.job.fail(_shutting_down())  # cut short by shutdown: a partial answer would look like a real one
+        entry.choices[row.choice] = row.finish()
+        if len(entry.choices) < entry.job.request.n:
+            return
+        self._requests.pop(id(entry.job), None)
+        done = Completion(len(entry.prepared.ids), tuple(entry.choices[k] for k in sorted(entry.choices)))
+        entry.job.succeed(done)
+        entry.job.emit(StreamFinished(done.finish_reason, done.prompt_tokens, done.completion_tokens))
+
+    def _fail_all(self, error: ApiError) -> None:
+        for row in self.rows:
+            row.job.fail(error)
+        self.batch.keep([])
+        self.rows, self._requests = [], {}

@@ -18,21 +18,28 @@ Loc = tuple[str | int, ...]
 
 
 class ApiError(Exception):
-    """A request the server refuses, with the HTTP status and an OpenAI-shaped error body."""
+    """A request the server refuses, with the HTTP status and an OpenAI-shaped error body:
+    ``{"error": {"message", "type", "param", "code"}}`` as OpenAI's published schema has it
+    (``param``: the field at fault; ``code``: a short name, or null)."""
 
-    def __init__(self, status: int, message: str, *, error_type: str = "invalid_request_error") -> None:
+    def __init__(self, status: int, message: str, *, error_type: str = "invalid_request_error",
+                 param: str | None = None, code: str | None = None, retry_after: int | None = None) -> None:  # fmt: skip
         super().__init__(message)
         self.status = status
         self.message = message
         self.error_type = error_type
+        self.param = param
+        self.code = code
+        self.retry_after = retry_after  # seconds, for a 503: sent as Retry-After
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.error_type, "code": self.status}}
+        return {"error": {"message": self.message, "type": self.error_type, "param": self.param, "code": self.code}}
 
 
 def model_not_found(name: object) -> ApiError:
-    # vLLM's exact wording and type, so clients that special-case it keep working.
-    return ApiError(404, f"The model `{name}` does not exist.", error_type="NotFoundError")
+    # vLLM's exact wording and type, so clients that special-case it keep working; OpenAI's code.
+    return ApiError(404, f"The model `{name}` does not exist.", error_type="NotFoundError", param="model",
+                    code="model_not_found")  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- naming what came
@@ -118,13 +125,14 @@ def api_error_from_validation(
     unknown = sorted(field_path((*prefix, *e["loc"])) for e in errors if e["type"] == "extra_forbidden")
     if unknown:
         key = unknown[0]
-        return ApiError(400, unknown_key(key) if unknown_key else f"unsupported field {key!r}; leave it out")
+        message = unknown_key(key) if unknown_key else f"unsupported field {key!r}; leave it out"
+        return ApiError(400, message, param=key)
     first = errors[0]
     path = field_path((*prefix, *first["loc"]))
     problem = _problem(first)
     if problem is None:  # a rule's own sentence (schema raises these with the whole wording)
-        return ApiError(400, f"{path}: {first['msg']}" if path else first["msg"])
-    return ApiError(400, f"{path} {problem}")
+        return ApiError(400, f"{path}: {first['msg']}" if path else first["msg"], param=path or None)
+    return ApiError(400, f"{path} {problem}", param=path)
 
 
 def _problem(error: ErrorDetails) -> str | None:

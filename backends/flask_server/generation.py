@@ -98,6 +98,8 @@ class GenerationRequest:
     stream: bool = False
     tools: ToolRequest | None = None  # offered tools, unless tool_choice was "none"
     response_format: ResponseFormat | None = None  # JSON the reply must be
+    n: int = 1  # replies to the same prompt (each decodes as its own row)
+    logprobs: int | None = None  # None: none; k: each token's logprob and its k likeliest alternatives
     include_usage: bool = False
 
 

@@ -1,111 +1,56 @@
-"""Prometheus text metrics, kept by hand: one lock, a few counters and two histograms.
-
-prometheus_client is not a dependency of the hf extra, and the handful of series here do not need it.
-"""
+"""What operators look at, in Prometheus's text format (prometheus-client, one registry per
+server): requests by route and status, tokens, running rows, the queue, time to first token,
+the gap between tokens, KV-cache use, and requests turned away."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-BATCH_BUCKETS: tuple[float, ...] = (1, 2, 4, 8, 16, 32, 64)
-SECONDS_BUCKETS: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-
-class Histogram:
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-        self.total += value
-        self.count += 1
-
-    def render(self, name: str) -> list[str]:
-        lines = [f'{name}_bucket{{le="{_fmt(b)}"}} {c}' for b, c in zip(self.buckets, self.counts, strict=True)]
-        lines.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        lines.append(f"{name}_sum {_fmt(self.total)}")
-        lines.append(f"{name}_count {self.count}")
-        return lines
-
-
-def _fmt(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+STEP_BUCKETS = (0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56)
+ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
 
 class Metrics:
-    """Thread-safe: HTTP threads count requests, the scheduler thread counts batches and tokens."""
+    """Thread-safe (prometheus-client's own locks): HTTP threads count requests, the scheduler
+    thread everything about decoding. Gauges read the engine at scrape time."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._requests: dict[tuple[str, int], int] = {}
-        self.prompt_tokens = 0
-        self.completion_tokens = 0
-        self.batch_size = Histogram(BATCH_BUCKETS)
-        self.generate_seconds = Histogram(SECONDS_BUCKETS)
-        self.generate_errors = 0
-        # Gauges read from the engine at scrape time (the engine sets these callables).
-        self.queue_depth: Callable[[], int] = lambda: 0
-        self.running: Callable[[], int] = lambda: 0
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("modelserve_requests", "HTTP requests by route and status.", ["route", "status"],
+                                registry=r)  # fmt: skip
+        self.prompt_tokens = Counter("modelserve_prompt_tokens", "Prompt tokens of admitted requests.", registry=r)
+        self.completion_tokens = Counter("modelserve_completion_tokens", "Tokens generated (eos excluded).",
+                                         registry=r)  # fmt: skip
+        self.ttft = Histogram("modelserve_time_to_first_token_seconds", "From arrival to the first token.",
+                              buckets=LATENCY_BUCKETS, registry=r)  # fmt: skip
+        self.itl = Histogram("modelserve_inter_token_latency_seconds", "Between two tokens of one reply.",
+                             buckets=STEP_BUCKETS, registry=r)  # fmt: skip
+        self.step_rows = Histogram("modelserve_step_rows", "Rows decoded together in one step.",
+                                   buckets=ROWS_BUCKETS, registry=r)  # fmt: skip
+        self.rejected = Counter("modelserve_rejected_requests", "Requests answered 503: the queue was full.",
+                                registry=r)  # fmt: skip
+        self.generate_errors = Counter("modelserve_generate_errors", "Decoding steps that raised.", registry=r)
+        self.running = Gauge("modelserve_running_requests", "Rows decoding now.", registry=r)
+        self.queue_depth = Gauge("modelserve_queue_depth", "Requests waiting to be admitted.", registry=r)
+        self.kv_tokens = Gauge("modelserve_kv_cache_tokens", "KV-cache tokens held by the rows (padding included).",
+                               registry=r)  # fmt: skip
+        self.kv_budget = Gauge("modelserve_kv_cache_budget_tokens", "The KV-cache budget (--kv-budget-tokens).",
+                               registry=r)  # fmt: skip
+
+    def watch(self, *, running: Callable[[], int], queue_depth: Callable[[], int], kv_tokens: Callable[[], int],
+              kv_budget: int) -> None:  # fmt: skip
+        self.running.set_function(running)
+        self.queue_depth.set_function(queue_depth)
+        self.kv_tokens.set_function(kv_tokens)
+        self.kv_budget.set(kv_budget)
 
     def count_request(self, route: str, status: int) -> None:
-        with self._lock:
-            key = (route, status)
-            self._requests[key] = self._requests.get(key, 0) + 1
-
-    def count_tokens(self, prompt: int, completion: int) -> None:
-        with self._lock:
-            self.prompt_tokens += prompt
-            self.completion_tokens += completion
-
-    def observe_generate(self, batch_size: int, seconds: float) -> None:
-        with self._lock:
-            self.batch_size.observe(batch_size)
-            self.generate_seconds.observe(seconds)
-
-    def count_generate_error(self) -> None:
-        with self._lock:
-            self.generate_errors += 1
+        self.requests.labels(route=route, status=str(status)).inc()
 
     def render(self) -> str:
-        depth, running = self.queue_depth(), self.running()
-        with self._lock:
-            out = [
-                "# HELP modelserve_requests_total HTTP requests by route and status.",
-                "# TYPE modelserve_requests_total counter",
-            ]
-            for (route, status), n in sorted(self._requests.items()):
-                out.append(f'modelserve_requests_total{{route="{_escape(route)}",status="{status}"}} {n}')
-            out += [
-                "# HELP modelserve_prompt_tokens_total Prompt tokens of completed generations.",
-                "# TYPE modelserve_prompt_tokens_total counter",
-                f"modelserve_prompt_tokens_total {self.prompt_tokens}",
-                "# HELP modelserve_completion_tokens_total New tokens of completed generations (eos excluded).",
-                "# TYPE modelserve_completion_tokens_total counter",
-                f"modelserve_completion_tokens_total {self.completion_tokens}",
-                "# HELP modelserve_batch_size Requests per generate() call.",
-                "# TYPE modelserve_batch_size histogram",
-                *self.batch_size.render("modelserve_batch_size"),
-                "# HELP modelserve_generate_seconds Wall time of one generate() call.",
-                "# TYPE modelserve_generate_seconds histogram",
-                *self.generate_seconds.render("modelserve_generate_seconds"),
-                "# HELP modelserve_generate_errors_total generate() calls that raised.",
-                "# TYPE modelserve_generate_errors_total counter",
-                f"modelserve_generate_errors_total {self.generate_errors}",
-                "# HELP modelserve_queue_depth Requests waiting for the scheduler.",
-                "# TYPE modelserve_queue_depth gauge",
-                f"modelserve_queue_depth {depth}",
-                "# HELP modelserve_running_requests Requests inside the generate() call now running.",
-                "# TYPE modelserve_running_requests gauge",
-                f"modelserve_running_requests {running}",
-            ]
-        return "\n".join(out) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return generate_latest(self.registry).decode()

@@ -245,6 +245,8 @@ def chat_generation_request(req: ChatCompletionRequest, *, limit: int) -> Genera
         include_usage=_include_usage(req),
         tools=tools,
         response_format=fmt,
+        n=req.n or 1,
+        logprobs=(req.top_logprobs or 0) if req.logprobs else None,
     )
 
 
@@ -310,6 +312,8 @@ def completion_generation_request(req: CompletionRequest, *, limit: int) -> Gene
         stop=tuple(req.stop or ()),
         stream=bool(req.stream),
         include_usage=_include_usage(req),
+        n=req.n or 1,
+        logprobs=req.logprobs,
     )
 
 
@@ -321,10 +325,6 @@ def _openai_budget(tokens: Sequence[tuple[str, int | None]], *, limit: int, defa
 
 
 def _openai_sampling(req: ChatCompletionRequest | CompletionRequest, *, limit: int) -> Sampling:
-    if req.n is not None and req.n != 1:
-        raise ApiError(400, f"n must be 1 on this server, got {req.n}; send {req.n} separate requests instead")
-    if req.logprobs not in (None, False):
-        raise ApiError(400, "logprobs are not supported by this server; leave logprobs out")
     _refuse_unservable(req)
     shared = Sampling(
         do_sample=False,
@@ -368,8 +368,8 @@ def _refuse_unservable(req: ChatCompletionRequest | CompletionRequest) -> None:
     if req.service_tier not in (None, "auto", "default"):
         raise ApiError(400, f"service_tier {req.service_tier!r} is not offered; this server has one tier (auto)")
     if isinstance(req, ChatCompletionRequest):
-        if req.top_logprobs is not None:
-            raise ApiError(400, "top_logprobs needs logprobs, which this server does not return; leave it out")
+        if req.top_logprobs is not None and not req.logprobs:
+            raise ApiError(400, "top_logprobs needs logprobs: true", param="top_logprobs")
         if req.reasoning_effort is not None:
             raise ApiError(400, "reasoning_effort is not supported with this model (it does not reason); leave it out")
         if req.modalities not in (None, ["text"]):

@@ -13,7 +13,9 @@ from flask import Blueprint, Response, g, request
 
 from backends.flask_server import protocol
 from backends.flask_server.generation import GenerationRequest
-from backends.flask_server.jobs import Completion
+from backends.flask_server.jobs import Choice, Completion
+from backends.flask_server.logprobs import chat_logprobs, completion_logprobs
+from backends.flask_server.metrics import CONTENT_TYPE
 from backends.flask_server.state import ServerState, current_state, json_response
 from backends.flask_server.streaming import stream_response
 
@@ -43,7 +45,7 @@ def models() -> Response:
 
 @api.get("/metrics")
 def prometheus() -> Response:
-    return Response(current_state().engine.metrics.render(), mimetype="text/plain; version=0.0.4; charset=utf-8")
+    return Response(current_state().engine.metrics.render(), content_type=CONTENT_TYPE)
 
 
 # ----------------------------------------------------------------------------- generation
@@ -100,11 +102,22 @@ def chat_completions() -> Response:
     if req.stream:
         return stream_response(state.engine, req, rid, chat=True, served_name=state.served_name)
     result = _complete(state, req)
-    message: dict[str, object] = {"role": "assistant", "content": result.text}
-    if result.tool_calls:
-        message["tool_calls"] = [call.as_openai() for call in result.tool_calls]
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": result.finish_reason}
-    return json_response(_openai_body(state, rid, "chat.completion", choice, result))
+    choices = [_chat_choice(i, c) for i, c in enumerate(result.choices)]
+    return json_response(_openai_body(state, rid, "chat.completion", choices, result))
+
+
+def _chat_choice(index: int, choice: Choice) -> dict[str, object]:
+    # OpenAI's schema requires `refusal` (a model here never refuses by itself: null).
+    message: dict[str, object] = {"role": "assistant", "content": choice.text, "refusal": None}
+    if choice.tool_calls:
+        message["tool_calls"] = [call.as_openai() for call in choice.tool_calls]
+    logprobs = {"content": chat_logprobs(choice.logprobs), "refusal": None} if choice.logprobs is not None else None
+    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": _finish(choice.finish_reason)}
+
+
+def _finish(reason: str) -> str:
+    # A reply cut short because its client went away never reaches that client; say "stop".
+    return "stop" if reason == "cancelled" else reason
 
 
 @api.post("/v1/completions")
@@ -117,19 +130,20 @@ def completions() -> Response:
     if req.stream:
         return stream_response(state.engine, req, rid, chat=False, served_name=state.served_name)
     result = _complete(state, req)
-    choice: dict[str, object] = {"index": 0, "text": result.text, "logprobs": None,
-                                 "finish_reason": result.finish_reason}  # fmt: skip
-    return json_response(_openai_body(state, rid, "text_completion", choice, result))
+    choices: list[dict[str, object]] = [{"index": i, "text": c.text or "", "finish_reason": _finish(c.finish_reason),
+                "logprobs": completion_logprobs(c.logprobs) if c.logprobs is not None else None}
+               for i, c in enumerate(result.choices)]  # fmt: skip
+    return json_response(_openai_body(state, rid, "text_completion", choices, result))
 
 
 def _openai_body(
-    state: ServerState, rid: str, obj: str, choice: dict[str, object], result: Completion
+    state: ServerState, rid: str, obj: str, choices: list[dict[str, object]], result: Completion
 ) -> dict[str, object]:
     return {
         "id": rid,
         "object": obj,
         "created": int(time.time()),
         "model": state.served_name,
-        "choices": [choice],
+        "choices": choices,
         "usage": _usage(result),
     }

@@ -201,8 +201,6 @@ class _OpenAIRequest(RequestBody):
     metadata: Any = None
     store: Any = None
     service_tier: Any = None
-    # Refused unless null or false (protocol.py); any JSON value is accepted here so it is that refusal the client sees.
-    logprobs: Any = None
 
 
 # ----------------------------------------------------------------------------- tools, response_format
@@ -257,6 +255,8 @@ class ChatCompletionRequest(_OpenAIRequest):
 
     messages: Messages | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
     response_format: ResponseFormatParam | None = None
     tools: list[ToolParam] | None = None
     tool_choice: ToolChoice | None = None
@@ -264,7 +264,6 @@ class ChatCompletionRequest(_OpenAIRequest):
     # OpenAI's older spelling of tools / tool_choice, read as those.
     functions: list[FunctionDef] | None = None
     function_call: Annotated[Literal["auto", "none"] | NamedFunction, expect('"auto", "none" or {"name": ...}')] | None = None
-    top_logprobs: Any = None
     reasoning_effort: Any = None
     modalities: Any = None
 
@@ -297,6 +296,7 @@ class CompletionRequest(_OpenAIRequest):
     route: ClassVar[str] = "/v1/completions"
 
     prompt: Prompt | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)  # the legacy API: how many alternatives
     # echo, suffix and best_of > 1 are refused in protocol.py.
     echo: Any = None
     suffix: Any = None

@@ -17,13 +17,16 @@ from flask import Response, g, request
 
 from backends.flask_server.generation import GenerationRequest
 from backends.flask_server.jobs import (
+    StreamChoiceFinished,
     StreamDelta,
     StreamFailed,
     StreamFinished,
     StreamHandle,
     StreamStarted,
     StreamToolCall,
+    TokenLogprob,
 )
+from backends.flask_server.logprobs import chat_logprobs, completion_logprobs
 from backends.flask_server.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -62,16 +65,19 @@ def _events(handle: StreamHandle, chunks: _Chunks, *, include_usage: bool, done:
     status = 200
     try:
         if chunks.chat:
-            yield chunks.delta(None, None, role=True)
+            for choice in range(handle.n):
+                yield chunks.delta(choice, None, None, role=True)
         while True:
             event = handle.next_event()
             if isinstance(event, StreamDelta):
-                yield chunks.delta(event.text, None)
+                yield chunks.delta(event.choice, event.text, None, logprobs=event.logprobs)
             elif isinstance(event, StreamToolCall):
                 yield chunks.tool_call(event)
+            elif isinstance(event, StreamChoiceFinished):
+                reason = "stop" if event.finish_reason == "cancelled" else event.finish_reason
+                yield chunks.delta(event.choice, None if chunks.chat else "", reason)
             elif isinstance(event, StreamFinished):
                 completion_tokens = event.completion_tokens
-                yield chunks.delta(None if chunks.chat else "", event.finish_reason)
                 if include_usage:
                     yield chunks.usage(event)
                 break
@@ -103,20 +109,25 @@ class _Chunks:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
         return sse({"id": self.rid, "object": obj, "created": self.created, "model": self.model, **fields})
 
-    def delta(self, text: str | None, finish: str | None, *, role: bool = False) -> str:
+    def delta(self, index: int, text: str | None, finish: str | None, *, role: bool = False,
+              logprobs: tuple[TokenLogprob, ...] | None = None) -> str:  # fmt: skip
         if self.chat:
             content: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
                 content["content"] = text
-            choice: dict[str, Any] = {"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}
+            lp: dict[str, Any] | None = (
+                {"content": chat_logprobs(logprobs), "refusal": None} if logprobs is not None else None
+            )
+            choice: dict[str, Any] = {"index": index, "delta": content, "logprobs": lp, "finish_reason": finish}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            lp = completion_logprobs(logprobs) if logprobs is not None else None
+            choice = {"index": index, "text": text or "", "logprobs": lp, "finish_reason": finish}
         return self._wrap(choices=[choice])
 
     def tool_call(self, event: StreamToolCall) -> str:
         """One whole call as OpenAI streams its first (and here only) piece: index, id, name, arguments."""
         entry = {"index": event.index, **event.call.as_openai()}
-        choice = {"index": 0, "delta": {"tool_calls": [entry]}, "logprobs": None, "finish_reason": None}
+        choice = {"index": event.choice, "delta": {"tool_calls": [entry]}, "logprobs": None, "finish_reason": None}
         return self._wrap(choices=[choice])
 
     def usage(self, event: StreamFinished) -> str:

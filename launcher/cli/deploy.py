@@ -27,7 +27,7 @@ UP_OPTIONS = [
     click.option("--agentscope-config", help="AgentScope model_config.json to merge into [./model_config.json]."),
     click.option("--served-model-name", help="Name clients send as 'model' [from the model]."),
     click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), help="Weights dtype [auto]."),
-    click.option("--threads", type=int, help="Engine CPU threads [half the cores]."),
+    click.option("--threads", type=int, help="Engine CPU threads [built-in server: all cores; FastChat: half]."),
     click.option("--python", help="Interpreter that runs the engine [this one]."),
     click.option("--dry-run", is_flag=True, help="Print the plan (argv, env, probes) and start nothing."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),

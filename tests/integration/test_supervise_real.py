@@ -128,8 +128,10 @@ def test_second_up_with_same_name_is_refused(tmp_path: Path) -> None:
 def test_stale_record_is_replaced(tmp_path: Path) -> None:
     first = starting.up(deployment(tmp_path, "http_server.py"), report=lambda _: None)
     os.kill(first.record.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while with_marker(first.record.marker) and time.monotonic() < deadline:
+    # Poll the state itself: a process being torn down after SIGKILL can already have lost its
+    # /proc environ (so a marker scan finds nothing) while it is not yet a zombie.
+    deadline = time.monotonic() + 10
+    while querying.status(probe=False)[0].state != "exited" and time.monotonic() < deadline:
         time.sleep(0.05)
     (row,) = querying.status()
     assert row.state == "exited"

@@ -18,8 +18,10 @@ from pydantic import BaseModel
 from backends.flask_server.app import InFlight, create_app
 from backends.flask_server.generation import GenerationDefaults, GenerationRequest
 from backends.flask_server.jobs import (
+    Choice,
     Completion,
     Job,
+    StreamChoiceFinished,
     StreamDelta,
     StreamEvent,
     StreamFinished,
@@ -47,13 +49,15 @@ class FakeEngine:
     def submit(self, request: GenerationRequest) -> Future[Completion]:
         self.requests.append(request)
         future: Future[Completion] = Future()
-        future.set_result(Completion("hello", 3, 1, "stop"))
+        future.set_result(Completion(3, (Choice("hello", 1, "stop"),)))
         return future
 
     def submit_stream(self, request: GenerationRequest) -> StreamHandle:
         self.requests.append(request)
         events: queue.Queue[StreamEvent] = queue.Queue()
-        for event in (StreamStarted(3), StreamDelta("hel"), StreamDelta("lo"), StreamFinished("stop", 3, 2)):
+        script = (StreamStarted(3), StreamDelta("hel"), StreamDelta("lo"), StreamChoiceFinished(0, "stop"),
+                  StreamFinished("stop", 3, 2))  # fmt: skip
+        for event in script:
             events.put(event)
         return StreamHandle(Job(request=request, events=events), events)
 
@@ -95,7 +99,8 @@ def test_bad_field_is_a_400_naming_it_before_the_engine_sees_anything(client: Fl
         "error": {
             "message": "messages[0].content must be a string or an array of text parts, got a number 5",
             "type": "invalid_request_error",
-            "code": 400,
+            "param": "messages[0].content",
+            "code": None,
         }
     }
     assert engine.requests == []
@@ -103,7 +108,7 @@ def test_bad_field_is_a_400_naming_it_before_the_engine_sees_anything(client: Fl
 
 def test_chat_and_llm_answers(client: FlaskClient, engine: FakeEngine) -> None:
     chat = client.post("/v1/chat/completions", json={"model": "m", "messages": USER, "max_tokens": 4}).json
-    assert chat is not None and chat["choices"][0]["message"] == {"role": "assistant", "content": "hello"}
+    assert chat is not None and chat["choices"][0]["message"] == {"role": "assistant", "content": "hello", "refusal": None}
     assert chat["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
     llm = client.post("/llm/", json={"messages": USER}).json
     assert llm is not None and llm["data"]["response"]["choices"][0]["message"]["content"] == "hello"
@@ -142,11 +147,12 @@ def test_validation_and_unexpected_errors_leave_as_json(app: Flask) -> None:
     r = client.get("/invalid")
     assert (r.status_code, r.json) == (
         400,
-        {"error": {"message": 'n must be an integer, got a string "x"', "type": "invalid_request_error", "code": 400}},
+        {"error": {"message": 'n must be an integer, got a string "x"', "type": "invalid_request_error",
+                   "param": "n", "code": None}},  # fmt: skip
     )
     r = client.get("/broken")
     assert r.status_code == 500 and r.json == {
-        "error": {"message": "internal error: RuntimeError: boom", "type": "server_error", "code": 500}
+        "error": {"message": "internal error: RuntimeError: boom", "type": "server_error", "param": None, "code": None}
     }
 
 

@@ -19,7 +19,6 @@ from backends.flask_server import loaders
 from backends.flask_server.engine import (
     Completion,
     Engine,
-    StreamDelta,
     StreamFailed,
     StreamFinished,
     StreamStarted,
@@ -76,65 +75,159 @@ def chat_tokens(tok: Any, text: str) -> int:
     return len(tok(rendered, add_special_tokens=False)["input_ids"])
 
 
-def test_same_settings_share_a_batch_and_rows_keep_their_own_budget(make_engine: Any, tiny: tuple[Any, Any]) -> None:
+def run_stream(handle: Any) -> list[Any]:
+    events: list[Any] = []
+    while not events or not isinstance(events[-1], StreamFinished | StreamFailed):
+        events.append(handle.next_event())
+    return events
+
+
+def wait_for(what: str, check: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
+def step_rows_at_most(engine: Engine, rows: int) -> float:
+    """Steps that decoded at most ``rows`` rows together (the step-rows histogram's bucket)."""
+    value = engine.metrics.registry.get_sample_value("modelserve_step_rows_bucket", {"le": f"{float(rows)}"})
+    return float(value or 0.0)
+
+
+def test_different_settings_share_steps_and_rows_keep_their_own_budget(make_engine: Any,
+                                                                        tiny: tuple[Any, Any]) -> None:  # fmt: skip
     tok = tiny[1]
     engine: Engine = make_engine()
-    # min_new_tokens is part of the batch key; with min = max = 3 the first row must stop at exactly 3.
-    greedy3 = Sampling(do_sample=False, min_new_tokens=3)
     texts = ["hello", "what is the capital of france ?", "tell me about cats and dogs please"]
     budgets = [3, 6, 9]
-    batch = [engine.submit(request(t, n, greedy3)) for t, n in zip(texts, budgets, strict=True)]
-    sampled = engine.submit(request("hello", 4, Sampling(do_sample=True, temperature=0.8, top_p=1.0, top_k=0)))
+    at_least = Sampling(do_sample=False, min_new_tokens=3)
+    plain = [engine.submit(request(t, n, at_least)) for t, n in zip(texts, budgets, strict=True)]
+    sampled = engine.submit(request("hello", 4, Sampling(do_sample=True, temperature=0.8, top_p=0.9, top_k=20)))
     stream = engine.submit_stream(request("hello", 5, GREEDY, stream=True))
-    late_greedy = engine.submit(request("hi", 2, greedy3))  # same key as the first three: joins their batch
     engine.start()
 
-    results: list[Completion] = [f.result(timeout=60) for f in batch]
+    results: list[Completion] = [f.result(timeout=60) for f in plain]
     for text, budget, result in zip(texts, budgets, results, strict=True):
         assert result.prompt_tokens == chat_tokens(tok, text)
         assert 3 <= result.completion_tokens <= budget
     assert (results[0].completion_tokens, results[0].finish_reason) == (3, "length")
-    # Its own budget (2) wins over the batch-wide min_new_tokens (3): rows are cut individually.
-    late = late_greedy.result(timeout=60)
-    assert (late.completion_tokens, late.finish_reason) == (2, "length")
     assert sampled.result(timeout=60).completion_tokens <= 4
-    events: list[Any] = []
-    while not events or not isinstance(events[-1], StreamFinished | StreamFailed):
-        events.append(stream.next_event())
+    events = run_stream(stream)
     assert isinstance(events[0], StreamStarted)
-    finished = events[-1]
-    assert isinstance(finished, StreamFinished) and finished.completion_tokens <= 5
-    assert all(isinstance(e, StreamDelta) for e in events[1:-1])
-    # Batches: the four greedy ones together, then the sampled one, then the stream. The scheduler
-    # records a batch just after resolving its last request, so the stream's record may lag a moment.
-    histogram = engine.metrics.batch_size
-    deadline = time.monotonic() + 10
-    while histogram.count < 3 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert (histogram.count, histogram.total) == (3, 6)
+    assert isinstance(events[-1], StreamFinished) and events[-1].completion_tokens <= 5
+    # Greedy, sampled and streamed rows all decoded in the same steps: the first step had all five.
+    assert engine.steps < 9 + 5 and step_rows_at_most(engine, 4) < engine.steps
 
 
-def test_generate_failure_fails_that_batch_only(
-    make_engine: Any, tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    model = tiny[0]
-    real_generate = model.generate
+def test_a_failed_step_fails_its_rows_only_and_the_engine_goes_on(make_engine: Any,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    engine: Engine = make_engine()
+    real_step = engine.batch.step
     calls = {"n": 0}
 
-    def flaky_generate(*args: Any, **kwargs: Any) -> Any:
+    def flaky_step() -> Any:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("boom")
-        return real_generate(*args, **kwargs)
+        return real_step()
 
-    monkeypatch.setattr(model, "generate", flaky_generate)
-    engine: Engine = make_engine()
+    monkeypatch.setattr(engine.batch, "step", flaky_step)
     engine.start()
     with pytest.raises(ApiError) as info:
-        engine.submit(request("hello", 2)).result(timeout=60)
+        engine.submit(request("hello", 4, Sampling(do_sample=False, min_new_tokens=4))).result(timeout=60)
     assert info.value.status == 500 and "RuntimeError: boom" in info.value.message
     assert engine.submit(request("hello", 2)).result(timeout=60).prompt_tokens > 0
-    assert engine.alive() and engine.metrics.generate_errors == 1
+    assert engine.alive() and engine.metrics.registry.get_sample_value("modelserve_generate_errors_total") == 1
+    assert len(engine.batch) == 0 and engine.rows == []
+
+
+def test_a_cancelled_stream_stops_using_compute_within_one_step(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    engine.start()
+    long = Sampling(do_sample=False, min_new_tokens=500)
+    companion = engine.submit(request("keep going", 500, long))
+    handle = engine.submit_stream(request("tell me a long story", 500, long, stream=True))
+    wait_for("both rows to decode", lambda: len(engine.rows) == 2 and all(len(r.ids) >= 3 for r in engine.rows))
+    (row,) = [r for r in engine.rows if r.streaming]
+    generated = len(row.ids)
+    handle.cancel()
+    wait_for("the cancelled row to leave", lambda: len(engine.rows) == 1)
+    # The step running when the client left may finish its token; no step after it includes the row.
+    assert len(row.ids) - generated <= 1 and row.reason == "cancelled"
+    assert len(engine.batch) == 1 and not companion.done()  # the other row decodes on, alone
+    wait_for("a few more steps", lambda: len(engine.rows[0].ids) >= len(row.ids) + 3)
+    events = run_stream(handle)
+    assert isinstance(events[-1], StreamFinished)
+
+
+def test_n_choices_share_a_prefill_and_seed_repeats_them(make_engine: Any) -> None:
+    engine: Engine = make_engine()
+    engine.start()
+    seeded = Sampling(do_sample=True, temperature=1.0, top_p=1.0, top_k=0, seed=11)
+    first = engine.submit(request("hello there", 8, seeded, n=3)).result(timeout=60)
+    again = engine.submit(request("hello there", 8, seeded, n=3)).result(timeout=60)
+    assert len(first.choices) == 3 and first == again  # same seed, prompt, settings: the same texts
+    assert len({c.text for c in first.choices}) > 1  # yet each choice is its own draw
+    assert first.completion_tokens == sum(c.completion_tokens for c in first.choices)
+    other = engine.submit(request("hello there", 8, Sampling(**{**seeded.__dict__, "seed": 12}), n=3)).result(60)
+    assert other.choices != first.choices
+    # greedy: every choice is the one greedy reply
+    greedy = engine.submit(request("hello there", 6, GREEDY, n=2)).result(timeout=60)
+    alone = engine.submit(request("hello there", 6, GREEDY)).result(timeout=60)
+    assert [c.text for c in greedy.choices] == [alone.text, alone.text]
+
+
+def test_logprobs_are_the_models_own(make_engine: Any, tiny: tuple[Any, Any]) -> None:
+    import torch
+
+    model, tok = tiny
+    engine: Engine = make_engine()
+    engine.start()
+    result = engine.submit(request("hello", 5, Sampling(do_sample=False, min_new_tokens=5), logprobs=3)).result(60)
+    (choice,) = result.choices
+    assert choice.logprobs is not None and len(choice.logprobs) == 5
+    rendered = tok.apply_chat_template([{"role": "user", "content": "hello"}], tokenize=False,
+                                       add_generation_prompt=True)  # fmt: skip
+    ids = tok(rendered, add_special_tokens=False)["input_ids"]
+    for lp in choice.logprobs:  # greedy by hand, no cache, one whole forward per token
+        with torch.inference_mode():
+            expected = torch.log_softmax(model(torch.tensor([ids])).logits[0, -1].float(), dim=-1)
+        allowed = expected.clone()
+        allowed[tok.eos_token_id] = float("-inf")  # min_new_tokens
+        chosen = int(allowed.argmax())
+        # Logprobs are the model's distribution, before min_tokens or any other processing (as vLLM's).
+        assert lp.logprob == pytest.approx(float(expected[chosen]), abs=1e-4)
+        best = expected.topk(3)
+        assert [round(t[1], 4) for t in lp.top] == [round(float(v), 4) for v in best.values.tolist()]
+        assert lp.token == tok.decode([chosen]) and lp.bytes == tuple(lp.token.encode())
+        ids.append(chosen)
+
+
+def test_kv_budget_queues_what_does_not_fit_and_refuses_what_never_will(make_engine: Any,
+                                                                         tiny: tuple[Any, Any]) -> None:  # fmt: skip
+    tok = tiny[1]
+    need = chat_tokens(tok, "hello") + 6
+    engine: Engine = make_engine(kv_budget_tokens=need + 4)  # one such request fits, two do not
+    both = [engine.submit(request("hello", 6, Sampling(do_sample=False, min_new_tokens=6))) for _ in range(2)]
+    too_big = engine.submit(request("hello", 40))
+    engine.start()
+    assert [f.result(timeout=60).completion_tokens for f in both] == [6, 6]
+    assert step_rows_at_most(engine, 1) == engine.steps  # never together
+    with pytest.raises(ApiError) as info:
+        too_big.result(timeout=60)
+    assert info.value.status == 400 and info.value.param == "max_tokens" and "KV cache" in info.value.message
+
+
+def test_a_full_queue_answers_503_with_retry_after(make_engine: Any) -> None:
+    engine: Engine = make_engine(max_queue=2)
+    waiting = [engine.submit(request("hello", 2)) for _ in range(2)]
+    with pytest.raises(ApiError) as info:
+        engine.submit(request("hello", 2))
+    assert info.value.status == 503 and info.value.retry_after is not None and info.value.retry_after >= 1
+    assert engine.metrics.registry.get_sample_value("modelserve_rejected_requests_total") == 1
+    engine.start()
+    assert all(f.result(timeout=60).completion_tokens <= 2 for f in waiting)  # nothing queued was lost
 
 
 def test_prompt_that_does_not_fit_fails_alone(make_engine: Any) -> None:
@@ -197,18 +290,6 @@ def test_stop_fails_running_and_queued_requests(make_engine: Any) -> None:
         engine.submit(request("hi", 2))
 
 
-def test_finish_cuts_rows(make_engine: Any, tiny: tuple[Any, Any]) -> None:
-    tok = tiny[1]
-    engine: Engine = make_engine()
-    eos = tok.eos_token_id
-    word = tok("hello", add_special_tokens=False)["input_ids"]
-    finish_row = engine.runner.finish_row
-    assert finish_row([*word, *word, eos, eos, eos], 10, ()) == (tok.decode(word * 2), 2 * len(word), "stop")
-    assert finish_row(word * 5, 3 * len(word), ())[1:] == (3 * len(word), "length")
-    text, count, reason = finish_row(word * 4, 10 * len(word), (tok.decode(word * 2),))
-    assert (text, count, reason) == ("", 2 * len(word), "stop")
-
-
 def test_generation_defaults_follow_the_model() -> None:
     from transformers import GenerationConfig
 
@@ -251,30 +332,33 @@ def test_modelscope_loader_is_lazy_and_explains_a_missing_package() -> None:
         loaders._auto_classes("modelscope")
 
 
-def test_seed_logit_bias_and_penalties_are_honoured(make_engine: Any, tiny: tuple[Any, Any]) -> None:
+def test_sampler_arithmetic_is_openais_and_hfs() -> None:
     import torch
 
-    from backends.flask_server.generate_hooks import LogitBias, OpenAIPenalties
+    from backends.flask_server.sampling import RowSampler
 
+    def scores_after(sampling: Sampling, prompt: tuple[int, ...], generated: list[int]) -> list[float]:
+        sampler = RowSampler(sampling, frozenset({5}), budget=10, prompt=prompt)
+        for token in generated:  # the row's history, through the real bookkeeping
+            sampler._counts = sampler._counts if sampler._counts is not None else torch.zeros(6)
+            sampler._record(token)
+        return [round(x, 4) for x in sampler._processed(torch.zeros(6)).tolist()]
+
+    # presence / frequency (OpenAI's): over generated tokens only, not the prompt (4, 4)
+    assert scores_after(Sampling(False, presence_penalty=0.5, frequency_penalty=0.25), (4, 4), [1, 1, 2]) == [
+        0.0, -1.0, -0.75, 0.0, 0.0, 0.0]  # fmt: skip
+    # logit_bias adds; min_tokens forbids eos until reached
+    assert scores_after(Sampling(False, logit_bias=((3, -2.0),), min_new_tokens=2), (), [1]) == [
+        0.0, 0.0, 0.0, -2.0, 0.0, float("-inf")]  # fmt: skip
+    # repetition penalty (HF's): divides positive, multiplies negative scores of seen tokens
+    sampler = RowSampler(Sampling(False, repetition_penalty=2.0), frozenset({5}), budget=10, prompt=(0, 1))
+    assert sampler._processed(torch.tensor([2.0, -2.0, 2.0, 0.0, 0.0, 0.0])).tolist() == [1.0, -4.0, 2.0, 0, 0, 0]
+
+
+def test_logit_bias_steers_a_greedy_reply(make_engine: Any, tiny: tuple[Any, Any]) -> None:
     engine = make_engine()
     engine.start()
-    sampled = Sampling(do_sample=True, temperature=1.5, top_p=1.0, top_k=0)
-
-    def text(sampling: Sampling) -> str:
-        return str(engine.submit(request("Tell me something.", 12, sampling)).result(60).text)
-
-    # seed: the same seed, the same reply (a seeded request is decoded alone, on its own generator)
-    seeded = [text(Sampling(**{**sampled.__dict__, "seed": 7})) for _ in range(3)]
-    assert len(set(seeded)) == 1
-    assert len({text(Sampling(**{**sampled.__dict__, "seed": s})) for s in range(6)}) > 1
-    # logit_bias: +100 on one token makes a greedy reply nothing but that token
     tok = tiny[1]
     token = tok.convert_tokens_to_ids("Paris") if "Paris" in tok.get_vocab() else 5
     biased = engine.submit(request("Hi", 3, Sampling(do_sample=False, logit_bias=((token, 100.0),)))).result(60)
     assert biased.text is not None and biased.text.split() == [tok.decode([token]).strip()] * 3
-    # the processors themselves: OpenAI's arithmetic, generated tokens only (not the prompt)
-    scores = torch.zeros(1, 6)
-    ids = torch.tensor([[4, 4, 1, 1, 2]])  # a 2-token prompt (4, 4), then 1, 1, 2 generated
-    penalised = OpenAIPenalties(presence=0.5, frequency=0.25, width=2)(ids, scores.clone())
-    assert penalised.tolist() == [[0.0, -1.0, -0.75, 0.0, 0.0, 0.0]]
-    assert LogitBias(((3, -2.0),), 6)(ids, scores.clone()).tolist() == [[0.0, 0.0, 0.0, -2.0, 0.0, 0.0]]

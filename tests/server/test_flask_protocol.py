@@ -61,11 +61,13 @@ def test_parse_json_object_accepts_object() -> None:
 
 
 def test_error_body_shape() -> None:
+    # OpenAI's schema: param and code are required (nullable), and code is a string.
     body = ApiError(400, "nope").body()
-    assert body == {"error": {"message": "nope", "type": "invalid_request_error", "code": 400}}
+    assert body == {"error": {"message": "nope", "type": "invalid_request_error", "param": None, "code": None}}
     assert protocol.model_not_found("x").body() == {
-        "error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "code": 404}
-    }
+        "error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model",
+                  "code": "model_not_found"}
+    }  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- messages
@@ -231,7 +233,7 @@ def test_chat_fields() -> None:
     [
         ({"model": "other"}, 404, "The model `other` does not exist."),
         ({"model": None}, 400, "model is required"),
-        ({"n": 2}, 400, "n must be 1"),
+        ({"n": 0}, 400, "n must be >= 1, got 0"),
         ({"foo": 1}, 400, "unsupported field 'foo'"),
         ({"temperature": 3}, 400, "temperature must be <= 2"),
         ({"max_tokens": "5"}, 400, "max_tokens must be an integer"),
@@ -241,7 +243,8 @@ def test_chat_fields() -> None:
         ({"stream": "yes"}, 400, "stream must be true or false"),
         ({"stream_options": []}, 400, "stream_options must be an object"),
         ({"seed": "x"}, 400, "seed must be an integer"),
-        ({"logprobs": True}, 400, "logprobs are not supported"),
+        ({"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs must be <= 20, got 21"),
+        ({"logprobs": "x"}, 400, "logprobs must be true or false"),
         ({"response_format": {"type": "json_schema"}}, 400, "response_format.json_schema.schema is required"),
         ({"response_format": {"type": "yaml"}}, 400, "response_format.type"),
         ({"messages": []}, 400, "messages must be a non-empty array"),
@@ -260,7 +263,8 @@ def test_completion_request() -> None:
     assert (req.prompt, req.messages, req.budget.max_new_tokens, req.sampling) == ("Once", None, 3, Sampling(False))
     default = protocol.parse_completion_request({"model": "m", "prompt": "x"}, served_name="m", limit=LIMIT)
     assert default.budget.default == protocol.DEFAULT_COMPLETION_MAX_NEW_TOKENS
-    for bad in ({"prompt": ""}, {"prompt": [1, 2]}, {"prompt": "x", "echo": True}, {"prompt": "x", "best_of": 2}):
+    for bad in ({"prompt": ""}, {"prompt": [1, 2]}, {"prompt": "x", "echo": True}, {"prompt": "x", "best_of": 2},
+                {"prompt": "x", "logprobs": 6}, {"prompt": "x", "n": 0}):
         err = error_of(protocol.parse_completion_request, {"model": "m", **bad}, served_name="m", limit=LIMIT)
         assert err.status == 400
 

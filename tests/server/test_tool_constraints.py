@@ -13,7 +13,9 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from backends.flask_server.tools.constraints import Grammars, RowConstraints, closed, tool_calls_schema
+from backends.flask_server.generation import GREEDY
+from backends.flask_server.sampling import RowSampler
+from backends.flask_server.tools.constraints import Grammars, closed, tool_calls_schema
 from backends.flask_server.tools.parsers import PARSERS
 from backends.flask_server.tools.spec import Function, ToolRequest
 
@@ -35,18 +37,18 @@ def decode_greedily(tokenizer: Any, grammars: Grammars, schema: dict[str, Any], 
                     prefer: str) -> tuple[str, int]:  # fmt: skip
     """A stand-in model that always wants to write ``prefer`` (a rambler), held to ``schema``."""
     matcher = grammars.matcher(grammars.grammar(schema, lenient=False, where="test"))
-    constraints = RowConstraints([matcher], budgets=[budget], grammars=grammars, eos_id=tokenizer.eos_token_id)
+    sampler = RowSampler(GREEDY, frozenset({tokenizer.eos_token_id}), budget, matcher=matcher, grammars=grammars)
     liked = tokenizer(prefer, add_special_tokens=False)["input_ids"]
-    ids = [0]
+    ids = []
     for step in range(budget):
-        scores = torch.zeros(1, 49152)
-        scores[0, liked[step % len(liked)]] = 5.0  # what the model would say, if it were free
-        scores[0, :300] += torch.linspace(1, 0, 300)  # otherwise: early-vocabulary tokens (punctuation)
-        token = int(constraints(torch.tensor([ids]), scores).argmax())
+        scores = torch.zeros(49152)
+        scores[liked[step % len(liked)]] = 5.0  # what the model would say, if it were free
+        scores[:300] += torch.linspace(1, 0, 300)  # otherwise: early-vocabulary tokens (punctuation)
+        token, _ = sampler.pick(scores)
         if token == tokenizer.eos_token_id:
-            return tokenizer.decode(ids[1:]), step
+            return tokenizer.decode(ids), step
         ids.append(token)
-    return tokenizer.decode(ids[1:]), budget
+    return tokenizer.decode(ids), budget
 
 
 @pytest.mark.parametrize("budget", [24, 48, 96])

@@ -20,7 +20,7 @@ def test_cpu_many_cores_key_and_passthrough() -> None:
     assert_golden("plans/flask-transformers/cpu-key-passthrough.txt", text)
     # The key travels in the environment, never in argv (argv shows in `ps`).
     assert all("s3cret" not in arg for arg in plan.processes[0].argv)
-    assert "--threads 8" in plan.processes[0].command_line()
+    assert "--threads 16" in plan.processes[0].command_line()  # every core: one batched engine
 
 
 def test_one_gpu_remote_model() -> None:

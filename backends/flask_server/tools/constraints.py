@@ -19,7 +19,6 @@ import llguidance
 import llguidance.hf
 import llguidance.torch as llg_torch
 import torch
-from transformers import LogitsProcessor
 
 from backends.flask_server.errors import ApiError
 from backends.flask_server.tools.spec import ResponseFormat, ToolRequest
@@ -107,6 +106,7 @@ class Grammars:
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._compiled: dict[str, str] = {}
         self._closers: tuple[torch.Tensor, ...] | None = None
+        self._bitmask: torch.Tensor | None = None  # one row's, reused (only the scheduler thread masks)
 
     @property
     def closers(self) -> tuple[torch.Tensor, ...]:
@@ -150,48 +150,21 @@ class Grammars:
     def matcher(self, grammar: str) -> llguidance.LLMatcher:
         return llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
 
+    def mask(self, matcher: llguidance.LLMatcher, scores: torch.Tensor) -> None:
+        """Set the logits (one row, vocab) of every token ``matcher`` forbids next to -inf."""
+        if self._bitmask is None:
+            self._bitmask = llg_torch.allocate_token_bitmask(1, self.vocab_size)
+        llg_torch.fill_next_token_bitmask(matcher, self._bitmask, 0)
+        row = scores.view(1, -1)
+        llg_torch.apply_token_bitmask_inplace(row, self._bitmask[:, : (row.shape[-1] + 31) // 32])
 
-class RowConstraints(LogitsProcessor):
-    """Masks each constrained row's logits to what its grammar allows next (others untouched),
-    and in a row's last tokens (``budgets``: each row's max new tokens) to what closes it."""
 
-    def __init__(self, matchers: Sequence[llguidance.LLMatcher | None], *, budgets: Sequence[int],
-                 grammars: Grammars, eos_id: int) -> None:  # fmt: skip
-        self.matchers = list(matchers)
-        self.budgets = list(budgets)
-        self.grammars = grammars
-        self.eos_id = eos_id
-        self.started = False
-        self.generated = 0
-        self.bitmask = llg_torch.allocate_token_bitmask(len(self.matchers), grammars.vocab_size)
-
-    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self.started:  # the last column holds the token each row just produced
-            self.generated += 1
-            for i, matcher in enumerate(self.matchers):
-                if matcher is not None and not matcher.is_stopped():
-                    matcher.consume_token(int(input_ids[i, -1]))
-        self.started = True
-        self.bitmask.fill_(-1)  # every token allowed, then narrowed row by row
-        for i, matcher in enumerate(self.matchers):
-            if matcher is not None and not matcher.is_error():
-                llg_torch.fill_next_token_bitmask(matcher, self.bitmask, i)
-        width = scores.shape[-1]
-        llg_torch.apply_token_bitmask_inplace(scores, self.bitmask[:, : (width + 31) // 32])
-        for i, matcher in enumerate(self.matchers):
-            left = self.budgets[i] - self.generated
-            if matcher is not None and left <= endgame(self.budgets[i]) and not matcher.is_accepting():
-                self._close(scores, i)
-        # Another processor (min_tokens) may have ruled out what the grammar allows: end the row.
-        dead = torch.isinf(scores).all(dim=-1)
-        if bool(dead.any()):
-            scores[dead, self.eos_id] = 0.0
-        return scores
-
-    def _close(self, scores: torch.FloatTensor, row: int) -> None:
-        allowed = torch.isfinite(scores[row])
-        for tier in self.grammars.closers:
-            pick = allowed & tier[: allowed.shape[0]]
-            if bool(pick.any()):
-                scores[row, ~pick] = float("-inf")
-                return
+def closing_mask(grammars: Grammars, scores: torch.Tensor) -> None:
+    """The endgame for one row: of the tokens its grammar allows, keep those that only close
+    (CLOSERS tiers, in order); leave the row alone when none does."""
+    allowed = torch.isfinite(scores)
+    for tier in grammars.closers:
+        pick = allowed & tier[: allowed.shape[0]]
+        if bool(pick.any()):
+            scores.masked_fill_(~pick, float("-inf"))
+            return
