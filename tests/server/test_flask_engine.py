@@ -33,6 +33,7 @@ from backends.flask_server.protocol import (
     Sampling,
     TokenBudget,
 )
+from tests.server.conftest import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -80,13 +81,6 @@ def run_stream(handle: Any) -> list[Any]:
     while not events or not isinstance(events[-1], StreamFinished | StreamFailed):
         events.append(handle.next_event())
     return events
-
-
-def wait_for(what: str, check: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def step_rows_at_most(engine: Engine, rows: int) -> float:

@@ -7,7 +7,6 @@ import json
 import signal
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.server.conftest import ServerProcess, StartServer
+from tests.server.conftest import ServerProcess, StartServer, wait_for
 
 LLM_DATA_KEYS = {"completion_tokens", "messages", "prompt_tokens", "response", "total_tokens", "username"}
 LLM_RESPONSE_KEYS = {"choices", "created", "id", "model", "object", "usage"}
@@ -30,14 +29,6 @@ def prompt_tokens(tok: Any, messages: list[dict[str, str]]) -> int:
     """What the server must report: the chat-templated prompt, tokenised without extra specials."""
     text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return len(tok(text, add_special_tokens=False)["input_ids"])
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def assert_still_serving(server: ServerProcess) -> None:
