@@ -118,8 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Heavy imports only now: --help and argument errors stay instant.
     import torch
 
-    from backends.flask_server.engine import Engine, default_kv_budget
+    from backends.flask_server.engine import Engine
     from backends.flask_server.loaders import LoadError, load
+    from backends.flask_server.memory import default_kv_budget
     from backends.flask_server.metrics import Metrics
 
     torch.set_num_threads(args.threads)

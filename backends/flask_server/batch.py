@@ -29,7 +29,7 @@ class Prefilled:
     cache: DynamicCache
     mask: torch.Tensor  # (prompts, width): 1 for a prompt's tokens, 0 for its left padding
     lengths: list[int]
-    logits: torch.Tensor  # (prompts, vocab), float32
+    logits: torch.Tensor  # (prompts, vocab), float32, on the CPU
 
 
 def _left_pad(t: torch.Tensor, width: int, dim: int) -> torch.Tensor:
@@ -60,7 +60,7 @@ def prefill(model: Any, prompts: Sequence[Sequence[int]]) -> Prefilled:
     # short prompt's prefill otherwise), as generate() does.
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=DynamicCache(),
                 use_cache=True, logits_to_keep=1)  # fmt: skip
-    return Prefilled(out.past_key_values, mask, [len(p) for p in prompts], out.logits[:, -1].float())
+    return Prefilled(out.past_key_values, mask, [len(p) for p in prompts], out.logits[:, -1].float().cpu())
 
 
 class ChunkedPrefill:
@@ -89,7 +89,7 @@ class ChunkedPrefill:
         self.done += len(part)
         if self.done < len(self.ids):
             return None
-        return Prefilled(self.cache, mask, [len(self.ids)], out.logits[:, -1].float())
+        return Prefilled(self.cache, mask, [len(self.ids)], out.logits[:, -1].float().cpu())
 
 
 class KvBatch:
@@ -152,7 +152,11 @@ class KvBatch:
 
     @torch.inference_mode()
     def step(self) -> torch.Tensor:
-        """Decode one token for every row: the next-token logits, (rows, vocab), float32."""
+        """Decode one token for every row: the next-token logits, (rows, vocab), float32 on the CPU.
+
+        Rows pick their tokens on the CPU (sampling.py) whatever the model's device: per-row
+        settings stay plain tensor code, and a seed's torch.Generator draws the same on any device.
+        """
         rows = len(self)
         device = self.mask.device
         self.mask = torch.cat([self.mask, torch.ones((rows, 1), dtype=torch.long, device=device)], dim=1)
@@ -165,7 +169,7 @@ class KvBatch:
         )
         self.cache = out.past_key_values
         self.positions = [p + 1 for p in self.positions]
-        logits: torch.Tensor = out.logits[:, -1].float()
+        logits: torch.Tensor = out.logits[:, -1].float().cpu()
         return logits
 
     def advance(self, tokens: Sequence[int]) -> None:

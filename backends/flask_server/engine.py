@@ -25,35 +25,21 @@ import torch
 
 from backends.flask_server.batch import ChunkedPrefill, KvBatch, Prefilled, prefill
 from backends.flask_server.errors import ApiError
-from backends.flask_server.generation import GREEDY, ChatMessage, GenerationDefaults, GenerationRequest, TokenBudget
+from backends.flask_server.generation import GREEDY, ChatMessage, GenerationRequest, TokenBudget, generation_defaults
 from backends.flask_server.jobs import (
     Choice,
     Completion,
     Job,
-    StreamDelta,
     StreamEvent,
-    StreamFailed,
     StreamFinished,
     StreamHandle,
     StreamStarted,
 )
+from backends.flask_server.memory import kv_tokens_per_gib
 from backends.flask_server.metrics import Metrics
 from backends.flask_server.prompts import Prepared, PromptBuilder
 from backends.flask_server.rows import Row
 from backends.flask_server.sampling import RowSampler
-
-# Re-exported: routes and tests import the result and event types from here.
-__all__ = [
-    "Completion",
-    "Engine",
-    "StreamDelta",
-    "StreamEvent",
-    "StreamFailed",
-    "StreamFinished",
-    "StreamHandle",
-    "StreamStarted",
-    "generation_defaults",
-]
 
 log = logging.getLogger("modelserve.flask_server")
 
@@ -68,57 +54,8 @@ PREFILL_TOKENS_PER_TURN = 192
 IDLE_GATHER_S = 0.02
 
 
-def generation_defaults(generation_config: Any) -> GenerationDefaults:
-    """/llm/ keeps generate()'s meaning: unset sampling fields come from the model's generation_config."""
-    base = GenerationDefaults()
-
-    def pick(name: str, fallback: Any) -> Any:
-        value = getattr(generation_config, name, None)
-        return fallback if value is None else value
-
-    return GenerationDefaults(
-        do_sample=bool(pick("do_sample", base.do_sample)),
-        temperature=float(pick("temperature", base.temperature)),
-        top_p=float(pick("top_p", base.top_p)),
-        top_k=int(pick("top_k", base.top_k)),
-        repetition_penalty=float(pick("repetition_penalty", base.repetition_penalty)),
-    )
-
-
 def _shutting_down() -> ApiError:
     return ApiError(503, "the server is shutting down; retry shortly", error_type="server_error", retry_after=5)
-
-
-def kv_tokens_per_gib(model: Any) -> int:
-    """How many tokens of KV cache one GiB holds for ``model`` (keys and values, every layer)."""
-    cfg = model.config
-    layers = int(getattr(cfg, "num_hidden_layers", 0) or 1)
-    heads = int(getattr(cfg, "num_attention_heads", 1) or 1)
-    kv_heads = int(getattr(cfg, "num_key_value_heads", 0) or heads)
-    head_dim = int(getattr(cfg, "head_dim", 0) or getattr(cfg, "hidden_size", 64) // heads)
-    per_token = 2 * layers * kv_heads * head_dim * torch.finfo(model.dtype).bits // 8
-    return max(1, (1 << 30) // per_token)
-
-
-def free_memory_bytes(device: torch.device) -> int:
-    """Memory still free for the cache: VRAM on CUDA; MemAvailable from /proc/meminfo on CPU."""
-    if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30  # not Linux: assume 4 GiB rather than guess high
-
-
-def default_kv_budget(model: Any, device: torch.device, share: float = 0.5) -> int:
-    """KV tokens that fit in ``share`` of the memory free after loading: the rest stays for
-    activations, the allocator's slack and everything else on the machine."""
-    return max(1, int(free_memory_bytes(device) * share / (1 << 30) * kv_tokens_per_gib(model)))
 
 
 @dataclass(eq=False)

@@ -165,3 +165,20 @@ def held_back(text: str, stops: Sequence[str]) -> int:
                 keep = k
                 break
     return keep
+
+
+def generation_defaults(generation_config: Any) -> GenerationDefaults:
+    """/llm/ keeps generate()'s meaning: unset sampling fields come from the model's generation_config."""
+    base = GenerationDefaults()
+
+    def pick(name: str, fallback: Any) -> Any:
+        value = getattr(generation_config, name, None)
+        return fallback if value is None else value
+
+    return GenerationDefaults(
+        do_sample=bool(pick("do_sample", base.do_sample)),
+        temperature=float(pick("temperature", base.temperature)),
+        top_p=float(pick("top_p", base.top_p)),
+        top_k=int(pick("top_k", base.top_k)),
+        repetition_penalty=float(pick("repetition_penalty", base.repetition_penalty)),
+    )

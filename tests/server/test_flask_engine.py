@@ -1,7 +1,9 @@
-"""The scheduler in-process on the tiny model: batching composition, per-row cuts, failures, shutdown.
+"""The scheduler in-process on the tiny model: rows of every kind sharing steps, per-row budgets,
+cancellation within a step, n / seed / logprobs, the KV budget and the queue limit, chunked
+prefill, failures and shutdown.
 
-Requests are queued before the scheduler thread starts, so which requests share a generate() call
-is deterministic here (over HTTP it depends on arrival times).
+Requests queued before the scheduler thread starts are admitted together, which makes the first
+steps' composition deterministic here (over HTTP it depends on arrival times).
 """
 
 from __future__ import annotations
@@ -16,14 +18,9 @@ from typing import Any
 import pytest
 
 from backends.flask_server import loaders
-from backends.flask_server.engine import (
-    Completion,
-    Engine,
-    StreamFailed,
-    StreamFinished,
-    StreamStarted,
-    generation_defaults,
-)
+from backends.flask_server.engine import Engine
+from backends.flask_server.generation import generation_defaults
+from backends.flask_server.jobs import Completion, StreamFailed, StreamFinished, StreamStarted
 from backends.flask_server.protocol import (
     GREEDY,
     ApiError,
@@ -360,7 +357,8 @@ def test_logit_bias_steers_a_greedy_reply(make_engine: Any, tiny: tuple[Any, Any
 
 def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_others_decode(make_engine: Any,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from backends.flask_server import batch, engine as engine_module
+    from backends.flask_server import batch
+    from backends.flask_server import engine as engine_module
 
     long_text = " ".join(["cats and dogs"] * 300)  # ~900 tokens: four chunks of 256
     steady = Sampling(do_sample=False, min_new_tokens=8)
