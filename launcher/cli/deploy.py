@@ -47,11 +47,16 @@ def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as
     modelserve up -c configs/flask-transformers.yaml --port 8001
     """
     from launcher.cli import output
+    from launcher.core.fleet import is_fleet_file
     from launcher.lifecycle import prepare, specs
     from launcher.lifecycle import up as starting
 
     overrides = {k: flags[k] for k in SPEC_KEYS}
     overrides["agentscope.config"] = agentscope_config
+    if config_file and is_fleet_file(config_file):
+        _up_fleet(config_file, [k for k, v in overrides.items() if v is not None] + (["--dry-run"] if dry_run else []),
+                  as_json)  # fmt: skip
+        return
     loaded = specs.load(config_file, overrides)
     if dry_run:
         for note in loaded.notes:
@@ -62,6 +67,20 @@ def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as
     for warning in result.warnings:
         warn(warning)
     click.echo(json.dumps(output.up_json(result), indent=2) if as_json else output.up_text(result))
+
+
+def _up_fleet(config_file: str, flags: list[str], as_json: bool) -> None:
+    from launcher.cli import output
+    from launcher.core.errors import ConfigError
+    from launcher.lifecycle import fleet
+
+    if flags:
+        raise ConfigError(f"{config_file} is a fleet: {', '.join(f.replace('_', '-') for f in flags)} would apply to "
+                          "one deployment", "set them in the fleet file (per member, or under gateway:)")  # fmt: skip
+    result = fleet.up_fleet(config_file, report=report)
+    for warning in result.warnings:
+        warn(warning)
+    click.echo(json.dumps(output.fleet_up_json(result), indent=2) if as_json else output.fleet_up_text(result))
 
 
 @main.command()

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from launcher.core.launch import LaunchPlan
     from launcher.core.spec import LoadedSpec
     from launcher.lifecycle.down import DownResult
+    from launcher.lifecycle.fleet import FleetUpResult
     from launcher.lifecycle.listing import BackendRow
     from launcher.lifecycle.prepare import Prepared
     from launcher.lifecycle.status import Status
@@ -51,6 +52,38 @@ def up_json(result: UpResult) -> dict[str, Any]:
         "deployment": rec,
         "backend_reason": result.backend_reason,
         "model": result.model_description,
+        "ready_seconds": round(result.ready_seconds, 2),
+        "agentscope_config": result.config_path,
+        "config_names": result.config_names,
+        "warnings": result.warnings,
+    }
+
+
+def fleet_up_text(result: FleetUpResult) -> str:
+    rec, fleet = result.record, result.fleet
+    lines = [f"ready: fleet {rec.name} answered after {result.ready_seconds:.1f} s on {rec.base_url}/v1"]
+    for m in fleet.members:
+        dep = m.spec.deployment
+        state = "loaded" if m.name in result.preloaded else "starts on first request"
+        lines.append(f"  {m.name:<12} model {m.model_id!r} ({dep.model}, backend {dep.backend}): {state}")
+    policy = fleet.policy
+    lines.append(f"  policy:     max_loaded {policy.max_loaded or 'no limit'}, idle_ttl "
+                 f"{f'{policy.idle_ttl:g} s' if policy.idle_ttl else 'never'}")  # fmt: skip
+    if result.config_path:
+        lines.append(f"  agentscope: {result.config_path}  (config_name: {', '.join(result.config_names)})")
+    lines += [f"  metrics:    {rec.base_url}/metrics", f"  log:        {rec.main_log}",
+              f"  stop:       modelserve down {rec.name}"]  # fmt: skip
+    return "\n".join(lines)
+
+
+def fleet_up_json(result: FleetUpResult) -> dict[str, Any]:
+    rec = asdict(result.record)
+    rec.pop("api_key", None)
+    return {
+        "version": 1,
+        "deployment": rec,
+        "fleet": {"members": [{"name": m.name, "model": m.model_id, "loaded": m.name in result.preloaded}
+                              for m in result.fleet.members]},  # fmt: skip
         "ready_seconds": round(result.ready_seconds, 2),
         "agentscope_config": result.config_path,
         "config_names": result.config_names,
@@ -103,7 +136,20 @@ def status_text(rows: list[Status]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
              for row in table]  # fmt: skip
     lines += [f"{r.name}: last exit: {r.last_exit}" for r in rows if r.last_exit]
+    for r in rows:
+        for m in r.members:
+            lines.append(f"{r.name}: {m['name']} ({m['model']}) {_member_state(m)}")
     return "\n".join(lines)
+
+
+def _member_state(m: dict[str, Any]) -> str:
+    if m["state"] == "ready":
+        what = "loaded, " + (f"idle for {_duration(m['idle_seconds'])}" if m["idle_seconds"] is not None
+                             else f"{m['in_flight']} in flight, {m['waiting']} waiting")  # fmt: skip
+    else:
+        what = str(m["state"])
+    what += f", {m['requests']} requests, {m['loads']} loads, {m['errors']} errors"
+    return what + (f"; last error: {m['last_error']}" if m["last_error"] else "")
 
 
 MATRIX = (("OPENAI", "openai"), ("/llm/", "post"), ("OLLAMA", "ollama"), ("STREAM", "streaming"),

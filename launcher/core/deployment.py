@@ -52,6 +52,7 @@ class Deployment(StrictModel):
     env: dict[str, str] = Field(default_factory=dict)
     backend_args: dict[str, Any] = Field(default_factory=dict)
     agentscope: AgentScopeSettings = Field(default_factory=AgentScopeSettings)
+    fleet: str | None = Field(default=None, description="the fleet whose gateway runs this member (set by it)")
     # Backend name -> that backend's own settings (a YAML section named after it), checked by
     # the backend's options model when the spec is loaded.
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -81,7 +81,20 @@ def read_yaml(path: Path) -> YamlDoc:
     return YamlDoc(path, data, lines)
 
 
-def _index(node: yaml.MappingNode, prefix: Loc, out: dict[Loc, int], path: Path) -> None:
+def sub_document(doc: YamlDoc, prefix: Loc, data: dict[str, Any]) -> YamlDoc:
+    """The part of ``doc`` under ``prefix`` (a fleet member), keeping its line numbers."""
+    n = len(prefix)
+    return YamlDoc(doc.path, data, {k[n:]: line for k, line in doc.lines.items() if k[:n] == prefix and len(k) > n})
+
+
+def _index(node: yaml.Node, prefix: Loc, out: dict[Loc, int], path: Path) -> None:
+    if isinstance(node, yaml.SequenceNode):  # list items are keyed by position: ("deployments", "0", ...)
+        for i, item in enumerate(node.value):
+            out[(*prefix, str(i))] = item.start_mark.line + 1
+            _index(item, (*prefix, str(i)), out, path)
+        return
+    if not isinstance(node, yaml.MappingNode):
+        return
     for key_node, value_node in node.value:
         key = (*prefix, str(key_node.value))
         if key in out:
@@ -91,8 +104,7 @@ def _index(node: yaml.MappingNode, prefix: Loc, out: dict[Loc, int], path: Path)
                 "keep one of them",
             )
         out[key] = key_node.start_mark.line + 1
-        if isinstance(value_node, yaml.MappingNode):
-            _index(value_node, key, out, path)
+        _index(value_node, key, out, path)
 
 
 # ---- layers --------------------------------------------------------------------------------
@@ -185,17 +197,20 @@ def load(
     *,
     defaults_file: Path | None = None,
     sections: Mapping[str, type[BaseModel]] | None = None,
+    document: YamlDoc | None = None,
 ) -> LoadedSpec:
     """Build a validated Deployment from defaults, an optional YAML file and CLI overrides.
 
     ``sections``: backend name -> its options model (``backends.option_models()``).
+    ``document``: an already read YAML mapping (a fleet member) instead of ``config_file``.
     """
     layers: list[_Layer] = []
     defaults = read_yaml(defaults_file or resources.config_path("defaults.yaml"))
     layers.append(_Layer("defaults", defaults, defaults.data))
     if config_file is not None:
-        user = read_yaml(Path(config_file))
-        layers.append(_Layer("file", user, user.data))
+        document = read_yaml(Path(config_file))
+    if document is not None:
+        layers.append(_Layer("file", document, document.data))
     layers.append(_Layer("cli", None, _cli_layer(overrides)))
 
     secs = _Sections(sections or {})

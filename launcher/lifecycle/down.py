@@ -36,6 +36,7 @@ def down(
     results = []
     for record in found:
         if record.mode == "foreground" and _stop_runner(record, timeout or record.stop_timeout):
+            stop_members(record.name, groups)
             forgot = _forget(record) if forget_config else 0
             results.append(DownResult(record.name, StopReport(), forgot, False))
             continue
@@ -52,7 +53,21 @@ def down(
             forgot = _forget(record) if forget_config else 0
             records.remove(record.name)
             results.append(DownResult(record.name, rep, forgot, record.external))
+        if record.members:  # a fleet: its gateway stops its members, unless it was killed first
+            stop_members(record.name, groups)
     return results
+
+
+def stop_members(fleet: str, groups: ProcessGroups) -> list[str]:
+    """Stop and forget every member record of ``fleet`` still on disk."""
+    stopped = []
+    for rec in records.list_all():
+        if rec.fleet == fleet:
+            with records.locked(rec.name, timeout=30):
+                groups.stop(rec.processes, marker=rec.marker, timeout=rec.stop_timeout)
+                records.remove(rec.name)
+            stopped.append(rec.name)
+    return stopped
 
 
 def _forget(record: records.DeploymentRecord) -> int:

@@ -35,6 +35,8 @@ class Status:
     mode: str = "detached"  # detached (up) | foreground (run)
     restarts: int = 0
     last_exit: str | None = None
+    fleet: str | None = None  # a fleet member: its fleet
+    members: list[dict[str, object]] = field(default_factory=list)  # a fleet: what its gateway says of each member
 
 
 def status(*, probe: bool = True) -> list[Status]:
@@ -86,7 +88,25 @@ def _status_of(record: records.DeploymentRecord, probe: bool) -> Status:
         mode=record.mode,
         restarts=record.restarts,
         last_exit=last_exit,
+        fleet=record.fleet,
+        members=_members_of(record) if record.members and probe and st == "running" else [],
     )
+
+
+def _members_of(record: records.DeploymentRecord) -> list[dict[str, object]]:
+    """The gateway's own account of its members (GET /fleet): loaded, idle for, requests, errors."""
+    import json
+    from urllib import request
+
+    req = request.Request(record.base_url + "/fleet")
+    if record.api_key:
+        req.add_header("Authorization", f"Bearer {record.api_key}")
+    try:
+        with request.urlopen(req, timeout=3.0) as resp:
+            members: list[dict[str, object]] = json.loads(resp.read())["members"]
+            return members
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def _recheck(record: records.DeploymentRecord, *, cheap: bool, timeout: float) -> ProbeResult:

@@ -62,7 +62,7 @@ def begin(dep: Deployment, *, report: Report = _quiet, mode: str = "detached") -
     """Everything before the first process starts: refusals, pre-flight checks, the plan, the
     record. Call with the deployment's lock held."""
     name = dep.deployment_name
-    _refuse_if_running(name)
+    refuse_if_running(name)
     warnings: list[str] = []
     if not dep.is_loopback and not dep.api_key:
         warnings.append(
@@ -113,6 +113,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         mode=mode,
         agentscope=dep.agentscope.model_dump(),
         tools=launch.tools,
+        fleet=dep.fleet,
     )
 
 
@@ -207,7 +208,7 @@ def _agentscope_path(dep: Deployment) -> Path | None:
     return Path(raw).expanduser().absolute() if raw else None
 
 
-def _refuse_if_running(name: str) -> None:
+def refuse_if_running(name: str) -> None:
     if not records.exists(name):
         return
     record = records.load(name)

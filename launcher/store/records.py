@@ -80,6 +80,8 @@ class DeploymentRecord:
     agentscope: dict[str, Any] = field(default_factory=dict)  # the AgentScopeSettings up wrote with
     supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
     tools: str = ""  # how it serves tool calls (LaunchPlan.tools)
+    fleet: str | None = None  # a fleet member: the fleet (its gateway's record) it belongs to
+    members: list[str] = field(default_factory=list)  # a fleet's gateway: its members' deployment names
 
     version: int = STATE_VERSION
 

@@ -1,0 +1,270 @@
+"""`up -c FLEET.yaml`: check the whole fleet, start its gateway, preload the members marked so,
+and write one AgentScope config whose entries all point at the gateway.
+
+The fleet is a deployment record like any other (backend ``gateway``, its one process the
+gateway), so `status`, `down`, `logs` and `config` work on it by name; each member that runs is a
+record ``FLEET.MEMBER`` of its own, started and stopped by the gateway with `modelserve up` /
+`modelserve down`. What the gateway needs is written to ``$MODELSERVE_HOME/fleets/FLEET/``: one
+YAML file per member and the gateway's plan (0600: it may hold API keys).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import backends
+from backends.probes import OpenAIModelListed
+from launcher.agents import files as agent_files
+from launcher.agents.agentscope import agentscope_entries
+from launcher.core.errors import StartupFailed
+from launcher.core.fleet import LOOPBACK, Fleet, Member, load_fleet
+from launcher.core.launch import ClientEndpoint, ProcessSpec
+from launcher.core.probe import to_dict
+from launcher.gateway.plan import GatewayPlan, MemberPlan
+from launcher.lifecycle.down import stop_members
+from launcher.lifecycle.prepare import prepare
+from launcher.lifecycle.up import refuse_if_running
+from launcher.process import logs, ports, readiness
+from launcher.process.groups import ProcessGroups
+from launcher.store import paths, records
+from launcher.store.files import write_atomic
+
+Report = Callable[[str], None]
+
+
+def _quiet(msg: str) -> None:
+    """The default report sink: the CLI passes one that prints."""
+
+
+@dataclass
+class FleetUpResult:
+    record: records.DeploymentRecord
+    fleet: Fleet
+    ready_seconds: float
+    preloaded: list[str] = field(default_factory=list)
+    config_path: str | None = None
+    config_names: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def load(path: str | Path) -> Fleet:
+    return load_fleet(path, sections=backends.option_models(), backends=tuple(backends.names()))
+
+
+def fleet_dir(name: str) -> Path:
+    return paths.home() / "fleets" / name
+
+
+def _cli() -> list[str]:
+    return [sys.executable, "-m", "launcher.cli"]
+
+
+def member_file(fleet: Fleet, member: Member, folder: Path, backend: str) -> Path:
+    """The member as one deployment file: its own settings, its fleet name, loopback, no config.
+    It serves its model under the id clients use (so answers name it too), except on Ollama,
+    where that would copy the model under a new tag: the gateway rewrites ``model`` instead."""
+    data = dict(member.raw)
+    if backend != "ollama":
+        data.setdefault("served_model_name", member.model_id)
+    model = str(data["model"])
+    if model.startswith((".", "~")) or Path(model).is_dir():  # a folder: the gateway runs elsewhere
+        data["model"] = str(Path(model).expanduser().absolute())
+    data.update(name=fleet.member_deployment(member), host=LOOPBACK, agentscope={"config": None}, fleet=fleet.name)
+    path = folder / f"{member.name}.yaml"
+    write_atomic(path, yaml.safe_dump(data, sort_keys=False), mode=0o600, keep_mode=False)
+    return path
+
+
+def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, tuple[str, str | None]]) -> GatewayPlan:
+    """``planned``: member name -> (its backend, its POST route or None)."""
+    members = []
+    for m in fleet.members:
+        dep = m.spec.deployment
+        members.append(MemberPlan(
+            name=m.name, deployment=fleet.member_deployment(m), model_id=m.model_id,
+            aliases=[a for a in (m.name, dep.served_model_name) if a and a != m.model_id],
+            preload=m.preload, port=m.port, api_key=dep.api_key, post_path=planned[m.name][1],
+            start_argv=[*_cli(), "up", "-c", str(member_file(fleet, m, folder, planned[m.name][0]))],
+            stop_argv=[*_cli(), "down", fleet.member_deployment(m)],
+        ))  # fmt: skip
+    stop = max((m.spec.deployment.stop_timeout for m in fleet.members), default=10.0)
+    return GatewayPlan(name=fleet.name, host=fleet.gateway.host, port=fleet.gateway.port,
+                       api_key=fleet.gateway.api_key, policy=fleet.policy, members=members, stop_timeout=stop)  # fmt: skip
+
+
+def _planned(fleet: Fleet, report: Report) -> dict[str, tuple[str, str | None]]:
+    """Each member's backend and POST /llm/ route, from its plan (a dry run: nothing starts, but
+    an unknown model or backend fails here, before the gateway does)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for m in fleet.members:
+        prep = prepare(m.spec.deployment, report=report, dry_run=True)
+        post = next((c for c in prep.launch.clients if c.kind == "post_api_chat"), None)
+        out[m.name] = (prep.choice.backend.name, _path_of(post.url) if post else None)
+    return out
+
+
+def _path_of(url: str) -> str:
+    after = url.split("://", 1)[-1]
+    return "/" + after.split("/", 1)[1] if "/" in after else "/"
+
+
+def client_endpoints(fleet: Fleet, plan: GatewayPlan) -> list[tuple[str, ClientEndpoint]]:
+    """(member name, endpoint) for every entry the config gets: OpenAI for each member, POST too
+    where the member has it; all through the gateway."""
+    base = f"http://{_client_host(fleet.gateway.host)}:{fleet.gateway.port}"
+    key = fleet.gateway.api_key
+    out = []
+    for m in plan.members:
+        out.append((m.name, ClientEndpoint("openai_chat", f"{base}/v1", m.model_id, key)))
+        if m.post_path:
+            out.append((m.name, ClientEndpoint("post_api_chat", f"{base}/llm/{m.name}/", m.model_id, key)))
+    return out
+
+
+def _client_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "*") else host
+
+
+def up_fleet(path: str | Path, *, report: Report = _quiet, groups: ProcessGroups | None = None,
+             mode: str = "detached") -> FleetUpResult:  # fmt: skip
+    fleet = load(path)
+    groups = groups or ProcessGroups()
+    with records.locked(fleet.name):
+        session = begin(fleet, report=report, mode=mode)
+        try:
+            ready = start_gateway(session, groups, report=report)
+            preloaded = preload(session, report=report)
+            result = FleetUpResult(session.record, fleet, ready, preloaded, warnings=session.warnings)
+            write_clients(session, result)
+            session.record.status = "ready"
+            records.save(session.record)
+            return result
+        except BaseException:
+            stop_gateway(session, groups)
+            records.remove(fleet.name)
+            raise
+
+
+@dataclass
+class FleetSession:
+    fleet: Fleet
+    plan: GatewayPlan
+    plan_path: Path
+    record: records.DeploymentRecord
+    endpoints: list[tuple[str, ClientEndpoint]]
+    warnings: list[str]
+    started: list[Any] = field(default_factory=list)
+
+
+def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> FleetSession:
+    """Everything before the gateway starts. Call with the fleet's lock held."""
+    refuse_if_running(fleet.name)
+    gw = fleet.gateway
+    warnings = []
+    if gw.host not in (LOOPBACK, "localhost", "::1") and not gw.api_key:
+        warnings.append(f"gateway on {gw.host} without an API key: anyone who can reach this machine can use "
+                        "every model of the fleet (set gateway.api_key)")  # fmt: skip
+    if fleet.agentscope.config:
+        agent_files.check_mergeable(Path(fleet.agentscope.config).expanduser().absolute())
+    ports.ensure_free(gw.host, gw.port)
+    folder = fleet_dir(fleet.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = gateway_plan(fleet, folder, _planned(fleet, report))
+    plan_path = folder / "gateway.json"
+    write_atomic(plan_path, plan.model_dump_json(indent=2), mode=0o600, keep_mode=False)
+    base = f"http://{_client_host(gw.host)}:{gw.port}"
+    endpoints = client_endpoints(fleet, plan)
+    probe = OpenAIModelListed(base, gw.api_key, model=plan.members[0].model_id)
+    record = records.DeploymentRecord(
+        name=fleet.name, backend="gateway", api="openai", model=f"fleet {fleet.path}", model_path=None,
+        served_model_name=", ".join(m.model_id for m in plan.members), host=gw.host, port=gw.port,
+        base_url=base, endpoints={"openai": f"{base}/v1", "metrics": f"{base}/metrics", "fleet": f"{base}/fleet"},
+        marker=uuid.uuid4().hex, started_at=time.time(), log_dir=str(paths.deployment_dir(fleet.name) / "logs"),
+        probes=[to_dict(probe)], api_key=gw.api_key, device="-", stop_timeout=plan.stop_timeout * 2 + 15,
+        engine={"entry": "python -m launcher.gateway"}, mode=mode, agentscope=fleet.agentscope.model_dump(),
+        members=[m.deployment for m in plan.members],
+        client_endpoints=[{"kind": e.kind, "url": e.url, "model_name": e.model_name, "api_key": e.api_key}
+                          for _, e in endpoints],
+    )  # fmt: skip
+    return FleetSession(fleet, plan, plan_path, record, endpoints, warnings)
+
+
+def gateway_spec(session: FleetSession) -> ProcessSpec:
+    probe = OpenAIModelListed(session.record.base_url, session.plan.api_key, model=session.plan.members[0].model_id)
+    return ProcessSpec(role="gateway", argv=(sys.executable, "-m", "launcher.gateway", str(session.plan_path)),
+                       ready=(probe,), env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
+
+
+def start_gateway(session: FleetSession, groups: ProcessGroups, *, report: Report = _quiet,
+                  cancelled: Callable[[], bool] | None = None) -> float:  # fmt: skip
+    record = session.record
+    report(f"starting fleet {record.name}: gateway on {record.base_url}, members "
+           f"{', '.join(m.name for m in session.plan.members)}")  # fmt: skip
+    t0 = time.monotonic()
+    log_dir = Path(record.log_dir)
+    logs.rotate(log_dir / "gateway.log")
+    proc = groups.start(gateway_spec(session), log_dir=log_dir, marker=record.marker)
+    session.started.append(proc)
+    record.processes = [s.record() for s in session.started]
+    records.save(record)
+    report(f"  gateway: pid {proc.process.pid}, log {proc.log_path}")
+    readiness.wait_until_ready(gateway_spec(session).ready, session.started, timeout=60.0, cancelled=cancelled)
+    return time.monotonic() - t0
+
+
+def preload(session: FleetSession, *, report: Report = _quiet) -> list[str]:
+    """Ask the gateway to load each member marked preload, and wait until it answers."""
+    from urllib import error, request
+
+    done = []
+    for m in session.plan.members:
+        if not m.preload:
+            continue
+        report(f"  loading {m.name} ({m.model_id})")
+        req = request.Request(f"{session.record.base_url}/fleet/load/{m.name}", method="POST", data=b"")
+        if session.plan.api_key:
+            req.add_header("Authorization", f"Bearer {session.plan.api_key}")
+        try:
+            with request.urlopen(req, timeout=session.plan.policy.start_timeout + 30) as resp:
+                resp.read()
+        except error.HTTPError as exc:
+            detail = json.loads(exc.read() or b"{}").get("error", {}).get("message", str(exc))
+            raise StartupFailed(f"fleet member {m.name} did not start: {detail}",
+                                f"see `modelserve logs {session.record.name}` and the member's own log") from None  # fmt: skip
+        done.append(m.name)
+    return done
+
+
+def write_clients(session: FleetSession, result: FleetUpResult) -> None:
+    settings = session.fleet.agentscope
+    if not settings.config:
+        return
+    path = Path(settings.config).expanduser().absolute()
+    entries = []
+    for name, endpoint in session.endpoints:
+        entries += agentscope_entries([endpoint], settings, f"{settings.config_name or session.fleet.name}-{name}")
+    agent_files.merge(path, entries)
+    result.config_path = str(path)
+    result.config_names = [e["config_name"] for e in entries]
+    session.record.clients = [records.ClientRecord("agentscope", str(path), result.config_names)]
+
+
+def stop_gateway(session: FleetSession, groups: ProcessGroups, *, timeout: float | None = None,
+                 interrupt: Callable[[], bool] | None = None) -> None:  # fmt: skip
+    """SIGTERM to the gateway (it stops its members first), bounded wait, SIGKILL; then any
+    member it left (a gateway killed hard leaves them)."""
+    if session.started:
+        groups.stop([s.record() for s in session.started], marker=session.record.marker,
+                    timeout=session.record.stop_timeout if timeout is None else timeout, interrupt=interrupt)  # fmt: skip
+        session.started.clear()
+    stop_members(session.record.name, groups)
+

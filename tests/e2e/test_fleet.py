@@ -1,0 +1,138 @@
+"""A real fleet: two built-in SmolLM2 members with different served names behind one gateway,
+started with `modelserve up -c fleet.yaml`, used by plain HTTP and by the real AgentScope 0.1.6
+client through the config `up` wrote, then `down` leaving nothing (psutil)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+
+from launcher.process import ports
+from tests.e2e.conftest import ask_agentscope
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
+CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12,
+        "temperature": 0}  # fmt: skip
+
+
+def fleet_file(folder: Path, model: Path, port: int, policy: str, chat_extra: str = "") -> Path:
+    path = folder / "fleet.yaml"
+    path.write_text(
+        f"name: lab\ngateway: {{port: {port}}}\npolicy: {policy}\ndeployments:\n"
+        f"  - {{name: chat, model: {model}, backend: flask-transformers, threads: 1{chat_extra}}}\n"
+        f"  - {{name: coder, model: {model}, backend: flask-transformers, served_model_name: coder-v1, threads: 1}}\n"
+    )
+    return path
+
+
+def fleet_state(base: str) -> dict[str, dict[str, Any]]:
+    return {m["name"]: m for m in requests.get(f"{base}/fleet", timeout=10).json()["members"]}
+
+
+def our_processes(home: Path) -> list[psutil.Process]:
+    """Every process started for this test's MODELSERVE_HOME (gateway, members, their engines)."""
+    found = []
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            if (proc.info["environ"] or {}).get("MODELSERVE_HOME") == str(home) and proc.pid != os.getpid():
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def test_a_fleet_routes_starts_once_swaps_recovers_and_leaves_nothing(
+    modelserve: Any, smollm2_dir: Path, in_tmp: Path, modelserve_home: Path, agentscope_python: str
+) -> None:
+    port = ports.free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = fleet_file(in_tmp, smollm2_dir, port, "{max_loaded: 1, idle_ttl: 0}")
+    up = json.loads(modelserve("up", "-c", str(path), "--json").stdout)
+    assert up["config_names"] == ["lab-chat-openai", "lab-chat-post", "lab-coder-v1-openai", "lab-coder-v1-post"] or \
+        up["config_names"] == ["lab-chat-openai", "lab-chat-post", "lab-coder-openai", "lab-coder-post"]  # fmt: skip
+
+    # Every member is listed before any is loaded; none runs yet.
+    ids = [m["id"] for m in requests.get(f"{base}/v1/models", timeout=10).json()["data"]]
+    assert ids == ["chat", "coder-v1"]
+    assert {m["state"] for m in fleet_state(base).values()} == {"stopped"}
+
+    # 8 concurrent requests to the cold member: it starts once, all are answered.
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(lambda _: requests.post(f"{base}/v1/chat/completions", json={"model": "chat", **CHAT},
+                                                        timeout=300), range(8)))  # fmt: skip
+    assert [r.status_code for r in replies] == [200] * 8, replies[0].text
+    assert len({r.json()["choices"][0]["message"]["content"] for r in replies}) == 1  # greedy: the same answer
+    assert replies[0].json()["model"] == "chat"
+    state = fleet_state(base)
+    assert (state["chat"]["state"], state["chat"]["loads"], state["chat"]["requests"]) == ("ready", 1, 8)
+
+    # max_loaded 1: the other member's first request stops chat first, then answers (streamed).
+    with requests.post(f"{base}/v1/chat/completions", json={"model": "coder-v1", "stream": True, **CHAT},
+                       stream=True, timeout=300) as r:  # fmt: skip
+        assert r.status_code == 200
+        events = [line for line in r.iter_lines() if line.startswith(b"data: ")]
+    assert len(events) > 3 and events[-1] == b"data: [DONE]"
+    state = fleet_state(base)
+    assert (state["chat"]["state"], state["coder"]["state"]) == ("stopped", "ready")
+    log = (modelserve_home / "deployments" / "lab" / "logs" / "gateway.log").read_text()
+    assert log.index("unloading chat (making room for coder)") < log.index("loading coder")
+
+    # The real AgentScope 0.1.6 client through two entries of the written config, via the gateway.
+    answers = ask_agentscope(agentscope_python, in_tmp / "model_config.json", "What is the capital of France?",
+                             "lab-chat-post", up["config_names"][2])  # fmt: skip
+    assert [a["model_type"] for a in answers] == ["post_api_chat", "openai_chat"]
+    assert all(a["text"].strip() for a in answers), answers
+
+    # kill -9 of an idle member: the next request starts it again.
+    loads = fleet_state(base)["coder"]["loads"]  # the client's two entries swapped the members again
+    record = json.loads((modelserve_home / "deployments" / "lab.coder" / "state.json").read_text())
+    os.kill(record["processes"][-1]["pid"], signal.SIGKILL)
+    r = requests.post(f"{base}/v1/chat/completions", json={"model": "coder-v1", **CHAT}, timeout=300)
+    assert r.status_code == 200, r.text
+    state = fleet_state(base)
+    assert state["coder"]["loads"] == loads + 1 and state["coder"]["errors"] >= 1
+
+    # Unknown models get an OpenAI-shaped 404 naming what is served; metrics per member.
+    r = requests.post(f"{base}/v1/chat/completions", json={"model": "gpt-4", **CHAT}, timeout=10)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "model_not_found"
+    assert "chat, coder-v1" in r.json()["error"]["message"]
+    metrics = requests.get(f"{base}/metrics", timeout=10).text
+    assert f'modelserve_gateway_loads_total{{member="coder"}} {loads + 1}.0' in metrics
+    assert 'modelserve_gateway_requests_total{code="200",member="chat"} ' in metrics
+    status = modelserve("status").stdout
+    assert "lab: coder (coder-v1) loaded" in status and "lab: chat (chat) stopped" in status
+
+    assert our_processes(modelserve_home)
+    modelserve("down", "lab")
+    deadline = time.monotonic() + 30
+    while our_processes(modelserve_home) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert our_processes(modelserve_home) == []
+    assert not list((modelserve_home / "deployments").glob("*/state.json"))
+
+
+def test_a_preloaded_member_unloads_after_its_idle_ttl(modelserve: Any, smollm2_dir: Path, in_tmp: Path,
+                                                        modelserve_home: Path) -> None:  # fmt: skip
+    port = ports.free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = fleet_file(in_tmp, smollm2_dir, port, "{idle_ttl: 2}", chat_extra=", preload: true")
+    text = modelserve("up", "-c", str(path)).stdout
+    assert "chat" in text and "loaded" in text
+    assert fleet_state(base)["chat"]["state"] == "ready"  # preloaded: up waited for it
+    pid = json.loads((modelserve_home / "deployments" / "lab.chat" / "state.json").read_text())["processes"][-1]["pid"]
+    deadline = time.monotonic() + 30
+    while fleet_state(base)["chat"]["state"] != "stopped" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fleet_state(base)["chat"]["state"] == "stopped"
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not (modelserve_home / "deployments" / "lab.chat" / "state.json").exists()
+    modelserve("down", "lab")
