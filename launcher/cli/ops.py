@@ -38,10 +38,16 @@ def run(name: str | None, config_file: str | None) -> None:
     modelserve run -c configs/flask-transformers.yaml
     modelserve run llama2          # /etc/modelserve/llama2.yaml or ~/.config/modelserve/llama2.yaml
     """
+    from launcher.core.fleet import is_fleet_file
     from launcher.lifecycle import run as running
     from launcher.lifecycle import specs
 
-    loaded = specs.load(_spec_path(name, config_file))
+    path = _spec_path(name, config_file)
+    if is_fleet_file(path):
+        from launcher.lifecycle import fleet
+
+        sys.exit(fleet.run_fleet(path, report=report))
+    loaded = specs.load(path)
     for note in loaded.notes:
         warn(note)
     sys.exit(running.run(loaded, report=report))
@@ -59,9 +65,15 @@ def systemd() -> None:
 
 
 def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None) -> File:
+    from launcher.core.fleet import is_fleet_file
     from launcher.lifecycle import specs
 
-    return specs.systemd_unit(_spec_path(name, config_file), user_unit=user_unit, run_as=run_as)
+    path = _spec_path(name, config_file)
+    if is_fleet_file(path):
+        from launcher.lifecycle import fleet
+
+        return fleet.systemd_unit(path, user_unit=user_unit, run_as=run_as)
+    return specs.systemd_unit(path, user_unit=user_unit, run_as=run_as)
 
 
 UNIT_OPTIONS = [

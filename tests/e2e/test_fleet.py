@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 import requests
 
 from launcher.process import ports
-from tests.e2e.conftest import ask_agentscope
+from tests.e2e.conftest import ask_agentscope, modelserve_cmd
+from tests.procs import FakeSystemd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12,
@@ -136,3 +138,46 @@ def test_a_preloaded_member_unloads_after_its_idle_ttl(modelserve: Any, smollm2_
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert not (modelserve_home / "deployments" / "lab.chat" / "state.json").exists()
     modelserve("down", "lab")
+
+
+def test_run_supervises_a_fleet_and_a_killed_gateway_comes_back_with_its_members(
+    smollm2_dir: Path, in_tmp: Path, modelserve_home: Path, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    port = ports.free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = fleet_file(in_tmp, smollm2_dir, port, "{max_loaded: 2}", chat_extra=", preload: true")
+    fake = FakeSystemd(tmp_path / "notify.sock", f"{base}/v1/models")
+    runner = subprocess.Popen([*modelserve_cmd(), "run", "-c", str(path)], env={**cli_env, "NOTIFY_SOCKET": str(fake.path)},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 300
+        while fake.first("READY=1") is None and runner.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert fake.first("READY=1") is not None and fake.answered_at_ready, runner.stdout
+        assert fleet_state(base)["chat"]["state"] == "ready"  # READY=1 came after the preload
+        state_file = modelserve_home / "deployments" / "lab" / "state.json"
+        gateway_pid = json.loads(state_file.read_text())["processes"][0]["pid"]
+        member_pid = json.loads((modelserve_home / "deployments" / "lab.chat" / "state.json").read_text())["processes"][-1]["pid"]  # fmt: skip
+
+        os.kill(gateway_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            record = json.loads(state_file.read_text())
+            if record["restarts"] >= 1 and record["status"] == "ready":
+                break
+            time.sleep(0.2)
+        assert record["restarts"] == 1 and record["processes"][0]["pid"] != gateway_pid
+        chat = fleet_state(base)["chat"]
+        assert chat["state"] == "ready" and chat["loads"] == 0  # adopted, not started again
+        assert psutil.pid_exists(member_pid)
+        r = requests.post(f"{base}/v1/chat/completions", json={"model": "chat", **CHAT}, timeout=300)
+        assert r.status_code == 200, r.text
+
+        runner.send_signal(signal.SIGTERM)
+        assert runner.wait(120) == 0
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+        fake.close()
+    assert our_processes(modelserve_home) == []
+    assert not list((modelserve_home / "deployments").glob("*/state.json"))

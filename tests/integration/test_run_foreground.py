@@ -7,70 +7,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 import yaml
 
 from launcher.process import ports
-from tests.procs import with_marker
+from tests.procs import FakeSystemd, with_marker
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class FakeSystemd:
-    """Receives sd_notify datagrams like systemd's manager does, each stamped on arrival; when
-    READY=1 arrives it immediately asks the endpoint whether it really answers."""
-
-    path: Path
-    health_url: str
-    messages: list[tuple[float, str]] = field(default_factory=list)
-    answered_at_ready: bool | None = None
-    sock: socket.socket = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(4096).decode()
-            except TimeoutError:
-                continue
-            arrived = time.monotonic()
-            if "READY=1" in data.split("\n") and self.answered_at_ready is None:
-                # Asked before the message is recorded, so a test that sees READY=1 sees this too.
-                try:
-                    with urllib.request.urlopen(self.health_url, timeout=2) as resp:
-                        self.answered_at_ready = resp.status == 200
-                except OSError:
-                    self.answered_at_ready = False
-            self.messages.append((arrived, data))
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-    def first(self, field_line: str) -> float | None:
-        return next((t for t, m in self.messages if field_line in m.split("\n")), None)
-
-    def statuses(self) -> list[tuple[float, str]]:
-        return [(t, line[7:]) for t, m in self.messages for line in m.split("\n") if line.startswith("STATUS=")]
 
 
 def write_spec(tmp_path: Path, *args: str, **extra: object) -> tuple[Path, int]:
