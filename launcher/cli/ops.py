@@ -44,9 +44,9 @@ def run(name: str | None, config_file: str | None) -> None:
 
     path = _spec_path(name, config_file)
     if is_fleet_file(path):
-        from launcher.lifecycle import fleet
+        from launcher.lifecycle import fleet_run
 
-        sys.exit(fleet.run_fleet(path, report=report))
+        sys.exit(fleet_run.run_fleet(path, report=report))
     loaded = specs.load(path)
     for note in loaded.notes:
         warn(note)
@@ -70,9 +70,9 @@ def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: st
 
     path = _spec_path(name, config_file)
     if is_fleet_file(path):
-        from launcher.lifecycle import fleet
+        from launcher.lifecycle import fleet_run
 
-        return fleet.systemd_unit(path, user_unit=user_unit, run_as=run_as)
+        return fleet_run.systemd_unit(path, user_unit=user_unit, run_as=run_as)
     return specs.systemd_unit(path, user_unit=user_unit, run_as=run_as)
 
 

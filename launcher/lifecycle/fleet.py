@@ -11,7 +11,6 @@ YAML file per member and the gateway's plan (0600: it may hold API keys).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import uuid
@@ -26,7 +25,6 @@ import backends
 from backends.probes import OpenAIModelListed
 from launcher.agents import files as agent_files
 from launcher.agents.agentscope import agentscope_entries
-from launcher.core.deployment import Deployment
 from launcher.core.errors import StartupFailed
 from launcher.core.fleet import LOOPBACK, Fleet, Member, load_fleet
 from launcher.core.launch import ClientEndpoint, ProcessSpec
@@ -37,11 +35,8 @@ from launcher.lifecycle.prepare import prepare
 from launcher.lifecycle.up import refuse_if_running
 from launcher.process import logs, ports, readiness
 from launcher.process.groups import ProcessGroups
-from launcher.process.notify import Notifier
-from launcher.process.supervise import RestartPolicy, Signals, Supervisor
 from launcher.store import paths, records
 from launcher.store.files import write_atomic
-from launcher.systemd.units import File, UnitInputs, render_unit
 
 Report = Callable[[str], None]
 
@@ -274,99 +269,3 @@ def stop_gateway(session: FleetSession, groups: ProcessGroups, *, timeout: float
     stop_members(session.record.name, groups)
 
 
-
-# ---- `modelserve run -c FLEET.yaml` -----------------------------------------------------------
-
-
-class FleetTarget:
-    """A fleet as the supervisor drives it: its one process is the gateway. A gateway that dies
-    is started again and adopts the members still running; stopping it (SIGTERM) stops them."""
-
-    def __init__(self, session: FleetSession, groups: ProcessGroups) -> None:
-        self.session = session
-        self.groups = groups
-        self.name = session.record.name
-        self.base_url = session.record.base_url
-        self.stop_timeout = session.record.stop_timeout
-
-    def start(self, *, report: Report, cancelled: Callable[[], bool]) -> float:
-        t0 = time.monotonic()
-        start_gateway(self.session, self.groups, report=report, cancelled=cancelled)
-        preload(self.session, report=report)
-        self.session.record.ready_seconds = round(time.monotonic() - t0, 2)
-        return time.monotonic() - t0
-
-    def exited(self) -> tuple[str, int] | None:
-        return next(((s.role, code) for s in self.session.started if (code := s.poll()) is not None), None)
-
-    def healthy(self) -> bool:
-        return readiness.check_all(self.session.record.readiness_probes(cheap=True), timeout=5.0).ok
-
-    def stop(self, *, timeout: float, interrupt: Callable[[], bool] | None = None) -> None:
-        # The gateway only: a restart must find the members it adopts still running.
-        if self.session.started:
-            self.groups.stop([s.record() for s in self.session.started], marker=self.session.record.marker,
-                             timeout=timeout, interrupt=interrupt)  # fmt: skip
-            self.session.started.clear()
-
-    def note(self, *, status: str, restarts: int, last_exit: str | None) -> None:
-        record = self.session.record
-        record.status, record.restarts, record.last_exit = status, restarts, last_exit
-        records.save(record)
-
-    def forget(self) -> None:
-        stop_members(self.name, self.groups)  # any a gateway killed hard left behind
-        records.remove(self.name)
-
-
-def run_fleet(path: str | Path, *, report: Report = _quiet, groups: ProcessGroups | None = None,
-              notifier: Notifier | None = None, signals: Signals | None = None, poll_interval: float = 0.5) -> int:  # fmt: skip
-    """Start the fleet, supervise its gateway until a signal, stop. Returns the exit code."""
-    groups = groups or ProcessGroups()
-    notifier = notifier or Notifier()
-    if signals is None:
-        signals = Signals()
-        signals.install()
-    fleet = load(path)
-    with records.locked(fleet.name):
-        session = begin(fleet, report=report, mode="foreground")
-        session.record.supervisor_pid = os.getpid()
-        sup = Supervisor(FleetTarget(session, groups), policy=RestartPolicy(), notifier=notifier, signals=signals,
-                         report=report, poll_interval=poll_interval)  # fmt: skip
-        ready = sup.start()
-        if ready is None:
-            return 0
-        try:
-            write_clients(session, FleetUpResult(session.record, fleet, ready))
-            records.save(session.record)
-        except BaseException:
-            sup.shutdown("failed to start")
-            raise
-    sup.announce_ready(ready)
-    return sup.supervise()
-
-
-def systemd_unit(path: Path, *, user_unit: bool, run_as: str | None) -> File:
-    """The unit that runs the fleet at ``path`` with `modelserve run` (Type=notify: READY=1 once
-    the gateway answers and the preloaded members are loaded)."""
-    from importlib.metadata import version
-
-    from launcher import devices
-    from launcher.lifecycle.specs import modelserve_executable
-
-    fleet = load(path)
-    deps = [m.spec.deployment for m in fleet.members]
-    preloaded = sum(m.preload for m in fleet.members)
-    as_one = Deployment(model=f"fleet {path}", name=fleet.name, backend="gateway", host=fleet.gateway.host,
-                        port=fleet.gateway.port, timeout=60 + preloaded * fleet.policy.start_timeout,
-                        stop_timeout=max(d.stop_timeout for d in deps) * 2 + 15, agentscope=fleet.agentscope)  # fmt: skip
-    gpu = any(d.device.startswith("cuda") for d in deps) or (any(d.device == "auto" for d in deps) and bool(devices.discover()))  # fmt: skip
-    local = [str(Path(d.model).expanduser().absolute()) for d in deps if Path(d.model).expanduser().is_dir()]
-    inputs = UnitInputs(
-        spec_path=path, exe=modelserve_executable(),
-        state_dir=paths.home() if user_unit else Path("/var/lib/modelserve"),
-        cache_dir=paths.cache() if user_unit else Path("/var/cache/modelserve"),
-        user=run_as, user_unit=user_unit, gpu=gpu, model_path=local[0] if local else None,
-        version=version("modelserve"),
-    )  # fmt: skip
-    return render_unit(as_one, inputs)

@@ -88,6 +88,19 @@ def test_a_fleet_routes_starts_once_swaps_recovers_and_leaves_nothing(
     log = (modelserve_home / "deployments" / "lab" / "logs" / "gateway.log").read_text()
     assert log.index("unloading chat (making room for coder)") < log.index("loading coder")
 
+    # A client that goes away mid-stream: the gateway closes the upstream request and the member
+    # stops generating for it (its row leaves the batch long before 400 tokens).
+    member_log = modelserve_home / "deployments" / "lab.coder" / "logs" / "server.log"
+    with requests.post(f"{base}/v1/chat/completions", stream=True, timeout=300,
+                       json={"model": "coder-v1", "stream": True, **CHAT, "max_tokens": 400, "min_tokens": 400}) as r:  # fmt: skip
+        lines = r.iter_lines()
+        assert all(next(lines) is not None for _ in range(4))  # a few chunks arrived, then the client hangs up
+    deadline = time.monotonic() + 30
+    while "client went away" not in member_log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    went = [line for line in member_log.read_text().splitlines() if "client went away" in line]
+    assert went and int(went[-1].split("after ")[1].split(" ")[0]) < 400, went
+
     # The real AgentScope 0.1.6 client through two entries of the written config, via the gateway.
     answers = ask_agentscope(agentscope_python, in_tmp / "model_config.json", "What is the capital of France?",
                              "lab-chat-post", up["config_names"][2])  # fmt: skip
@@ -181,3 +194,37 @@ def test_run_supervises_a_fleet_and_a_killed_gateway_comes_back_with_its_members
         fake.close()
     assert our_processes(modelserve_home) == []
     assert not list((modelserve_home / "deployments").glob("*/state.json"))
+
+
+@pytest.mark.vllm
+def test_a_vllm_member_and_a_built_in_member_answer_through_one_gateway(
+    modelserve: Any, smollm2_dir: Path, in_tmp: Path, modelserve_home: Path
+) -> None:
+    modelserve("env", "create", "vllm", "--variant", "cpu", timeout=3600)  # already there when test_vllm_cpu ran
+    port = ports.free_port()
+    base = f"http://127.0.0.1:{port}"
+    path = in_tmp / "fleet.yaml"
+    path.write_text(
+        f"name: mixed\ngateway: {{port: {port}}}\nagentscope: {{config: null}}\ndeployments:\n"
+        f"  - {{name: fast, model: {smollm2_dir}, backend: vllm, device: cpu, max_model_len: 2048, timeout: 900}}\n"
+        f"  - {{name: small, model: {smollm2_dir}, backend: flask-transformers, threads: 1}}\n"
+    )
+    modelserve("up", "-c", str(path))
+    answers = {}
+    for model in ("fast", "small"):
+        r = requests.post(f"{base}/v1/chat/completions", json={"model": model, **CHAT, "max_tokens": 24}, timeout=1200)
+        assert r.status_code == 200, r.text
+        assert r.json()["model"] == model
+        answers[model] = r.json()["choices"][0]["message"]["content"]
+    assert "Paris" in answers["fast"], answers
+    state = fleet_state(base)
+    assert state["fast"]["state"] == state["small"]["state"] == "ready"
+    assert json.loads((modelserve_home / "deployments" / "mixed.fast" / "state.json").read_text())["backend"] == "vllm"
+    modelserve("down", "mixed")
+    deadline = time.monotonic() + 60
+    while our_processes(modelserve_home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert our_processes(modelserve_home) == []
+    vllm_left = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("VLLM::")
+                 and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+    assert vllm_left == []

@@ -11,15 +11,17 @@ import backends
 from launcher.core.errors import ConfigError
 from launcher.core.fleet import Fleet, is_fleet_file, load_fleet
 
-VALID = """\
-name: lab
-gateway: {host: 127.0.0.1, port: 8000}
-policy: {max_loaded: 2, idle_ttl: 600}
-deployments:
-  - {name: chat,  model: smollm2-135m, backend: flask-transformers, preload: true}
-  - {name: coder, model: ./models/qwen-coder, backend: vllm, served_model_name: coder}
-  - {name: tiny,  model: "llama2:7b-chat", backend: ollama}
-"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def readme_fleet() -> str:
+    """The fleet file the README shows (its first yaml block that starts with `# fleet.yaml`)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```yaml\n# fleet.yaml\n", 1)[1].split("```", 1)[0]
+    return block
+
+
+VALID = readme_fleet()
 
 
 def load(tmp_path: Path, text: str) -> Fleet:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from launcher.core.deployment import Deployment
+from launcher.lifecycle import fleet_run
 from launcher.systemd import units as systemd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +36,11 @@ def units(tmp_path: Path) -> list[systemd.File]:
                 cache_dir=Path("/var/cache/modelserve"), version="test")  # fmt: skip
     cpu = Deployment(model="smollm2-135m", name="cpu", device="cpu")
     gpu = Deployment(model="/home/ml/models/llama", name="gpu", backend="vllm", device="cuda:0,1")
+    fleet_file = tmp_path / "etc" / "lab.yaml"
+    fleet_file.write_text("name: lab\ndeployments:\n  - {name: chat, model: smollm2-135m, preload: true}\n"
+                          "  - {name: big, model: /home/ml/models/llama, backend: vllm, device: cuda}\n")  # fmt: skip
     return [
+        fleet_run.systemd_unit(fleet_file, user_unit=False, run_as=None),
         systemd.render_unit(cpu, systemd.UnitInputs(**base)),  # type: ignore[arg-type]
         systemd.render_unit(gpu, systemd.UnitInputs(**base, gpu=True, cuda_visible_devices="0,1",  # type: ignore[arg-type]
                                                     model_path="/home/ml/models/llama")),  # fmt: skip
