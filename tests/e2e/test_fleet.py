@@ -19,6 +19,7 @@ import requests
 
 from launcher.process import ports
 from tests.e2e.conftest import ask_agentscope, modelserve_cmd
+from tests.ollama_standin.harness import env_with_standin
 from tests.procs import FakeSystemd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
@@ -228,3 +229,22 @@ def test_a_vllm_member_and_a_built_in_member_answer_through_one_gateway(
     vllm_left = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("VLLM::")
                  and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
     assert vllm_left == []
+
+
+def test_an_ollama_member_gets_its_tag_as_model(cli_env: dict[str, str], tmp_path: Path, modelserve_home: Path) -> None:
+    """Ollama names models by tag: the gateway sends the tag upstream (the Ollama stand-in names
+    the model it was asked for in its echo) while clients use the member's id."""
+    env = {**env_with_standin(cli_env), "OLLAMA_MODELS": str(tmp_path / "ollama-models")}
+    port = ports.free_port()
+    path = tmp_path / "fleet.yaml"
+    path.write_text(f"name: oll\ngateway: {{port: {port}}}\nagentscope: {{config: null}}\ndeployments:\n"
+                    "  - {name: tiny, model: Qwen/Qwen2.5-0.5B-Instruct, backend: ollama}\n")  # fmt: skip
+    up = subprocess.run([*modelserve_cmd(), "up", "-c", str(path)], env=env, capture_output=True, text=True, timeout=300)
+    assert up.returncode == 0, up.stderr
+    try:
+        r = requests.post(f"http://127.0.0.1:{port}/v1/chat/completions", json={"model": "tiny", **CHAT}, timeout=300)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["message"]["content"].startswith("Stand-in reply from qwen2.5:0.5b"), r.text
+    finally:
+        subprocess.run([*modelserve_cmd(), "down", "oll"], env=env, capture_output=True, timeout=120)
+    assert our_processes(modelserve_home) == []
