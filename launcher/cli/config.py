@@ -22,11 +22,13 @@ WRITE_HELP = ("Merge into this file instead of printing (agentscope, agentfabric
 @click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="Only this endpoint: post (/llm/), openai "
               "(/v1), ollama (native API) [every one the format can express].")  # fmt: skip
 @click.option("--config-name", help="Entry name prefix (agentscope, agentfabric) [the one `up` used].")
+@click.option("--member", help="A fleet's member, by the model id clients send [its first].")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Max new tokens per reply [512].")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature; 0 is greedy [0.7].")
 @click.option("--request-timeout", type=click.FloatRange(0, min_open=True), help="Client read timeout, s [300].")
 def config_command(name: str, fmt: str, write_path: Path | None, endpoint: str | None, config_name: str | None,
-                   max_tokens: int | None, temperature: float | None, request_timeout: float | None) -> None:
+                   member: str | None, max_tokens: int | None, temperature: float | None,
+                   request_timeout: float | None) -> None:  # fmt: skip
     """Print (or --write) the config an agent client needs to use deployment NAME.
 
     \b
@@ -41,7 +43,7 @@ def config_command(name: str, fmt: str, write_path: Path | None, endpoint: str |
     from launcher.store import records
 
     record = records.load(name)
-    rendered = clients.config_for(record, cast(Format, fmt), only=endpoint, config_name=config_name,
+    rendered = clients.config_for(record, cast(Format, fmt), only=endpoint, config_name=config_name, member=member,
                                   max_tokens=max_tokens, temperature=temperature, request_timeout=request_timeout)  # fmt: skip
     if record.status != "ready":
         click.secho(f"note: deployment {name!r} is {record.status}, not ready yet", fg="yellow", err=True)

@@ -3,6 +3,7 @@ written (merged by entry name where the format allows) into the user's file."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,16 +16,32 @@ from launcher.store import records
 
 
 def config_for(record: records.DeploymentRecord, fmt: Format, *, only: str | None = None,
-               config_name: str | None = None, **overrides: Any) -> RenderedConfig:  # fmt: skip
+               config_name: str | None = None, member: str | None = None, **overrides: Any) -> RenderedConfig:  # fmt: skip
     """Render ``fmt`` for ``record``. ``overrides``: max_tokens, temperature, request_timeout;
-    None keeps the settings `up` wrote its entries with."""
+    None keeps the settings `up` wrote its entries with. ``member``: a fleet's model id (the
+    fleet's first member when None)."""
     given = {k: v for k, v in overrides.items() if v is not None}
     base_settings = {k: v for k, v in record.agentscope.items() if k in overrides}
     settings = AgentScopeSettings.model_validate({**base_settings, **given})
     written = [n for c in record.clients if c.kind == "agentscope" for n in c.names]
     caveat = f"{CAVEAT_PREFIX}cannot call tools: {record.tools}" if record.tools.startswith("not supported") else None
-    return render(fmt, record.endpoints_for_clients(), settings, deployment=record.name,
-                  base=config_name or entry_base(record.name, written), only=only, caveat=caveat)  # fmt: skip
+    endpoints = record.endpoints_for_clients()
+    base = config_name or entry_base(record.name, written)
+    notes: list[str] = []
+    if record.members:  # a fleet: one member's entries, all through the gateway
+        ids = list(dict.fromkeys(e.model_name for e in endpoints))
+        chosen = member or ids[0]
+        if chosen not in ids:
+            raise ClientConfigError(f"fleet {record.name} has no member serving {chosen!r}",
+                                    f"pass --member with one of: {', '.join(ids)}")  # fmt: skip
+        if member is None and len(ids) > 1:
+            notes.append(f"fleet {record.name}: rendered {chosen!r}; --member picks another ({', '.join(ids[1:])})")
+        endpoints = [e for e in endpoints if e.model_name == chosen]
+        base = config_name or f"{record.name}-{chosen}"
+    elif member is not None:
+        raise ClientConfigError(f"{record.name} is one deployment, not a fleet", "leave out --member")
+    rendered = render(fmt, endpoints, settings, deployment=record.name, base=base, only=only, caveat=caveat)
+    return replace(rendered, notes=(*notes, *rendered.notes)) if notes else rendered
 
 
 def write(record: records.DeploymentRecord, rendered: RenderedConfig, path: Path) -> str:
