@@ -250,8 +250,8 @@ def write_clients(session: FleetSession, result: FleetUpResult) -> None:
         return
     path = Path(settings.config).expanduser().absolute()
     entries = []
-    for name, endpoint in session.endpoints:
-        entries += agentscope_entries([endpoint], settings, f"{settings.config_name or session.fleet.name}-{name}")
+    for _, endpoint in session.endpoints:  # named by model id, as `modelserve config FLEET --member ID` does
+        entries += agentscope_entries([endpoint], settings, f"{settings.config_name or session.fleet.name}-{endpoint.model_name}")
     agent_files.merge(path, entries)
     result.config_path = str(path)
     result.config_names = [e["config_name"] for e in entries]
