@@ -28,6 +28,9 @@ class MemberPlan(BaseModel):
     stop_argv: list[str] = Field(default_factory=list)
     api_key: str | None = None  # the member's own key, sent upstream in place of the client's
     post_path: str | None = None  # its POST route (/llm/), when it has one
+    # Host memory it needs when it runs on the CPU (the launcher's estimate; 0: unknown, or a GPU
+    # member, whose own `up` checks its fit and exits 12 when it will not).
+    memory_bytes: int = 0
     # A server modelserve does not start or stop (the gateway benchmark's stand-in upstream).
     external_url: str | None = None
     external_model: str | None = None

@@ -17,12 +17,15 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import psutil
+
 from launcher.core.fleet import Policy
 from launcher.gateway import policy
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import MemberPlan
 
 log = logging.getLogger("modelserve.gateway")
+MEMORY_HEADROOM = 1.1  # a CPU member needs its estimate plus this margin free before it starts
 
 
 @dataclass(frozen=True)
@@ -83,12 +86,14 @@ class MemberState:
 
 class Pool:
     def __init__(self, members: list[MemberPlan], rules: Policy, starter: Starter, metrics: Metrics, *,
-                 clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 clock: Callable[[], float] = time.monotonic,
+                 available_memory: Callable[[], int] = lambda: int(psutil.virtual_memory().available)) -> None:  # fmt: skip
         self.members = {m.name: MemberState(m) for m in members}
         self.rules = rules
         self.starter = starter
         self.metrics = metrics
         self.clock = clock
+        self.available_memory = available_memory
         self.changed = asyncio.Condition()  # held while loading decisions and unloads run
         self.room_waiters = 0
         self._routes: dict[str, MemberState] = {}
@@ -174,6 +179,13 @@ class Pool:
     async def _make_room(self, m: MemberState, deadline: float) -> None:
         """With ``changed`` held: unload LRU idle members until ``m`` fits under max_loaded, or
         wait (lock released) for one to become idle."""
+        # Host memory first: a CPU member that would not fit next to the loaded ones unloads the
+        # least recently used idle ones while there are any (then it starts and may still fit).
+        while m.plan.memory_bytes and self.available_memory() < m.plan.memory_bytes * MEMORY_HEADROOM:
+            name = policy.victim(self.snapshots(), m.plan.name)
+            if name is None:
+                break
+            await self._unload(self.members[name], f"memory for {m.plan.name}")
         while policy.needs_room(self.snapshots(), m.plan.name, self.rules.max_loaded):
             name = policy.victim(self.snapshots(), m.plan.name)
             if name is not None:

@@ -23,6 +23,7 @@ import yaml
 
 import backends
 from backends.probes import OpenAIModelListed
+from launcher import devices
 from launcher.agents import files as agent_files
 from launcher.agents.agentscope import agentscope_entries
 from launcher.core.errors import StartupFailed
@@ -84,16 +85,16 @@ def member_file(fleet: Fleet, member: Member, folder: Path, backend: str) -> Pat
     return path
 
 
-def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, tuple[str, str | None]]) -> GatewayPlan:
-    """``planned``: member name -> (its backend, its POST route or None)."""
+def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, Planned]) -> GatewayPlan:
     members = []
     for m in fleet.members:
         dep = m.spec.deployment
         members.append(MemberPlan(
             name=m.name, deployment=fleet.member_deployment(m), model_id=m.model_id,
             aliases=[a for a in (m.name, dep.served_model_name) if a and a != m.model_id],
-            preload=m.preload, port=m.port, api_key=dep.api_key, post_path=planned[m.name][1],
-            start_argv=[*_cli(), "up", "-c", str(member_file(fleet, m, folder, planned[m.name][0]))],
+            preload=m.preload, port=m.port, api_key=dep.api_key, post_path=planned[m.name].post_path,
+            memory_bytes=planned[m.name].memory_bytes,
+            start_argv=[*_cli(), "up", "-c", str(member_file(fleet, m, folder, planned[m.name].backend))],
             stop_argv=[*_cli(), "down", fleet.member_deployment(m)],
         ))  # fmt: skip
     stop = max((m.spec.deployment.stop_timeout for m in fleet.members), default=10.0)
@@ -101,14 +102,27 @@ def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, tuple[str, str |
                        api_key=fleet.gateway.api_key, policy=fleet.policy, members=members, stop_timeout=stop)  # fmt: skip
 
 
-def _planned(fleet: Fleet, report: Report) -> dict[str, tuple[str, str | None]]:
-    """Each member's backend and POST /llm/ route, from its plan (a dry run: nothing starts, but
-    an unknown model or backend fails here, before the gateway does)."""
-    out: dict[str, tuple[str, str | None]] = {}
+@dataclass(frozen=True)
+class Planned:
+    backend: str
+    post_path: str | None  # its POST /llm/ route
+    memory_bytes: int  # host memory it needs on the CPU (0: unknown, or on a GPU)
+
+
+def _planned(fleet: Fleet, report: Report) -> dict[str, Planned]:
+    """What each member's plan says (a dry run: nothing starts, but an unknown model or backend
+    fails here, before the gateway does): its backend, POST route and memory need."""
+    out: dict[str, Planned] = {}
     for m in fleet.members:
-        prep = prepare(m.spec.deployment, report=report, dry_run=True)
+        dep = m.spec.deployment
+        prep = prepare(dep, report=report, dry_run=True)
         post = next((c for c in prep.launch.clients if c.kind == "post_api_chat"), None)
-        out[m.name] = (prep.choice.backend.name, _path_of(post.url) if post else None)
+        memory = 0
+        if prep.choice.devices.kind == "cpu" and prep.model.path and Path(prep.model.path).is_dir():
+            dtype = dep.dtype if dep.dtype != "auto" else "float32"
+            estimate = devices.estimate_memory(prep.model.path, dtype=dtype, max_model_len=dep.max_model_len)
+            memory = estimate.total if estimate else 0
+        out[m.name] = Planned(prep.choice.backend.name, _path_of(post.url) if post else None, memory)
     return out
 
 

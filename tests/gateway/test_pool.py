@@ -244,3 +244,24 @@ def test_policy_decisions() -> None:
     assert policy.victim(members, "a") is None
     assert policy.expired(members, 605.0, 600) == ["a"]
     assert policy.expired(members, 10**6, 0) == []
+
+
+def test_a_cpu_member_that_would_not_fit_in_free_memory_unloads_idle_ones_first() -> None:
+    async def body() -> None:
+        gib = 2**30
+        starter = FakeStarter()
+        members = [MemberPlan(name=n, deployment=f"lab.{n}", model_id=n, memory_bytes=need * gib)
+                   for n, need in (("a", 6), ("b", 6), ("c", 10))]  # fmt: skip
+        total = 20 * gib
+
+        def available() -> int:  # what the loaded members leave of 20 GiB
+            return total - sum(p.memory_bytes for p in members if pool.members[p.name].state in ("ready", "starting"))
+
+        pool = Pool(members, Policy(), starter, Metrics(), clock=Clock(), available_memory=available)
+        await pool.load(pool.members["a"], pool.clock() + 60)
+        pool.clock.now += 1  # type: ignore[attr-defined]
+        await pool.load(pool.members["b"], pool.clock() + 60)  # 8 GiB left: b fits
+        await pool.load(pool.members["c"], pool.clock() + 60)  # needs 11 with headroom: a (LRU) goes
+        assert starter.events == ["start a", "start b", "stop a", "start c"]
+
+    run(body)
