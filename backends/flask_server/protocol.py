@@ -105,7 +105,38 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object") from exc
     if not isinstance(body, dict):
         raise ApiError(400, f"the request body must be a JSON object, not {json_type(body)}")
+    where = lone_surrogate(body)
+    if where is not None:
+        # JSON may spell "\ud800" but it is no character: the tokenizer (and any UTF-8 encoder)
+        # fails on it, so it is refused here, by name, instead of failing as a 500 deep inside.
+        raise ApiError(400, f"{where}: a lone UTF-16 surrogate (\\ud800-\\udfff) is not valid Unicode; "
+                            "send text as valid UTF-8 or JSON escapes of whole characters",
+                       param=None if where.startswith("a key") else where, code="invalid_unicode")  # fmt: skip
     return body
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and lone_surrogate(key) is not None:
+                return f"a key in {path}" if path else "a key"  # not the key itself: it cannot be printed
+            inner = f"{path}.{key}" if path else str(key)
+            found = lone_surrogate(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = lone_surrogate(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def validate(model: type[Body], body: Mapping[str, Any]) -> Body:

@@ -411,3 +411,23 @@ def test_port_in_use_exits_1_with_message(
     assert server.proc.wait(timeout=120) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in server.log_tail()
     assert_still_serving(tiny_server)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "param"),
+    [
+        ("/v1/completions", rb'{"model": "\ud800", "prompt": "hi", "max_tokens": 2}', "model"),
+        ("/v1/chat/completions", rb'{"model": "\ud800", "messages": [{"role": "user", "content": "hi"}]}', "model"),
+        ("/v1/chat/completions", rb'{"model": "tiny", "messages": [{"role": "user", "content": "a\udc00"}]}',
+         "messages[0].content"),
+        ("/llm/", rb'{"messages": [{"role": "user", "content": "\ud800 hi"}], "max_new_tokens": 2}', "messages[0].content"),
+        ("/llm/", rb'{"messages": [{"role": "user", "content": "hi", "\ud800": 1}]}', None),
+    ],
+)
+def test_a_lone_surrogate_is_a_400_not_a_500(tiny_server: ServerProcess, path: str, raw: bytes, param: str | None) -> None:
+    """Found by fuzzing round one: "\\ud800" is valid JSON but no character; it reached the
+    tokenizer and came back as a 500."""
+    r = tiny_server.post(path, data=raw, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "invalid_unicode" and r.json()["error"]["param"] == param
+    assert_still_serving(tiny_server)
