@@ -69,8 +69,8 @@ def free_port() -> int:
 
 def spawn(label: str, argv: list[str], port: int, logs: Path, timeout: float = 60) -> Server:
     log = logs / f"{label.replace(' ', '_').replace('+', '_')}.log"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env["MODELSERVE_HOME"] = str(logs / "home")  # the gateway keeps no records for external members; just in case
+    # The gateway keeps no records for an external member; a state dir of its own all the same.
+    env = dict(os.environ, MODELSERVE_HOME=str(logs / "home"))
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(label, proc, f"http://127.0.0.1:{port}", log)
@@ -83,6 +83,7 @@ def wait_ready(server: Server, timeout: float) -> None:
     last = "no answer yet"
     while time.monotonic() < deadline:
         if server.proc.poll() is not None:
+            stop(server.proc)  # what it may have left in its group
             raise SystemExit(f"{server.label} exited with {server.proc.returncode}:\n{_tail(server.log)}")
         try:
             with urllib.request.urlopen(server.base + "/health", timeout=2) as resp:
@@ -115,15 +116,38 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(10)
 
 
-def start_gateway(upstream: str, logs: Path) -> tuple[str, list[str], int]:
-    port = free_port()
+def gateway_plan(port: int, upstream: str, logs: Path) -> Path:
+    """A fleet of one member the gateway neither starts nor stops: the stand-in."""
     member = {"name": "standin", "deployment": "bench.standin", "model_id": "standin", "external_url": upstream,
               "external_model": "standin"}  # fmt: skip
     plan = {"name": "bench", "host": "127.0.0.1", "port": port, "members": [member],
             "policy": {"max_concurrency": 1024, "max_queue": 1024}}  # fmt: skip
     path = logs / "plan.json"
     path.write_text(json.dumps(plan))
-    return "gateway", [sys.executable, "-m", "launcher.gateway", str(path)], port
+    return path
+
+
+def start_all(args: argparse.Namespace, logs: Path, servers: list[Server]) -> None:
+    """The stand-in, the gateway in front of it and, with --compare-stacks, the minimal proxies;
+    each is appended once started, so the caller's ``finally`` stops whatever did start."""
+    port = free_port()
+    standin = [sys.executable, "tests/programs/openai_standin.py", "--port", str(port), "--delay-ms",
+               str(args.delay_ms)]  # fmt: skip
+    servers.append(spawn("direct", standin, port, logs))
+    upstream = servers[0].base
+    port = free_port()
+    servers.append(spawn("gateway", [sys.executable, "-m", "launcher.gateway", str(gateway_plan(port, upstream, logs))],
+                         port, logs))  # fmt: skip
+    if not args.compare_stacks:
+        return
+    stacks = [("aiohttp alone", "aiohttp", sys.executable)]
+    python = stacks_python()
+    if python is not None:
+        stacks.append(("uvicorn+httpx", "asgi", str(python)))
+    for label, stack, interpreter in stacks:
+        port = free_port()
+        argv = [interpreter, "bench/stack_proxies.py", stack, "--port", str(port), "--upstream", upstream]
+        servers.append(spawn(label, argv, port, logs))
 
 
 def stacks_python() -> Path | None:
@@ -310,24 +334,10 @@ def main() -> int:
     ap.add_argument("--delay-ms", type=float, default=20.0, help="the stand-in's wait before it answers")
     ap.add_argument("--compare-stacks", action="store_true", help="also minimal uvicorn+httpx and aiohttp proxies")
     args = ap.parse_args()
-    python = stacks_python() if args.compare_stacks else None
     servers: list[Server] = []
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp:
-        logs = Path(tmp)
         try:
-            port = free_port()
-            standin = [sys.executable, "tests/programs/openai_standin.py", "--port", str(port),
-                       "--delay-ms", str(args.delay_ms)]  # fmt: skip
-            servers.append(spawn("direct", standin, port, logs))
-            upstream = servers[0].base
-            servers.append(spawn(*start_gateway(upstream, logs), logs))
-            stacks: list[tuple[str, str]] = [("aiohttp alone", sys.executable)] if args.compare_stacks else []
-            stacks += [("uvicorn+httpx", str(python))] if python is not None else []
-            for label, interpreter in stacks:
-                port = free_port()
-                argv = [interpreter, "bench/stack_proxies.py", "asgi" if "uvicorn" in label else "aiohttp",
-                        "--port", str(port), "--upstream", upstream]  # fmt: skip
-                servers.append(spawn(label, argv, port, logs))
+            start_all(args, Path(tmp), servers)
             print(f"stand-in: {args.delay_ms:g} ms before the reply, streams of 16 chunks 5 ms apart; "
                   f"c=1 x {args.requests_c1}, c=32 x {args.requests}, {args.streams} streams 32 at a time; "
                   f"best of {args.repeats}, interleaved", flush=True)  # fmt: skip

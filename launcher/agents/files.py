@@ -128,8 +128,32 @@ def remove_entries(path: Path, names: Sequence[str]) -> int:
 
 
 def _write_json(path: Path, value: Any) -> None:
-    # A merge keeps the file's mode (a file its owner made private stays private).
-    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n", mode=0o644, keep_mode=True)
+    """A merge never widens the file's mode (a file its owner made private stays private), and
+    a file that holds an API key is readable by its owner only (0600), new or merged into."""
+    mode = 0o644
+    with contextlib.suppress(FileNotFoundError):
+        mode = path.stat().st_mode & 0o777
+    if holds_secret(value):
+        mode &= 0o700
+    write_atomic(path, json.dumps(value, indent=2, ensure_ascii=False) + "\n", mode=mode, keep_mode=False)
+
+
+NOT_SECRET = (None, "", "EMPTY")  # what clients are given when the server wants no key
+
+
+def holds_secret(value: Any) -> bool:
+    """An API key or an Authorization header anywhere in a config value."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "api_key" and item not in NOT_SECRET:
+                return True
+            if key.lower() == "authorization" and item:
+                return True
+            if holds_secret(item):
+                return True
+    elif isinstance(value, list):
+        return any(holds_secret(item) for item in value)
+    return False
 
 
 # ---- files keyed by name (AgentFabric's config/model_config.json) ----------------------------

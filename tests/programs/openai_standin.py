@@ -7,6 +7,8 @@ It answers like a model server that takes time but no CPU: POST /v1/chat/complet
 the same few words every time, so what a benchmark measures is the HTTP path in front of it.
 
     python tests/programs/openai_standin.py --port N [--delay-ms 20] [--chunks 16] [--chunk-ms 5]
+
+The port may also come first, bare, as for the other programs here (tests/fakes.py's ScriptBackend).
 """
 
 from __future__ import annotations
@@ -68,19 +70,24 @@ async def health(request: web.Request) -> web.Response:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("port", type=int, nargs="?", help="the port to serve on (or --port)")
+    parser.add_argument("--port", type=int, dest="port_option", metavar="PORT")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="wait before the reply (or first chunk)")
     parser.add_argument("--chunks", type=int, default=16, help="events in a streamed reply (and its token count)")
     parser.add_argument("--chunk-ms", type=float, default=5.0, help="wait between streamed events")
     args = parser.parse_args()
+    port = args.port if args.port is not None else args.port_option
+    if port is None:
+        parser.error("the port is required: PORT or --port PORT")
     app = web.Application()
     app[ARGS] = args
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     # No access log: a log line per request would cost more than the answer itself.
-    web.run_app(app, host=args.host, port=args.port, access_log=None, print=None, backlog=1024)
+    web.run_app(app, host=args.host, port=port, access_log=None, backlog=1024,
+                print=lambda _: print(f"listening on {port}", flush=True))  # fmt: skip
 
 
 if __name__ == "__main__":

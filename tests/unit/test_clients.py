@@ -121,6 +121,27 @@ def test_file_mode_is_kept(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o777 == 0o640
 
 
+@pytest.mark.parametrize(("before", "key", "after"), [
+    (None, "s3cret", 0o600),  # a new file with a key: the owner's only
+    (0o644, "s3cret", 0o600),  # round one wrote keys into 0644 files: a merge narrows it
+    (0o640, "s3cret", 0o600),
+    (0o600, None, 0o600),  # a private file stays private
+    (0o640, None, 0o640),  # no key: the owner's mode stays
+    (None, None, 0o644),
+])  # fmt: skip
+def test_a_file_holding_a_key_is_0600_and_a_merge_never_widens_it(tmp_path: Path, before: int | None,
+                                                                  key: str | None, after: int) -> None:  # fmt: skip
+    path = tmp_path / "model_config.json"
+    if before is not None:
+        path.write_text("[]")
+        path.chmod(before)
+    post = ClientEndpoint("post_api_chat", POST.url, POST.model_name, key)
+    openai = ClientEndpoint("openai_chat", OPENAI.url, OPENAI.model_name, key)
+    agent_files.merge(path, agentscope.agentscope_entries([post, openai], AgentScopeSettings(), "x"))
+    assert path.stat().st_mode & 0o777 == after
+    assert agent_files.holds_secret(json.loads(path.read_text())) == (key is not None)
+
+
 def _writer(path: str, i: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()  # all 20 start their read-modify-write at the same moment
     ep = ClientEndpoint("openai_chat", f"http://127.0.0.1:{9000 + i}/v1", f"m{i}")
