@@ -28,6 +28,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped in a run that must not skip (MODELSERVE_NO_SKIP=1): {reason}"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def port_8000_is_taken() -> Iterator[None]:
+    """The suite runs as if a server already listened on the default port 8000 (a user's demo,
+    say): a test that forgets to pick a free port fails here instead of on that user's machine."""
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 8000))
+            sock.listen()
+        except OSError:
+            pass  # something else holds it already: the same condition
+        yield
+
+
 @pytest.fixture(autouse=True)
 def modelserve_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "msh"

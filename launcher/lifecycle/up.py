@@ -75,12 +75,14 @@ def begin(dep: Deployment, *, report: Report = _quiet, mode: str = "detached") -
     engines = Engines()
     choice = choose(dep, engines)
     running = choice.backend.find_running(dep)
-    if running is None:
-        ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
-    else:
+    if running is not None:
         running += _started_by(dep.port)
         report(f"reusing {running} (modelserve will not stop it)")
     prep = prepare(dep, report=report, engines=engines, choice=choice, running=running)
+    if running is None:
+        # After the model is found: a missing model is the more fundamental error than a busy
+        # port (and a test suite run beside a server on 8000 must still see exit 4 for it).
+        ports.ensure_free(dep.host, dep.port, owner_hint=_port_owner(dep.port))
     if prep.fit is not None and not prep.fit.fits:
         warnings.append(f"--force: starting although {prep.fit.message}")
     return Session(dep, prep, _new_record(dep, prep, mode), paths.deployment_dir(name) / "logs", config_path, warnings)

@@ -177,7 +177,12 @@ def test_cli_exit_codes(tmp_path: Path, cli_env: dict[str, str]) -> None:
     assert failed.returncode == 7
     assert "FATAL: out of memory" in failed.stderr
     assert run_cli("down", "nope", env=cli_env).returncode == 10
-    assert run_cli("up", "-m", "./does-not-exist", env=cli_env).returncode == 4
+    with socket.socket() as busy:  # a missing model is reported before a busy port
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = str(busy.getsockname()[1])
+        assert run_cli("up", "-m", "./does-not-exist", "-p", port, env=cli_env).returncode == 4
+        assert run_cli("up", "-c", str(tmp_path / "dep.yaml"), "-p", port, env=cli_env).returncode == 6
     assert run_cli("up", "-m", "x/y", "--port", "nope", env=cli_env).returncode == 2  # click usage error
     assert run_cli("down", env=cli_env).returncode == 2
 
