@@ -149,3 +149,27 @@ def _problem(error: ErrorDetails) -> str | None:
     if kind == "literal_error":
         return f"must be {ctx['expected']}, got {describe(value)}"
     return None
+
+
+def lone_surrogate(value: Any, path: str = "") -> str | None:
+    """The path (``messages[0].content``) of the first string holding a lone surrogate, else None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return path
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and lone_surrogate(key) is not None:
+                return f"a key in {path}" if path else "a key"  # not the key itself: it cannot be printed
+            inner = f"{path}.{key}" if path else str(key)
+            found = lone_surrogate(item, inner)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = lone_surrogate(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from backends.flask_server.errors import ApiError, api_error_from_validation, json_type, model_not_found
+from backends.flask_server.errors import ApiError, api_error_from_validation, json_type, lone_surrogate, model_not_found
 from backends.flask_server.generation import (
     DEFAULT_CHAT_MAX_NEW_TOKENS,
     DEFAULT_COMPLETION_MAX_NEW_TOKENS,
@@ -113,30 +113,6 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
                             "send text as valid UTF-8 or JSON escapes of whole characters",
                        param=None if where.startswith("a key") else where, code="invalid_unicode")  # fmt: skip
     return body
-
-
-def lone_surrogate(value: Any, path: str = "") -> str | None:
-    """The path (``messages[0].content``) of the first string holding a lone surrogate, else None."""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return path
-        return None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(key, str) and lone_surrogate(key) is not None:
-                return f"a key in {path}" if path else "a key"  # not the key itself: it cannot be printed
-            inner = f"{path}.{key}" if path else str(key)
-            found = lone_surrogate(item, inner)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = lone_surrogate(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 def validate(model: type[Body], body: Mapping[str, Any]) -> Body:
