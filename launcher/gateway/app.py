@@ -190,7 +190,7 @@ class NotAnswered(Exception):
 async def _relay(request: web.Request, m: MemberState, url: str, data: bytes, headers: dict[str, str]) -> web.StreamResponse:  # fmt: skip
     client = request.app[CLIENT]
     try:
-        upstream = await client.request(request.method, url, data=data, headers=headers, params=request.query)
+        upstream = await client.request(request.method, url, data=data, headers=headers, params=request.query or None)
     except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
         raise NotAnswered(exc) from None
     async with upstream:

@@ -127,8 +127,9 @@ class Pool:
             m.in_flight -= 1
             m.last_used = self.clock()
             self.metrics.in_flight.labels(m.plan.name).set(m.in_flight)
-            async with m.slot:
-                m.slot.notify()
+            if m.waiting:  # someone queues for this member's slot
+                async with m.slot:
+                    m.slot.notify()
             if self.room_waiters:
                 asyncio.get_running_loop().create_task(self._wake())
 

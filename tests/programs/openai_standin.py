@@ -1,12 +1,12 @@
 """A fast OpenAI-compatible stand-in upstream: a latency stand-in for gateway benchmarks.
 
 It answers like a model server that takes time but no CPU: POST /v1/chat/completions waits
---delay-ms (asyncio.sleep, the "prefill") and returns a valid chat.completion; with
-``"stream": true`` it sends --chunks chat.completion.chunk events --chunk-ms apart, then
-``data: [DONE]``. GET /v1/models and /health answer too. Nothing is generated: the reply is
+--delay-ms (asyncio.sleep, the "prefill"; spread by up to --jitter-ms either way, chosen by the
+request's ``seed``) and returns a valid chat.completion; with ``"stream": true`` it sends
+--chunks chat.completion.chunk events --chunk-ms apart, then ``data: [DONE]``. GET /v1/models and /health answer too. Nothing is generated: the reply is
 the same few words every time, so what a benchmark measures is the HTTP path in front of it.
 
-    python tests/programs/openai_standin.py --port N [--delay-ms 20] [--chunks 16] [--chunk-ms 5]
+    python tests/programs/openai_standin.py --port N [--delay-ms 20] [--jitter-ms 0] [--chunks 16] [--chunk-ms 5]
 
 The port may also come first, bare, as for the other programs here (tests/fakes.py's ScriptBackend).
 """
@@ -22,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 ARGS: web.AppKey[argparse.Namespace] = web.AppKey("args", argparse.Namespace)
+GOLDEN = 0.6180339887498949  # successive multiples mod 1 cover [0, 1) evenly
 WORDS = ["The", " quick", " brown", " fox", " jumps", " over", " the", " lazy", " dog", "."]
 
 
@@ -39,11 +40,20 @@ def chunk(model: str, created: int, delta: dict[str, str], finish: str | None) -
     return b"data: " + json.dumps(event).encode() + b"\n\n"
 
 
+def delay_ms(args: argparse.Namespace, seed: object) -> float:
+    """--delay-ms, spread over +-jitter by the request's ``seed`` (a well-spread fraction of it),
+    so a client that numbers its requests gets the same delays through any path in front."""
+    if not args.jitter_ms or not isinstance(seed, int):
+        return float(args.delay_ms)
+    spread = (seed * GOLDEN) % 1.0 * 2 - 1
+    return float(args.delay_ms + args.jitter_ms * spread)
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     args = request.app[ARGS]
     body = await request.json()
     model = str(body.get("model", "standin"))
-    await asyncio.sleep(args.delay_ms / 1000)
+    await asyncio.sleep(delay_ms(args, body.get("seed")) / 1000)
     if not body.get("stream"):
         return web.json_response(completion(model, args.chunks))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
@@ -74,6 +84,8 @@ def main() -> None:
     parser.add_argument("--port", type=int, dest="port_option", metavar="PORT")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--delay-ms", type=float, default=20.0, help="wait before the reply (or first chunk)")
+    parser.add_argument("--jitter-ms", type=float, default=0.0,
+                        help="spread the delay by up to this much either way, by the request's seed")  # fmt: skip
     parser.add_argument("--chunks", type=int, default=16, help="events in a streamed reply (and its token count)")
     parser.add_argument("--chunk-ms", type=float, default=5.0, help="wait between streamed events")
     args = parser.parse_args()
