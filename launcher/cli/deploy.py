@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import click
@@ -112,11 +113,15 @@ def status(as_json: bool, no_probe: bool) -> None:
     from launcher.cli import output
     from launcher.lifecycle import status as querying
 
-    rows = querying.status(probe=not no_probe)
+    damaged: list[Path] = []
+    rows = querying.status(probe=not no_probe, damaged=damaged)
     if as_json:
-        click.echo(json.dumps({"version": JSON_VERSION, "deployments": [asdict(r) for r in rows]}, indent=2))
+        click.echo(json.dumps({"version": JSON_VERSION, "deployments": [asdict(r) for r in rows],
+                               "damaged": [str(p) for p in damaged]}, indent=2))  # fmt: skip
     else:
         click.echo(output.status_text(rows))
+    for path in damaged:
+        warn(f"cannot read {path}: its deployment is not listed (if nothing of it runs, remove {path.parent})")
 
 
 @main.command()

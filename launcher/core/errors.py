@@ -118,3 +118,9 @@ class RestartsExhausted(ModelserveError):
     """`modelserve run` gave up restarting a crashing deployment (systemd's policy takes over)."""
 
     exit_code = 16
+
+
+class StateError(ModelserveError):
+    """modelserve's own state folder cannot be written (read-only, not a folder, disk full)."""
+
+    exit_code = 17

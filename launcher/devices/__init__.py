@@ -21,6 +21,7 @@ from launcher.devices.memory import (
     FitVerdict,
     MemoryEstimate,
     check_fit,
+    check_host_fit,
     checkpoint_dtype,
     estimate_memory,
     tensor_parallel_problem,
@@ -29,6 +30,6 @@ from launcher.devices.placement import DevicePlan, plan
 
 __all__ = [
     "DTYPE_BYTES", "NVIDIA_SMI_QUERY", "DevicePlan", "FitVerdict", "Gpu", "MemoryEstimate", "apply_visible_devices",
-    "check_fit", "checkpoint_dtype", "cpu_count", "discover", "estimate_memory", "memory_available",
+    "check_fit", "check_host_fit", "checkpoint_dtype", "cpu_count", "discover", "estimate_memory", "memory_available",
     "parse_nvidia_smi_csv", "plan", "query_nvidia_smi", "query_nvml", "tensor_parallel_problem",
 ]  # fmt: skip

@@ -151,6 +151,23 @@ def check_fit(
     return FitVerdict(False, message, "try " + ", ".join(fixes))
 
 
+def check_host_fit(estimate: MemoryEstimate, available: int, *, dtype: str) -> FitVerdict:
+    """Does ``estimate`` fit in the host's ``available`` RAM (a model served on the CPU)? The
+    same numbers-and-fixes verdict as the GPU check."""
+    need = estimate.total
+    if need <= available:
+        return FitVerdict(True, f"needs ~{need / GIB:.1f} GiB of RAM ({estimate.how}); {available / GIB:.1f} GiB available")
+    message = (f"on the CPU the model needs ~{need / GIB:.1f} GiB of RAM ({estimate.how}), but "
+               f"{available / GIB:.1f} GiB is available")  # fmt: skip
+    fixes = []
+    if DTYPE_BYTES.get(dtype, 2) > 2:
+        half = estimate.weights // 2 + estimate.kv_cache // 2 + estimate.overhead
+        fixes.append(f"--dtype bfloat16 (~{half / GIB:.1f} GiB)")
+    fixes += ["a quantised model through Ollama (-b ollama -m TAG, e.g. llama2:7b-chat)", "a smaller max_model_len",
+              "--force to start anyway"]  # fmt: skip
+    return FitVerdict(False, message, "try " + ", ".join(fixes))
+
+
 def tensor_parallel_problem(model_dir: str | Path, tp: int) -> str | None:
     """vLLM splits attention heads across ranks: the head counts must divide by the TP size."""
 

@@ -59,8 +59,10 @@ def prepare(
     fit = None
     if estimate is not None and choice.devices.kind == "cuda":
         fit = _gpu_fit(dep, choice, estimate, model)
-        if not fit.fits and not dep.force and not dry_run:
-            raise DeviceError(fit.message, fit.hint)
+    elif estimate is not None and running is None:  # on the CPU the weights and KV live in host RAM
+        fit = devices.check_host_fit(estimate, devices.memory_available(), dtype=dtype)
+    if fit is not None and not fit.fits and not dep.force and not dry_run:
+        raise DeviceError(fit.message, fit.hint)
     python = engines.python_for(dep, backend)
     engine = engines.inspect(backend, python, dep)
     found = engine.available

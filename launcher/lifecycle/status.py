@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from launcher.core.errors import ModelserveError
 from launcher.core.probe import Probe, ProbeResult
 from launcher.process.readiness import check_all
-from launcher.process.table import pid_alive
+from launcher.process.table import pid_alive, runner_alive
 from launcher.store import records
 
 
@@ -25,7 +25,7 @@ class Status:
     endpoints: dict[str, str]
     pid: int | None
     uptime_s: float | None
-    state: str  # running | starting | failed (some process died) | exited
+    state: str  # running | starting | restarting (`run` brings it back) | failed (some process died) | exited
     health: str  # ok | failing: ... | -
     healthy: bool
     log: str
@@ -39,11 +39,16 @@ class Status:
     members: list[dict[str, object]] = field(default_factory=list)  # a fleet: what its gateway says of each member
 
 
-def status(*, probe: bool = True) -> list[Status]:
-    return [_status_of(record, probe) for record in records.list_all()]
+def status(*, probe: bool = True, damaged: list[Path] | None = None) -> list[Status]:
+    """Every deployment's status; the state files that cannot be read go to ``damaged``."""
+    return [_status_of(record, probe) for record in records.list_all(damaged)]
 
 
 def _state_of(record: records.DeploymentRecord, alive: list[bool]) -> str:
+    if record.status == "restarting" and runner_alive(record.supervisor_pid, record.started_at):
+        # Between a crash and the next start the runner has stopped the old processes on
+        # purpose: "exited" would read as if nobody were bringing it back.
+        return "restarting"
     running = record.external or (bool(alive) and all(alive))
     if record.status in ("starting", "restarting") and running:
         return record.status

@@ -13,6 +13,7 @@ from launcher.core.errors import ModelNotFound
 from launcher.core.model_ref import ResolvedModel
 from launcher.models.aliases import ALIASES, COMPLETE_MARKER, alias_dir, ensure_alias
 from launcher.models.caches import find_in_hf_cache, find_in_modelscope_cache, hf_cache_dir, modelscope_cache_dir
+from launcher.models.hub import check_downloadable
 
 Progress = Callable[[str], None]
 ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -64,6 +65,8 @@ def resolve(
         if cache == "modelscope" and (ms := find_in_modelscope_cache(reference)) is not None:
             return ResolvedModel(reference, "modelscope-cache", str(ms), reference, f"ModelScope cache {ms}")
     if engine_downloads:
+        if prepare:  # about to start an engine that would download it: fail fast if it cannot
+            check_downloadable(reference, caches[0] if caches else "hf")
         return ResolvedModel(
             reference, "remote", None, reference, "not in a local cache: the engine will download it"
         )

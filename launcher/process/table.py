@@ -141,3 +141,15 @@ def find_members(processes: Sequence[ProcessRecord], marker: str) -> list[psutil
 
 def pid_alive(rec: ProcessRecord) -> bool:
     return _verified(rec) is not None
+
+
+def runner_alive(pid: int | None, started_at: float) -> bool:
+    """The `modelserve run` process ``pid`` still runs. It started before its deployment's
+    record (``started_at``, epoch seconds); a later start time means the pid was recycled."""
+    if not pid:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        return proc.create_time() <= started_at + 1.0 and _alive(proc)
+    except psutil.Error:
+        return False

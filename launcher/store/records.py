@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from launcher.core.errors import AlreadyRunning, DeploymentNotFound
+from launcher.core.errors import AlreadyRunning, DeploymentNotFound, StateError
 from launcher.store import paths
 from launcher.store.files import LockTimeout, write_atomic
 from launcher.store.files import locked as file_locked
@@ -126,9 +126,23 @@ def state_file(name: str) -> Path:
 
 def save(record: DeploymentRecord) -> None:
     target = state_file(record.name)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # 0600 whatever was there before: the record may hold the API key.
-    write_atomic(target, record.to_json(), mode=0o600, keep_mode=False)
+    with writable(target.parent):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # 0600 whatever was there before: the record may hold the API key.
+        write_atomic(target, record.to_json(), mode=0o600, keep_mode=False)
+
+
+@contextlib.contextmanager
+def writable(folder: Path) -> Iterator[None]:
+    """OS errors writing modelserve's own state become one clear StateError (the write itself is
+    atomic: a failure leaves the old file, or none, never half of one)."""
+    try:
+        yield
+    except OSError as exc:
+        raise StateError(
+            f"cannot write modelserve's state in {folder}: {exc.strerror or exc}",
+            f"make {paths.home()} a writable folder with free space, or set MODELSERVE_HOME to one",
+        ) from None
 
 
 def load(name: str) -> DeploymentRecord:
@@ -150,7 +164,9 @@ def exists(name: str) -> bool:
     return state_file(name).exists()
 
 
-def list_all() -> list[DeploymentRecord]:
+def list_all(damaged: list[Path] | None = None) -> list[DeploymentRecord]:
+    """Every readable record; the paths of unreadable ones go to ``damaged`` (one bad file must
+    not hide the others)."""
     root = paths.deployments_dir()
     if not root.is_dir():
         return []
@@ -158,8 +174,9 @@ def list_all() -> list[DeploymentRecord]:
     for path in sorted(root.glob("*/state.json")):
         try:
             records.append(DeploymentRecord.from_dict(json.loads(path.read_text())))
-        except (ValueError, TypeError):
-            continue  # a half-written or foreign file: `down NAME` reports it
+        except (ValueError, TypeError, KeyError, OSError):
+            if damaged is not None:
+                damaged.append(path)
     return records
 
 
@@ -172,10 +189,11 @@ def remove(name: str) -> None:
 def locked(name: str, timeout: float = 5.0) -> Iterator[None]:
     """Serialise up/down of one deployment name across processes."""
     root = paths.deployments_dir()
-    root.mkdir(parents=True, exist_ok=True)
     lock = contextlib.ExitStack()
     try:
-        lock.enter_context(file_locked(root / f".{name}.lock", timeout=timeout))
+        with writable(root):
+            root.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(file_locked(root / f".{name}.lock", timeout=timeout))
     except LockTimeout:
         raise AlreadyRunning(
             f"another modelserve command is starting or stopping {name!r} right now",

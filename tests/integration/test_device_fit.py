@@ -83,3 +83,37 @@ def test_vllm_on_a_busy_gpu_is_refused_with_the_utilization_reason(
     prep = preparing.prepare(loaded.deployment, dry_run=True, report=lambda _: None)
     assert prep.fit is not None and not prep.fit.fits
     assert "GPU 2 has 39.5 GiB free, less than the 0.90 x 80.0 GiB" in prep.fit.message
+
+
+@pytest.fixture()
+def host_23_gib(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host round one measured on: 23 GiB available (the real figure varies with the tenants)."""
+    monkeypatch.setattr(devices, "memory_available", lambda: 23 * 2**30)
+
+
+def test_on_the_cpu_host_ram_is_checked_like_gpu_memory(tmp_path: Path, host_23_gib: None, llama7b: Path) -> None:
+    loaded = load(tmp_path, model=llama7b, backend="flask-transformers", device="cpu", port=8123)
+    with pytest.raises(DeviceError) as err:
+        starting.up(loaded, report=lambda _: None)
+    assert err.value.exit_code == 12
+    assert err.value.message.startswith("on the CPU the model needs ~")
+    assert "GiB of RAM (~6.74 B parameters estimated from config.json" in err.value.message
+    assert "but 23.0 GiB is available" in err.value.message
+    hint = err.value.hint or ""
+    assert "--dtype bfloat16 (~" in hint and "-b ollama" in hint and "--force" in hint
+    assert records.list_all() == [] and not (tmp_path / "cfg.json").exists()
+    # In bfloat16 the same model fits: the fix the message names works.
+    half = load(tmp_path, model=llama7b, backend="flask-transformers", device="cpu", dtype="bfloat16", max_model_len=4096)
+    prep = preparing.prepare(half.deployment, report=lambda _: None, dry_run=True)
+    assert prep.fit is not None and prep.fit.fits, prep.fit
+
+
+def test_a_model_far_beyond_this_hosts_ram_is_refused_for_real(tmp_path: Path) -> None:
+    """No stand-in numbers: a 1-trillion-parameter config against this machine's real RAM."""
+    folder = tmp_path / "huge"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"hidden_size": 32768, "num_hidden_layers": 80, "num_attention_heads": 64, '
+                                        '"intermediate_size": 131072, "vocab_size": 32000}')  # fmt: skip
+    loaded = load(tmp_path, model=folder, backend="flask-transformers", device="cpu", port=8124)
+    with pytest.raises(DeviceError, match="on the CPU the model needs"):
+        starting.up(loaded, report=lambda _: None)

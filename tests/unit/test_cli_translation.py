@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,7 @@ def test_errors_become_message_and_exit_code(monkeypatch: pytest.MonkeyPatch) ->
 def test_status_json_envelope_when_empty() -> None:
     result = CliRunner().invoke(cli.main, ["status", "--json"])
     assert result.exit_code == 0
-    assert result.output.strip() == '{\n  "version": 1,\n  "deployments": []\n}'
+    assert json.loads(result.output) == {"version": 1, "deployments": [], "damaged": []}
 
 
 def test_down_needs_a_name_or_all() -> None:
