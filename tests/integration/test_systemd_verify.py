@@ -66,4 +66,4 @@ def test_rendered_units_verify_and_their_exposure_is_recorded(tmp_path: Path, an
     (tmp_path / "exposure.txt").write_text(report + "\n")
     # systemd rates 0-10 (lower is safer); "OK" is below 4. GPU units open /dev/nvidia*.
     for name, (score, _) in scores.items():
-        assert score < 5.0, f"{name} exposure {score}: hardening regressed"
+        assert score <= 4.0, f"{name} exposure {score}: hardening regressed (the README promises <= 4.0)"
