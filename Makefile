@@ -42,6 +42,9 @@ test: setup lint test-tools
 soak: setup
 	MODELSERVE_SOAK_REQUESTS=5000 MODELSERVE_SOAK_MODEL=smollm2 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/server/test_soak.py $(PYTEST_ARGS)
+	@# Chaos: kill -9 each role of each engine 8 times (CI: once), each after a stable minute (~1 h).
+	MODELSERVE_CHAOS_KILLS=8 MODELSERVE_NO_SKIP=1 \
+	  $(BIN)/python -m pytest -s tests/reliability/test_chaos.py $(PYTEST_ARGS)
 
 # The built-in server against raw generate() and vLLM-CPU (when its env exists): ratios, one run.
 bench: setup

@@ -121,6 +121,8 @@ class Backend(ABC):
     install_hint: ClassVar[str] = "install the engine, or pick another backend with -b (see `modelserve backends`)"
     env_spec: ClassVar[EnvSpec | None] = None
     auto: ClassVar[AutoChoice | None] = None
+    # Runs one model across the nodes of a Ray cluster (the deployment's `ray:` section).
+    multi_node: ClassVar[bool] = False
 
     def options(self, deployment: Deployment) -> BackendOptions:
         """This backend's section of the deployment, validated (defaults when absent)."""

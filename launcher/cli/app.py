@@ -47,6 +47,8 @@ COMMAND_MODULES = {
     "backends": "machine", "devices": "machine", "env": "machine",
     "run": "ops", "systemd": "ops",
     "config": "config",
+    "ray": "cluster",
+    "k8s": "k8s",
 }  # fmt: skip
 
 

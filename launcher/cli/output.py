@@ -175,15 +175,17 @@ def backends_text(rows: list[BackendRow]) -> str:
 
 def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
     dep, choice, plan = loaded.deployment, prep.choice, prep.launch
+    where, why = choice.devices.describe(), choice.devices.reason
     lines = [
         f"deployment {dep.deployment_name}: {choice.reason}",
-        f"  devices: {choice.devices.describe()} ({choice.devices.reason})",
+        f"  devices: {where}" + (f" ({why})" if why != where else ""),
         f"  model: {prep.model.description}",
         f"  served as: {plan.served_model_name}",
         f"  engine python: {prep.python}",
     ]
     if prep.fit is not None:
-        lines.append(f"  memory: {prep.fit.message}" + (f" ({prep.fit.hint})" if prep.fit.hint else ""))
+        label = "cluster" if dep.ray is not None else "memory"  # Ray counts GPUs, not their memory
+        lines.append(f"  {label}: {prep.fit.message}" + (f" ({prep.fit.hint})" if prep.fit.hint else ""))
     defaults = [k for k, src in loaded.sources.items() if "defaults.yaml" in src]
     for key in sorted(k for k in loaded.sources if k not in defaults):
         lines.append(f"  {key} from {loaded.sources[key]}")

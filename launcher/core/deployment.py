@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*)$")
+ADDRESS_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
 
 
 class StrictModel(BaseModel):
@@ -26,6 +27,31 @@ class AgentScopeSettings(StrictModel):
     request_timeout: float = Field(default=300, gt=0, description="client read timeout in seconds")
     max_tokens: int = Field(default=512, gt=0, description="max new tokens per reply")
     temperature: float = Field(default=0.7, ge=0, le=2)
+
+
+class RaySettings(StrictModel):
+    """A Ray cluster the engine spreads over (YAML ``ray:``). With it, ``gpus`` counts the GPUs of
+    each node: tensor parallel within a node, pipeline parallel across ``nodes``."""
+
+    address: str | None = Field(
+        default=None, description="the head's HOST:PORT (GCS); default: the cluster this machine joined"
+    )
+    nodes: int = Field(default=1, ge=1, description="nodes the model is split across (pipeline parallel)")
+    image: str | None = Field(default=None, description="container image for KubeRay manifests (ray and vLLM in it)")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is not None and v != "auto" and not ADDRESS_RE.match(v):
+            raise ValueError("expected HOST:PORT of the Ray head (e.g. 10.0.0.1:6379), or auto")
+        return v
+
+    @property
+    def port(self) -> int:
+        """The head's GCS port (Ray's default 6379 when the address names none)."""
+        if self.address and self.address != "auto":
+            return int(self.address.rsplit(":", 1)[1])
+        return 6379
 
 
 class Deployment(StrictModel):
@@ -53,6 +79,7 @@ class Deployment(StrictModel):
     backend_args: dict[str, Any] = Field(default_factory=dict)
     agentscope: AgentScopeSettings = Field(default_factory=AgentScopeSettings)
     fleet: str | None = Field(default=None, description="the fleet whose gateway runs this member (set by it)")
+    ray: RaySettings | None = Field(default=None, description="run across the nodes of a Ray cluster (vLLM)")
     # Backend name -> that backend's own settings (a YAML section named after it), checked by
     # the backend's options model when the spec is loaded.
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)

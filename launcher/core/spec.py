@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from launcher.core import resources
-from launcher.core.deployment import AgentScopeSettings, Deployment
+from launcher.core.deployment import AgentScopeSettings, Deployment, RaySettings
 from launcher.core.errors import ConfigError
 
 CLI = "command line"
@@ -270,8 +270,8 @@ def _origin(loc: Loc, layers: list[_Layer]) -> str:
 def _suggest(loc: Loc, secs: _Sections) -> str:
     if len(loc) == 1:
         known = [*Deployment.model_fields, *secs.models]
-    elif len(loc) == 2 and loc[0] == "agentscope":
-        known = list(AgentScopeSettings.model_fields)
+    elif len(loc) == 2 and loc[0] in ("agentscope", "ray"):
+        known = list((AgentScopeSettings if loc[0] == "agentscope" else RaySettings).model_fields)
     elif len(loc) == 2 and loc[0] in secs.models:
         known = list(secs.models[loc[0]].model_fields)
     else:

@@ -29,6 +29,8 @@ class DevicePlan:
     def describe(self) -> str:
         if self.kind == "cpu":
             return "CPU"
+        if not self.gpus:  # GPUs elsewhere (a Ray cluster's): the reason says where
+            return self.reason
         names = ", ".join(f"GPU {g.index} ({g.name}, {g.free_gib:.1f} GiB free)" for g in self.gpus)
         return names
 

@@ -16,7 +16,7 @@ import backends
 from backends.base import Backend, EngineInfo
 from launcher import devices
 from launcher.core.deployment import Deployment
-from launcher.core.errors import BackendUnavailable
+from launcher.core.errors import BackendUnavailable, ConfigError
 from launcher.lifecycle import envs
 
 
@@ -54,6 +54,8 @@ class Choice:
 
 def choose(dep: Deployment, engines: Engines, gpus: list[devices.Gpu] | None = None) -> Choice:
     """Pick the backend and devices, and say why (the summary prints the reason)."""
+    if dep.ray is not None:
+        return _choose_on_ray(dep)
     gpus = devices.discover() if gpus is None else gpus
     if dep.backend != "auto":
         backend = backends.get(dep.backend)
@@ -70,6 +72,34 @@ def choose(dep: Deployment, engines: Engines, gpus: list[devices.Gpu] | None = N
         raise backends_unavailable(dplan.kind)
     # None is installed: take the last resort anyway; its availability check names the fix.
     return Choice(candidates[-1], _auto_reason(candidates[-1], dplan, None, skipped), dplan, len(gpus))
+
+
+def _choose_on_ray(dep: Deployment) -> Choice:
+    """With ``ray:`` the GPUs are the cluster's, placed by Ray: none is picked on this machine
+    (the pre-flight check counts the cluster's), and only a multi-node backend can run."""
+    if dep.ray is None:
+        raise ValueError("_choose_on_ray() needs a deployment with ray:")
+    if dep.device not in ("auto", "cuda"):
+        raise ConfigError(f"device: {dep.device} picks this machine's devices, but ray: spreads the model over the "
+                          "cluster's GPUs", "drop device (or write cuda) and set gpus: N, the GPUs of each node")  # fmt: skip
+    able = [name for name in backends.names() if _multi_node(name)]
+    if dep.backend != "auto" and dep.backend not in able:
+        raise ConfigError(f"ray: backend {dep.backend} runs on one machine; only {', '.join(able) or 'none'} runs "
+                          "across Ray nodes", f"use -b {able[0] if able else 'vllm'}, or remove the ray: section")  # fmt: skip
+    if not able:
+        raise backends_unavailable("a Ray cluster")
+    name = dep.backend if dep.backend != "auto" else able[0]
+    where = dep.ray.address or "auto"
+    plan = devices.DevicePlan("cuda", (), f"Ray cluster {where}: {dep.ray.nodes} node(s) x {dep.gpus or 1} GPU(s)")
+    why = "asked for" if dep.backend != "auto" else "ray: given; the backend that runs across nodes"
+    return Choice(backends.get(name), f"{name} ({why})", plan)
+
+
+def _multi_node(name: str) -> bool:
+    try:
+        return backends.get(name).multi_node
+    except Exception:  # a broken plugin must not stop the choice
+        return False
 
 
 def _auto_candidates(kind: str) -> list[Backend]:

@@ -11,8 +11,33 @@ from launcher.agents import files as agent_files
 from launcher.agents.formats import Format, RenderedConfig, entry_base, render
 from launcher.agents.rendered import CAVEAT_PREFIX
 from launcher.core.deployment import AgentScopeSettings
-from launcher.core.errors import ClientConfigError
+from launcher.core.errors import ClientConfigError, DeploymentNotFound
 from launcher.store import records
+from launcher.store import rendered as k8s_records
+
+
+def find_record(name: str, *, k8s: bool = False) -> tuple[records.DeploymentRecord, list[str]]:
+    """The deployment `config NAME` renders for, and notes about the choice: a running one first;
+    else (or with ``k8s``) the one `modelserve k8s render` recorded, whose URLs are its Services'."""
+    k8s_record = k8s_records.load(name)
+    if k8s:
+        if k8s_record is None:
+            raise DeploymentNotFound(f"no Kubernetes render named {name!r}",
+                                     "render it first: `modelserve k8s render -c FILE`")  # fmt: skip
+        return k8s_record, [_k8s_note(k8s_record)]
+    try:
+        record = records.load(name)
+    except DeploymentNotFound:
+        if k8s_record is None:
+            raise
+        return k8s_record, [_k8s_note(k8s_record)]
+    also = [f"{name} is also rendered for Kubernetes: --k8s gives that config"] if k8s_record else []
+    return record, also
+
+
+def _k8s_note(record: records.DeploymentRecord) -> str:
+    return (f"rendered for Kubernetes (namespace {record.engine.get('namespace', 'default')}): the URLs are the "
+            "Services' and answer inside the cluster")  # fmt: skip
 
 
 def config_for(record: records.DeploymentRecord, fmt: Format, *, only: str | None = None,
@@ -67,6 +92,8 @@ def write(record: records.DeploymentRecord, rendered: RenderedConfig, path: Path
 
 
 def _remember(record: records.DeploymentRecord, kind: str, path: Path, names: list[str]) -> None:
+    if record.status == k8s_records.RENDERED:
+        return  # nothing runs here: no `down --forget-config` to undo it, and no local record to keep it in
     target = str(path)
     kept = [c for c in record.clients if not (c.kind == kind and c.path == target)]
     record.clients = [*kept, records.ClientRecord(kind, target, names)]

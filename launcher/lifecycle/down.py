@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,9 +91,22 @@ def _stop_runner(record: records.DeploymentRecord, timeout: float) -> bool:
         if runner is None or runner.create_time() > record.started_at + 1:
             return False  # gone, or a recycled pid
         runner.send_signal(signal.SIGTERM)
-        runner.wait(timeout + 15)
+        if not _ended(runner, timeout + 15):
+            return False
     except psutil.NoSuchProcess:
         pass
-    except psutil.TimeoutExpired:
-        return False
     return not records.exists(record.name) or not find_members(record.processes, record.marker)
+
+
+def _ended(proc: psutil.Process, timeout: float) -> bool:
+    """Poll until ``proc`` is gone or a zombie (exited, its parent not yet reaping it: a pid that
+    lingers would otherwise hold `down` for the whole timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.1)
+    return False

@@ -12,6 +12,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.errors import BackendUnavailable, DeviceError
 from launcher.core.launch import LaunchPlan
 from launcher.core.model_ref import ResolvedModel
+from launcher.lifecycle import ray_cluster
 from launcher.lifecycle.choose import Choice, Engines, choose
 from launcher.process import ports
 from launcher.store import paths
@@ -57,13 +58,15 @@ def prepare(
     if model.path is not None and Path(model.path).is_dir():
         estimate = devices.estimate_memory(model.path, dtype=dtype, max_model_len=dep.max_model_len)
     fit = None
-    if estimate is not None and choice.devices.kind == "cuda":
+    python = engines.python_for(dep, backend)
+    if dep.ray is not None:  # the cluster's GPUs, counted by Ray
+        fit = ray_cluster.preflight(dep, python, estimate, dry_run=dry_run)
+    elif estimate is not None and choice.devices.kind == "cuda":
         fit = _gpu_fit(dep, choice, estimate, model)
     elif estimate is not None and running is None:  # on the CPU the weights and KV live in host RAM
         fit = devices.check_host_fit(estimate, devices.memory_available(), dtype=dtype)
     if fit is not None and not fit.fits and not dep.force and not dry_run:
         raise DeviceError(fit.message, fit.hint)
-    python = engines.python_for(dep, backend)
     engine = engines.inspect(backend, python, dep)
     found = engine.available
     if not found.ok and not dry_run and running is None:

@@ -3,9 +3,13 @@
 - SIGTERM / SIGINT: stop every process gracefully (TERM, bounded wait, KILL) and exit 0. A second
   SIGINT stops at once with SIGKILL. The handlers only record the signal; the loop acts on it.
 - A process that dies after readiness: the whole deployment is stopped and started again after
-  a backoff (1 s, doubling, at most 60 s; reset after a stable minute). More than
-  ``limit`` failures within ``window`` seconds: give up and raise RestartsExhausted (exit 16),
-  so systemd's own Restart= policy decides what happens next.
+  a backoff (1 s, doubling, at most 60 s). More than ``limit`` failures within ``window``
+  seconds: give up and raise RestartsExhausted (exit 16), so systemd's own Restart= policy
+  decides what happens next.
+- A crash after a stable run (``stable_after`` seconds up) is not part of a crash loop: it is
+  restarted after ``backoff_initial`` again, and the failures before that run no longer count.
+  A deployment that fails now and then therefore comes back within its load time + 1 s every
+  time and never gives up; only crashes without a stable run between them add up to the limit.
 - Under systemd (NOTIFY_SOCKET): STATUS= while loading, READY=1 only once the readiness probes
   pass, WATCHDOG=1 every half WATCHDOG_USEC while the endpoint answers (a hung server stops the
   pings and systemd acts), STOPPING=1 on stop.
@@ -65,9 +69,9 @@ class Target(Protocol):
 class RestartPolicy:
     backoff_initial: float = 1.0
     backoff_max: float = 60.0
-    limit: int = 5  # failures within `window` before giving up
+    limit: int = 5  # failures within `window`, with no stable run between them, before giving up
     window: float = 300.0
-    stable_after: float = 60.0  # a run this long resets the backoff
+    stable_after: float = 60.0  # a run this long resets the backoff and forgets earlier failures
 
 
 @dataclass
@@ -88,6 +92,17 @@ class Signals:
 
     def forced(self) -> bool:
         return self.received.count(signal.SIGINT) >= 2
+
+
+def describe_exit(role: str, code: int) -> str:
+    """Why a process ended, for `status` and the log: Popen's negative code is a signal."""
+    if code < 0:
+        try:
+            how = signal.Signals(-code).name
+        except ValueError:
+            how = f"signal {-code}"
+        return f"the {role} process was killed by {how}"
+    return f"the {role} process exited with code {code}"
 
 
 class Supervisor:
@@ -173,10 +188,13 @@ class Supervisor:
                 return 0
             dead = self.target.exited()
             if dead is not None:
-                role, code = dead
-                self.last_exit = f"the {role} process exited with code {code}"
+                self.last_exit = describe_exit(*dead)
                 if self.clock() - up_since >= self.policy.stable_after:
+                    # It served for a while: whatever loop came before is over. Forgetting those
+                    # failures (not only waiting for the window) keeps a deployment that crashes
+                    # once in a long while from ever reaching the limit, whatever the numbers.
                     backoff = self.policy.backoff_initial
+                    self.failures.clear()
                 used = self._restart(backoff)
                 if used is None:
                     return 0  # a signal arrived during the backoff or the restart

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.core.deployment import Deployment
+from launcher.core.rendered import File as File  # re-exported: specs, fleet_run and the CLI import it from here
 
 HOME_ROOTS = ("/home", "/root", "/run/user")
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
@@ -65,13 +66,6 @@ GPU_DEVICE_LINES = (
     *[f"DeviceAllow={dev} rw" for dev in GPU_DEVICES],
     "DeviceAllow=char-nvidia-frontend rw",
 )
-
-
-@dataclass(frozen=True)
-class File:
-    name: str
-    content: str
-    mode: int = 0o644
 
 
 @dataclass(frozen=True)

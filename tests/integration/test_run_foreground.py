@@ -138,6 +138,45 @@ def test_crash_after_ready_restarts_with_backoff_then_gives_up(
     assert not (modelserve_home / "deployments" / "fg" / "state.json").exists()
 
 
+def test_status_shows_the_restart_and_why_the_process_ended(
+    tmp_path: Path, cli_env: dict[str, str], modelserve_home: Path
+) -> None:
+    from launcher.lifecycle import status
+
+    spec, _ = write_spec(tmp_path, "--ready-after", "1")  # each start takes a second: "restarting" lasts
+    proc = start_run(spec, cli_env, None)
+    try:
+        wait_for(lambda: (modelserve_home / "deployments/fg/state.json").exists()
+                 and state_of(modelserve_home)["status"] == "ready", 60, "ready")  # fmt: skip
+        marker = state_of(modelserve_home)["marker"]
+        os.kill(state_of(modelserve_home)["processes"][0]["pid"], signal.SIGKILL)
+        seen: list[tuple[str, str]] = []  # (what the runner wrote, what status made of it)
+
+        def back() -> bool:
+            written = state_of(modelserve_home)["status"]
+            (row,) = status.status(probe=False)
+            seen.append((written, row.state))
+            return row.restarts == 1 and row.state == "running"
+
+        wait_for(back, 60, "the restart")
+        # Until the runner notices (within one 0.5 s poll) its record says ready over a dead
+        # process: "exited" is right then. Once it has noticed, through the stop, the backoff and
+        # the new start, it is "restarting" and never "exited".
+        assert ("restarting", "restarting") in seen, seen
+        assert ("restarting", "exited") not in seen, seen
+        text = subprocess.run([sys.executable, "-m", "tests.run_cli", "status"], cwd=ROOT, env=cli_env,
+                              capture_output=True, text=True, check=True).stdout.splitlines()  # fmt: skip
+        cells = dict(zip(text[0].split(), text[1].split(), strict=True))
+        assert (cells["STATE"], cells["RESTARTS"], cells["HEALTH"]) == ("running", "1", "ok")
+        assert text[2] == "fg: last exit: the server process was killed by SIGKILL"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert processes_of(marker) == []
+
+
 def test_second_ctrl_c_forces_the_stop(tmp_path: Path, cli_env: dict[str, str], modelserve_home: Path) -> None:
     spec, _ = write_spec(tmp_path, "--ignore-sigterm", stop_timeout=60)
     proc = start_run(spec, cli_env, None)

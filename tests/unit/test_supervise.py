@@ -12,7 +12,7 @@ import pytest
 from launcher.core.errors import RestartsExhausted, StartupCancelled, StartupFailed
 from launcher.process.groups import ProcessGroups
 from launcher.process.notify import Notifier
-from launcher.process.supervise import Report, RestartPolicy, Signals, Supervisor
+from launcher.process.supervise import Report, RestartPolicy, Signals, Supervisor, describe_exit
 from launcher.store.records import ProcessRecord
 
 
@@ -141,6 +141,67 @@ def test_failures_outside_the_window_do_not_count() -> None:
     stop_after(clock, signals, 2000)
     assert sup.supervise() == 0
     assert target.starts > 5  # never gave up
+
+
+def test_after_a_stable_run_a_crash_is_back_within_load_time_plus_backoff_initial() -> None:
+    clock, signals = Clock(), Signals()
+    target = Target(clock, lives=[1.0, 1.0, 3600.0, 1e9])  # two quick crashes push the backoff to 4 s
+    sup = supervisor(target, clock, signals)  # the policy `modelserve run` uses
+    sup.start()
+    stop_after(clock, signals, 4000)
+    assert sup.supervise() == 0
+    assert backoffs(target) == [1.0, 2.0, 1.0]
+    starts = [when for kind, when in target.events if kind == "start"]
+    crashed_at = starts[2] + 3600.0
+    # Noticed within one poll, then backoff_initial, then the load: nothing else in between.
+    policy = RestartPolicy()
+    assert policy.backoff_initial <= 1.0
+    assert starts[3] - crashed_at <= target.load + policy.backoff_initial + sup.poll_interval + 1e-6
+
+
+def test_quick_crashes_still_back_off_and_give_up_with_exit_16() -> None:
+    clock = Clock()
+    target = Target(clock, lives=[5.0])  # never up long enough to count as stable
+    sup = supervisor(target, clock)
+    sup.start()
+    with pytest.raises(RestartsExhausted, match="6 failures within 300 s: giving up") as err:
+        sup.supervise()
+    assert err.value.exit_code == 16
+    assert backoffs(target) == [1.0, 2.0, 4.0, 8.0, 16.0]
+    assert target.starts == 6
+    assert target.events[-1][0] == "forget"
+
+
+def test_a_stable_run_forgets_the_failures_before_it() -> None:
+    clock, signals = Clock(), Signals()
+    # Two quick crashes, a stable run, and again: twelve failures in ten minutes, yet never more
+    # than three without a stable run between them. Without forgetting, the fourth gives up.
+    target = Target(clock, lives=[1.0, 1.0, 100.0] * 4 + [1e9])
+    sup = supervisor(target, clock, signals, limit=3, window=1e9)
+    sup.start()
+    stop_after(clock, signals, 2000)
+    assert sup.supervise() == 0
+    assert sup.restarts == 12
+    # Each crash after a stable run starts over at 1 s; the quick ones after it double.
+    assert backoffs(target) == [1.0, 2.0] + [1.0, 2.0, 4.0] * 3 + [1.0]
+
+
+def test_a_deployment_failing_every_few_minutes_never_gives_up() -> None:
+    clock, signals = Clock(), Signals()
+    target = Target(clock, lives=[170.0])
+    sup = supervisor(target, clock, signals)
+    sup.start()
+    stop_after(clock, signals, 6 * 3600)
+    assert sup.supervise() == 0
+    assert target.starts > 6 * 3600 / 180  # it kept coming back all along
+    assert set(backoffs(target)) == {1.0}  # and each time as fast as the first
+    assert sup.last_exit == "the server process exited with code 3"
+
+
+def test_a_signal_death_is_named_in_the_last_exit() -> None:
+    assert describe_exit("worker", -signal.SIGKILL) == "the worker process was killed by SIGKILL"
+    assert describe_exit("api", 2) == "the api process exited with code 2"
+    assert describe_exit("api", -200) == "the api process was killed by signal 200"
 
 
 def test_a_failed_restart_counts_and_backs_off_further() -> None:
