@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench bench-gateway setup down lint clean
+.PHONY: demo test test-tools soak bench bench-gateway bench-reliability setup down lint clean
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,9 @@ test: setup lint test-tools
 soak: setup
 	MODELSERVE_SOAK_REQUESTS=5000 MODELSERVE_SOAK_MODEL=smollm2 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/server/test_soak.py $(PYTEST_ARGS)
+	@# Fuzz: 10,000 random and mutated requests to every route of the built-in server (CI: 2,000).
+	MODELSERVE_FUZZ_REQUESTS=10000 MODELSERVE_NO_SKIP=1 \
+	  $(BIN)/python -m pytest -s tests/reliability/test_fuzz.py $(PYTEST_ARGS)
 	@# Chaos: kill -9 each role of each engine 8 times (CI: once), each after a stable minute (~1 h).
 	MODELSERVE_CHAOS_KILLS=8 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/reliability/test_chaos.py $(PYTEST_ARGS)
@@ -53,6 +56,10 @@ bench: setup
 # The fleet gateway against a fast stand-in upstream, direct vs through it: ratios, one run.
 bench-gateway: setup
 	$(BIN)/python bench/gateway.py
+
+# The figures of the README's Reliability table: fuzz, chaos, soak, drain in one run.
+bench-reliability: setup
+	$(BIN)/python bench/reliability.py
 
 # Programs some tests need besides Python packages: systemd-analyze (Debian's systemd package;
 # only the binary is used, nothing is started).

@@ -2,7 +2,8 @@
 
 The port is bound only after the model has loaded and one token has been generated, so a
 ``/health`` that answers means the server is ready. The API key comes from ``MODELSERVE_API_KEY``
-(never argv, where ``ps`` would show it).
+(never argv, where ``ps`` would show it). SIGTERM (or Ctrl-C) drains: new requests get 503 with
+Retry-After while those in flight get ``--drain-timeout`` seconds to finish; then it exits 0.
 
 Example::
 
@@ -19,7 +20,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -33,6 +34,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserve.flask_server")
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
+# The launcher waits 10 s (a deployment's stop_timeout) between SIGTERM and SIGKILL; the drain
+# leaves room in that for the stop after it (STOP_GRACE_S, at most 2 s, and the exit).
+DRAIN_TIMEOUT_S = 6.0
+STOP_GRACE_S = 1.0  # the scheduler's last step, then as long again for handlers to write their 503s
 # backends/flask_server/tools/parsers.py: PARSERS (spelled here so --help imports no torch).
 TOOL_PARSERS = ("generic", "hermes", "llama3_json", "mistral", "none")
 
@@ -44,6 +49,16 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0 seconds")
     return value
 
 
@@ -87,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-new-tokens-limit", type=_positive_int, default=4096, help="largest max_new_tokens a request may ask for"
     )
+    p.add_argument("--drain-timeout", type=_seconds, default=DRAIN_TIMEOUT_S, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT: new requests get 503 while the ones in flight (streams too) get this long "
+                        "to finish; what is still running then gets 503 (default: %(default)s; 0: stop at once)")  # fmt: skip
     p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
     p.add_argument(
         "--tool-parser",
@@ -167,11 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the model failed its first generate(): %s", exc)
         engine.stop()
         return 1
-    return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key)
+    return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
+                 drain_timeout=args.drain_timeout)  # fmt: skip
 
 
-def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None) -> int:
-    """Bind, serve until SIGTERM/SIGINT, then stop cleanly. Returns the exit code."""
+def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None,
+          drain_timeout: float = DRAIN_TIMEOUT_S) -> int:  # fmt: skip
+    """Bind, serve until SIGTERM/SIGINT, drain, then stop cleanly. Returns the exit code."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     from backends.flask_server.app import create_app
@@ -202,12 +222,15 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
         "on" if api_key else "off",
     )
     code = 0
-    while not stop_requested.wait(timeout=1.0):
+    # Short waits: a signal delivered to another thread does not interrupt this one, and its
+    # handler runs only once the wait times out; 0.1 s bounds how late the drain begins.
+    while not stop_requested.wait(timeout=0.1):
         if not http.is_alive() or not engine.alive():
             log.error("the %s thread died; exiting", "http" if not http.is_alive() else "scheduler")
             code = 1
             break
-    _shut_down(server, engine, app.extensions["modelserve.inflight"])
+    # Nothing can finish once a thread has died: no drain then.
+    _shut_down(server, engine, app.extensions["modelserve.inflight"], drain_timeout=drain_timeout if code == 0 else 0)
     return code
 
 
@@ -243,21 +266,32 @@ def _record_stop_signals() -> threading.Event:
     return stop_requested
 
 
-def _shut_down(server: BaseWSGIServer, engine: Engine, inflight: InFlight) -> None:
-    # A second SIGTERM / Ctrl-C now ends the process at once, should the clean stop hang.
+def _shut_down(server: BaseWSGIServer, engine: Engine, inflight: InFlight, *, drain_timeout: float) -> None:
+    """Drain, then stop: new requests get 503 at once; those in flight get ``drain_timeout`` seconds
+    to finish; what still runs after that is cut short with a 503 (a stream: an error event)."""
+    # A second SIGTERM / Ctrl-C now ends the process at once, should the drain or the stop hang.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
-    log.info("shutting down")
+    started = time.monotonic()
+    admitted = inflight.drain()
+    log.info("draining: %d request(s) in flight get up to %.1f s to finish; new ones get 503", admitted, drain_timeout)
+    _wait_until(lambda: inflight.count == 0, drain_timeout)
+    cut_short = inflight.count  # only requests admitted before the drain are counted
     server.shutdown()  # no new connections
-    engine.stop()  # running generate() stops at its next step; queued requests get 503
+    engine.stop(timeout=STOP_GRACE_S)  # running generate() stops at its next step; queued requests get 503
     # Let handlers write those answers (bounded: a client that stopped reading must not hold us).
-    deadline = time.monotonic() + 5.0
-    while inflight.count > 0 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    _wait_until(lambda: inflight.count == 0, STOP_GRACE_S)
     if inflight.count:
         log.warning("exiting with %d response(s) still being written", inflight.count)
     server.server_close()
-    log.info("stopped")
+    log.info("stopped: %d of %d request(s) in flight finished during the drain, %d cut short with 503; %.2f s",
+             admitted - cut_short, admitted, cut_short, time.monotonic() - started)  # fmt: skip
+
+
+def _wait_until(done: Callable[[], bool], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def run() -> int:
@@ -269,5 +303,15 @@ def run() -> int:
         return 130
 
 
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown: freeing torch's and the tokenizer's
+    state takes 1-3 s here, all of it inside the launcher's SIGTERM-to-SIGKILL window, and
+    nothing is left to do by now (the server writes no files; the log is flushed first)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    exit_now(run())

@@ -27,30 +27,47 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserve.flask_server")
 
 OPEN_PATHS = frozenset({"/health"})
+# While draining, /metrics still answers (the drain is worth watching) and /health says "draining".
+DRAIN_OPEN_PATHS = frozenset({"/metrics"})
+ADMITTED = "modelserve.admitted"  # WSGI environ key: False for a request that arrived while draining
+DRAIN_RETRY_AFTER_S = 5
 
 
 class InFlight:
-    """WSGI middleware counting requests whose response body has not been closed yet.
+    """WSGI middleware counting requests whose response body has not been closed yet; after
+    :meth:`drain`, new requests are not counted and get a 503 (``_refuse_while_draining``).
 
-    Shutdown waits (bounded) for this to reach 0, so requests the engine has just failed with 503
-    still get their answer written instead of a reset connection. A stream counts until its body ends.
+    A graceful stop drains: it waits (bounded) for this count to reach 0, so the requests admitted
+    before it finish, streams included (a stream counts until its body ends). Admission and the
+    count change under one lock, so a request is either counted and served, or refused.
     """
 
     def __init__(self, wsgi_app: Callable[..., Iterable[bytes]]) -> None:
         self._wsgi_app = wsgi_app
         self._lock = threading.Lock()
         self._count = 0
+        self._draining = False
 
     @property
     def count(self) -> int:
         return self._count
+
+    def drain(self) -> int:
+        """Admit no more requests from now on; returns how many are being answered."""
+        with self._lock:
+            self._draining = True
+            return self._count
 
     def _add(self, delta: int) -> None:
         with self._lock:
             self._count += delta
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        self._add(1)
+        with self._lock:
+            admitted = environ[ADMITTED] = not self._draining
+            self._count += admitted
+        if not admitted:
+            return self._wsgi_app(environ, start_response)  # a 503, written at once: not waited for
         try:
             body = self._wsgi_app(environ, start_response)
         except BaseException:
@@ -69,6 +86,7 @@ def create_app(engine: Engine, *, served_name: str, api_key: str | None = None, 
     app.extensions[EXTENSION] = ServerState(engine=engine, served_name=served_name, api_key=api_key, created=started)
     # Chat histories are small; a multi-megabyte body is a mistake, answered with a 413 JSON error.
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.before_request(_refuse_while_draining)
     app.before_request(_authenticate)
     app.after_request(_log_request)
     app.register_error_handler(ApiError, _api_error)
@@ -82,9 +100,21 @@ def create_app(engine: Engine, *, served_name: str, api_key: str | None = None, 
 # ----------------------------------------------------------------------------- auth and request log
 
 
-def _authenticate() -> Response | None:
+def _refuse_while_draining() -> Response | None:
     g.started = time.monotonic()
     g.streaming = False
+    if request.environ.get(ADMITTED, True) or request.path in DRAIN_OPEN_PATHS:
+        return None
+    if request.path == "/health":  # in /health's own shape: load balancers stop sending here
+        response = json_response({"status": "draining", "model": current_state().served_name}, 503)
+        response.headers["Retry-After"] = str(DRAIN_RETRY_AFTER_S)
+        return response
+    return _api_error(ApiError(503, "the server is shutting down: it finishes the requests it has and takes no new "
+                                    "ones; retry shortly", error_type="server_error", code="shutting_down",
+                               retry_after=DRAIN_RETRY_AFTER_S))  # fmt: skip
+
+
+def _authenticate() -> Response | None:
     api_key = current_state().api_key
     if api_key is None or request.path in OPEN_PATHS:
         return None

@@ -309,8 +309,7 @@ class Engine:
             self._requests[id(p.job)] = entry
             for k in range(p.job.request.n):
                 row = self._row(p, k, generator)
-                token, pick = row.sampler.pick(prefilled.logits[j])
-                row.add(token, pick)
+                token = row.advance(prefilled.logits[j])
                 if row.done:
                     self._finish_row(entry, row)
                     continue
@@ -338,9 +337,7 @@ class Engine:
         tokens = []
         for i, row in enumerate(self.rows):
             before = row.last_token_at
-            token, pick = row.sampler.pick(logits[i])
-            row.add(token, pick)
-            tokens.append(token)
+            tokens.append(row.advance(logits[i]))
             if before is not None and row.last_token_at is not None:
                 self.metrics.itl.observe(row.last_token_at - before)
         self.batch.advance(tokens)
@@ -370,6 +367,8 @@ class Engine:
         if row.first_token_at is not None and not entry.choices:
             self.metrics.ttft.observe(row.first_token_at - entry.job.arrived)
         self.metrics.completion_tokens.inc(row.completion_tokens)
+        if row.reason == "failed":
+            self.metrics.generate_errors.inc()
         if self._abort.is_set():
             entry.job.fail(_shutting_down())  # cut short by shutdown: a partial answer would look like a real one
         entry.choices[row.choice] = row.finish()
@@ -386,5 +385,7 @@ class Engine:
             self._chunked = None
         for row in self.rows:
             row.job.fail(error)
+        for entry in self._requests.values():  # one failing mid-join has no row in self.rows yet
+            entry.job.fail(error)
         self.batch.keep([])
         self.rows, self._requests = [], {}

@@ -17,7 +17,8 @@ from typing import Any, TypeVar
 
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
-from backends.flask_server.errors import ApiError, api_error_from_validation, json_type, lone_surrogate, model_not_found
+from backends.flask_server.body import parse_json_object
+from backends.flask_server.errors import ApiError, api_error_from_validation, model_not_found
 from backends.flask_server.generation import (
     DEFAULT_CHAT_MAX_NEW_TOKENS,
     DEFAULT_COMPLETION_MAX_NEW_TOKENS,
@@ -93,26 +94,6 @@ _MESSAGES: TypeAdapter[list[ChatMessageParam]] = TypeAdapter(Messages, config=Co
 
 
 # ----------------------------------------------------------------------------- the body
-
-
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The request body as a JSON object, whatever the Content-Type says (curl often sends none)."""
-    if not raw.strip():
-        raise ApiError(400, "the request body is empty; send a JSON object")
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise ApiError(400, f"the request body is not valid JSON ({exc}); send a JSON object") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, f"the request body must be a JSON object, not {json_type(body)}")
-    where = lone_surrogate(body)
-    if where is not None:
-        # JSON may spell "\ud800" but it is no character: the tokenizer (and any UTF-8 encoder)
-        # fails on it, so it is refused here, by name, instead of failing as a 500 deep inside.
-        raise ApiError(400, f"{where}: a lone UTF-16 surrogate (\\ud800-\\udfff) is not valid Unicode; "
-                            "send text as valid UTF-8 or JSON escapes of whole characters",
-                       param=None if where.startswith("a key") else where, code="invalid_unicode")  # fmt: skip
-    return body
 
 
 def validate(model: type[Body], body: Mapping[str, Any]) -> Body:
@@ -359,8 +340,10 @@ def _logit_bias(value: dict[str, Any] | None) -> tuple[tuple[int, float], ...]:
     """OpenAI's ``{"token id": bias}`` (bias from -100 to 100) as sorted pairs."""
     out = []
     for key, bias in (value or {}).items():
-        if not key.isdigit():
-            raise ApiError(400, f"logit_bias keys must be token ids (digits), got {key!r}")
+        # ASCII only: "²".isdigit() holds but int("²") fails; past 18 digits no vocabulary reaches
+        # and int() of a 5,000-digit key fails too (Python's str-to-int limit).
+        if not (key.isascii() and key.isdigit()) or len(key) > 18:
+            raise ApiError(400, f"logit_bias keys must be token ids (digits), got {key!r:.40}", param="logit_bias")
         if isinstance(bias, bool) or not isinstance(bias, int | float) or not -100 <= bias <= 100:
             raise ApiError(400, f"logit_bias[{key!r}] must be a number from -100 to 100, got {json.dumps(bias)}")
         out.append((int(key), float(bias)))

@@ -8,11 +8,13 @@ its calls. It ends at eos, a stop string, its token budget, or when its client g
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from backends.flask_server.errors import ApiError
 from backends.flask_server.generation import find_stop, held_back
 from backends.flask_server.jobs import (
     Choice,
@@ -25,6 +27,11 @@ from backends.flask_server.jobs import (
 from backends.flask_server.sampling import Pick, RowSampler
 from backends.flask_server.tools.parsers import ToolParser
 from backends.flask_server.tools.stream import CallDelta, ContentDelta, ToolStream
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger("modelserve.flask_server")
 
 Decode = Callable[[Sequence[int]], str]
 
@@ -43,7 +50,7 @@ class Row:
     started: float = field(default_factory=time.monotonic)
     first_token_at: float | None = None
     last_token_at: float | None = None
-    reason: str | None = None  # set when the row is done
+    reason: str | None = None  # set when the row is done; "failed": its request got a 500
     stopped_at: int | None = None  # tokens up to the one that completed a stop string
     _sent: int = 0  # characters of text already streamed
     _pending_logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -66,6 +73,22 @@ class Row:
     @property
     def done(self) -> bool:
         return self.reason is not None
+
+    def advance(self, logits: torch.Tensor) -> int:
+        """Pick this row's next token from its logits and take it; the token goes back to the batch.
+
+        A failure of this row's sampling (a bug: sampling settings or a grammar) fails its request
+        alone, with a 500, and ends the row: the batch's other rows go on, and nobody waits forever.
+        """
+        try:
+            token, pick = self.sampler.pick(logits)
+        except Exception as exc:
+            log.exception("sampling failed for one row; failing its request")
+            self.job.fail(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", error_type="server_error"))
+            self.reason = "failed"
+            return min(self.eos_ids, default=0)  # a placeholder for the batch: the row leaves it this step
+        self.add(token, pick)
+        return token
 
     def add(self, token: int, pick: Pick | None) -> None:
         """The token the sampler chose (already in ``ids``)."""

@@ -19,6 +19,10 @@ import torch
 from backends.flask_server.generation import Sampling
 from backends.flask_server.tools.constraints import Grammars, closing_mask, endgame
 
+# Below this a temperature means greedy, its limit (vLLM's _SAMPLING_EPS): dividing logits by
+# 1e-308 underflows to a division by 0 in float32, and NaN probabilities fail the draw.
+GREEDY_BELOW_TEMPERATURE = 1e-5
+
 
 @dataclass(frozen=True)
 class Pick:
@@ -88,10 +92,16 @@ class RowSampler:
 
     def _draw(self, scores: torch.Tensor) -> int:
         s = self.sampling
-        if not s.do_sample:
+        # A repetition penalty near 0 can push a logit past float32's range (or make 0/0): +inf
+        # would become NaN below (inf - inf) and fail the draw; the largest finite value keeps it
+        # the favourite, and NaN is no candidate.
+        scores = torch.nan_to_num(scores, nan=float("-inf"), posinf=torch.finfo(scores.dtype).max)
+        temperature = s.temperature or 1.0
+        if not s.do_sample or temperature < GREEDY_BELOW_TEMPERATURE:
             return int(scores.argmax())
-        if s.temperature and s.temperature != 1.0:
-            scores = scores / s.temperature
+        if temperature != 1.0:
+            # From the best score down, so that dividing by a small temperature cannot overflow.
+            scores = (scores - scores.max()) / temperature
         if s.top_k and s.top_k < scores.shape[0]:
             kth = scores.topk(s.top_k).values[-1]
             scores = scores.masked_fill(scores < kth, float("-inf"))

@@ -169,3 +169,19 @@ def test_unknown_route_and_method(client: FlaskClient) -> None:
     assert r.status_code == 404 and r.json is not None and "POST /v1/chat/completions" in r.json["error"]["message"]
     r = client.get("/llm/")
     assert (r.status_code, r.headers["Allow"]) == (405, "POST")
+
+
+def test_draining_refuses_new_requests_and_waits_for_the_ones_in_flight(app: Flask, client: FlaskClient) -> None:
+    inflight: InFlight = app.extensions["modelserve.inflight"]
+    stream = client.post("/v1/completions", json={"model": "m", "prompt": "x", "stream": True}, buffered=False)
+    assert inflight.drain() == 1  # the stream's body is still open
+    for method, path in [("post", "/v1/chat/completions"), ("post", "/llm/"), ("get", "/v1/models"), ("get", "/nope")]:
+        r = getattr(client, method)(path, json={"model": "m", "messages": USER})
+        assert (r.status_code, r.headers["Retry-After"]) == (503, "5"), (path, r.json)
+        assert r.json is not None and r.json["error"]["code"] == "shutting_down" and r.json["error"]["type"] == "server_error"
+    health = client.get("/health")
+    assert (health.status_code, health.json) == (503, {"status": "draining", "model": "m"})
+    assert client.get("/metrics").status_code == 200 and inflight.count == 1  # refusals were never counted
+    assert stream.get_data(as_text=True).endswith("data: [DONE]\n\n")  # admitted before: it finishes
+    stream.close()
+    assert inflight.count == 0

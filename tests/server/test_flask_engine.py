@@ -387,3 +387,35 @@ def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_others_decode(make_en
     assert [b - a for a, b in zip(steps_at_chunk, steps_at_chunk[1:], strict=False)] == [1] * (len(steps_at_chunk) - 1)
     assert result.text == reference.text
     assert runner.result(timeout=60).completion_tokens == 200
+
+
+@pytest.mark.parametrize("fail_at", [0, 2], ids=["first-token", "mid-decode"])
+def test_a_row_whose_sampling_fails_fails_its_request_alone(make_engine: Any, monkeypatch: pytest.MonkeyPatch,
+                                                             fail_at: int) -> None:  # fmt: skip
+    """Found by the fuzz (a vanishing temperature made the draw raise): at a request's first token
+    the request was never answered, and mid-decode the failure ended every row of the batch."""
+    from backends.flask_server.sampling import RowSampler
+
+    real_pick = RowSampler.pick
+
+    def pick(self: RowSampler, logits: Any) -> Any:
+        if self.sampling.seed == 666 and len(self.generated) == fail_at:  # the marked requests only
+            raise RuntimeError("bad row")
+        return real_pick(self, logits)
+
+    monkeypatch.setattr(RowSampler, "pick", pick)
+    engine: Engine = make_engine()
+    bad = Sampling(do_sample=True, temperature=0.5, seed=666, min_new_tokens=4)
+    neighbour = engine.submit(request("hello", 6, Sampling(do_sample=False, min_new_tokens=6)))
+    plain = engine.submit(request("hello", 4, bad))
+    stream = engine.submit_stream(request("hello", 4, bad, stream=True))
+    engine.start()  # all three are admitted together: one prefill, then shared steps
+
+    with pytest.raises(ApiError) as info:
+        plain.result(timeout=60)
+    assert info.value.status == 500 and "RuntimeError: bad row" in info.value.message
+    failed = run_stream(stream)[-1]
+    assert isinstance(failed, StreamFailed) and failed.error.status == 500
+    assert neighbour.result(timeout=60).completion_tokens == 6
+    assert engine.alive() and engine.metrics.registry.get_sample_value("modelserve_generate_errors_total") == 2
+    wait_for("the rows to leave", lambda: engine.rows == [] and len(engine.batch) == 0)

@@ -379,7 +379,8 @@ def test_api_key_not_in_argv(keyed_server: ServerProcess) -> None:
 
 
 def test_sigterm_exits_zero_and_answers_in_flight_request(start_server: StartServer, tiny_model_dir: Path) -> None:
-    server = start_server(tiny_model_dir)
+    # No drain: what runs is cut short at once (tests/reliability/test_drain.py covers the drain).
+    server = start_server(tiny_model_dir, "--drain-timeout", "0")
     result: dict[str, requests.Response | BaseException] = {}
 
     def call() -> None:

