@@ -26,7 +26,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["tests/reliability/test_fuzz.py", "tests/reliability/test_chaos.py", "tests/server/test_soak.py",
          "tests/reliability/test_drain.py"]  # fmt: skip
-PREFIXES = ("fuzz:", "chaos ", "  ", "soak:", "drain")
+# Where a figure line starts: pytest -s -q may put a progress dot before a test's own print.
+MARKS = ("fuzz:", "chaos ", "soak:", "drain: ", "drain cut short:")
+
+
+def figure(line: str) -> str:
+    """The figure a line carries, from its mark on ("" when none); a role's line under chaos is
+    indented and has no mark of its own."""
+    if line.startswith("  ") and ": kills " in line:
+        return line
+    found = [line.find(mark) for mark in MARKS if mark in line]
+    return line[min(found):] if found else ""
 
 
 def main() -> int:
@@ -34,12 +44,14 @@ def main() -> int:
     ap.add_argument("--fuzz", type=int, default=10_000, help="fuzzed requests")
     ap.add_argument("--kills", type=int, default=1, help="kills per process role")
     ap.add_argument("--soak", type=int, default=1000, help="soak requests at c=16")
+    ap.add_argument("--only", nargs="*", choices=["fuzz", "chaos", "soak", "drain"], help="run only these")
     args = ap.parse_args()
     env = {**os.environ, "MODELSERVE_FUZZ_REQUESTS": str(args.fuzz), "MODELSERVE_CHAOS_KILLS": str(args.kills),
            "MODELSERVE_SOAK_REQUESTS": str(args.soak), "MODELSERVE_NO_SKIP": "1"}  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", *FILES],
+    files = [f for f in FILES if not args.only or any(k in f for k in args.only)]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-s", "-q", "-p", "no:cacheprovider", *files],
                           cwd=ROOT, env=env, capture_output=True, text=True)  # fmt: skip
-    figures = [line for line in proc.stdout.splitlines() if line.startswith(PREFIXES) and ":" in line]
+    figures = [figure(line) for line in proc.stdout.splitlines() if figure(line)]
     print(f"reliability figures (fuzz {args.fuzz}, {args.kills} kill(s) per role, soak {args.soak}):")
     for line in figures:
         print(line)
