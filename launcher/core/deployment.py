@@ -68,7 +68,7 @@ class Deployment(StrictModel):
     api_key: str | None = None
     timeout: float = Field(default=600, gt=0, description="seconds to wait for readiness")
     stop_timeout: float = Field(default=10, gt=0, description="seconds between SIGTERM and SIGKILL")
-    restart_limit: int = Field(default=5, ge=0, description="run: failures within restart_window before giving up")
+    restart_limit: int = Field(default=5, ge=0, description="run: failures within restart_window, with no stable minute between, before giving up")
     restart_window: float = Field(default=300, gt=0, description="run: seconds over which failures are counted")
     served_model_name: str | None = None
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
