@@ -28,6 +28,20 @@ def with_marker(marker: str) -> list[psutil.Process]:
     return found
 
 
+def with_home(home: Path) -> list[psutil.Process]:
+    """Every other live process started for the MODELSERVE_HOME ``home`` (a test's own state:
+    gateways, members, their engines), whatever its marker."""
+    found = []
+    for proc in psutil.process_iter(["environ"]):
+        try:
+            env = proc.info["environ"] or {}
+            if env.get("MODELSERVE_HOME") == str(home) and proc.pid != os.getpid() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
 def of_deployment(marker: str, pgid: int) -> list[psutil.Process]:
     """The marker, or the process group: vLLM retitles its workers with setproctitle, and their
     /proc/PID/environ then reads empty, so the marker alone would miss exactly those."""

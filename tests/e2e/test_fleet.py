@@ -20,7 +20,7 @@ import requests
 from launcher.process import ports
 from tests.e2e.conftest import ask_agentscope, modelserve_cmd
 from tests.ollama_standin.harness import env_with_standin
-from tests.procs import FakeSystemd
+from tests.procs import FakeSystemd, with_home
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 CHAT = {"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 12,
@@ -39,18 +39,6 @@ def fleet_file(folder: Path, model: Path, port: int, policy: str, chat_extra: st
 
 def fleet_state(base: str) -> dict[str, dict[str, Any]]:
     return {m["name"]: m for m in requests.get(f"{base}/fleet", timeout=10).json()["members"]}
-
-
-def our_processes(home: Path) -> list[psutil.Process]:
-    """Every process started for this test's MODELSERVE_HOME (gateway, members, their engines)."""
-    found = []
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            if (proc.info["environ"] or {}).get("MODELSERVE_HOME") == str(home) and proc.pid != os.getpid():
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
 
 
 def test_a_fleet_routes_starts_once_swaps_recovers_and_leaves_nothing(
@@ -126,12 +114,12 @@ def test_a_fleet_routes_starts_once_swaps_recovers_and_leaves_nothing(
     status = modelserve("status").stdout
     assert "lab: coder (coder-v1) loaded" in status and "lab: chat (chat) stopped" in status
 
-    assert our_processes(modelserve_home)
+    assert with_home(modelserve_home)
     modelserve("down", "lab")
     deadline = time.monotonic() + 30
-    while our_processes(modelserve_home) and time.monotonic() < deadline:
+    while with_home(modelserve_home) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert our_processes(modelserve_home) == []
+    assert with_home(modelserve_home) == []
     assert not list((modelserve_home / "deployments").glob("*/state.json"))
 
 
@@ -192,7 +180,7 @@ def test_run_supervises_a_fleet_and_a_killed_gateway_comes_back_with_its_members
         if runner.poll() is None:
             runner.kill()
         fake.close()
-    assert our_processes(modelserve_home) == []
+    assert with_home(modelserve_home) == []
     assert not list((modelserve_home / "deployments").glob("*/state.json"))
 
 
@@ -222,9 +210,9 @@ def test_a_vllm_member_and_a_built_in_member_answer_through_one_gateway(
     assert json.loads((modelserve_home / "deployments" / "mixed.fast" / "state.json").read_text())["backend"] == "vllm"
     modelserve("down", "mixed")
     deadline = time.monotonic() + 60
-    while our_processes(modelserve_home) and time.monotonic() < deadline:
+    while with_home(modelserve_home) and time.monotonic() < deadline:
         time.sleep(0.5)
-    assert our_processes(modelserve_home) == []
+    assert with_home(modelserve_home) == []
     vllm_left = [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("VLLM::")
                  and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
     assert vllm_left == []
@@ -246,4 +234,4 @@ def test_an_ollama_member_gets_its_tag_as_model(cli_env: dict[str, str], tmp_pat
         assert r.json()["choices"][0]["message"]["content"].startswith("Stand-in reply from qwen2.5:0.5b"), r.text
     finally:
         subprocess.run([*modelserve_cmd(), "down", "oll"], env=env, capture_output=True, timeout=120)
-    assert our_processes(modelserve_home) == []
+    assert with_home(modelserve_home) == []

@@ -4,17 +4,16 @@ be written or a full disk (exit 17, nothing started is left, no partial file).""
 
 from __future__ import annotations
 
-import os
 import resource
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import yaml
 
 from launcher.process import ports
+from tests.procs import with_home
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,17 +31,6 @@ def cli(*args: str, env: dict[str, str], **kw: object) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kw)  # type: ignore[call-overload]  # fmt: skip
 
 
-def ours(home: Path) -> list[psutil.Process]:
-    found = []
-    for proc in psutil.process_iter(["environ"]):
-        try:
-            if (proc.info["environ"] or {}).get("MODELSERVE_HOME") == str(home) and proc.pid != os.getpid():
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
-
-
 def test_two_ups_of_one_name_start_it_once(tmp_path: Path, cli_env: dict[str, str], modelserve_home: Path) -> None:
     path = spec(tmp_path)
     first, second = cli("up", "-c", str(path), env=cli_env), cli("up", "-c", str(path), env=cli_env)
@@ -52,7 +40,7 @@ def test_two_ups_of_one_name_start_it_once(tmp_path: Path, cli_env: dict[str, st
     assert (ok_code, refused_code) == (0, 11), results
     assert "already running" in refused_err or "starting or stopping 't' right now" in refused_err
     assert cli("down", "t", env=cli_env).wait(60) == 0
-    assert ours(modelserve_home) == []
+    assert with_home(modelserve_home) == []
 
 
 def test_a_damaged_state_file_hides_nothing_else(tmp_path: Path, cli_env: dict[str, str], modelserve_home: Path) -> None:
@@ -93,4 +81,4 @@ def test_a_full_disk_fails_up_cleanly(tmp_path: Path, cli_env: dict[str, str], m
     folder = modelserve_home / "deployments" / "t"
     assert not (folder / "state.json").exists()
     assert [p.name for p in folder.glob(".*.tmp")] == []  # no half-written temp file either
-    assert ours(modelserve_home) == []  # the server it had started was stopped
+    assert with_home(modelserve_home) == []  # the server it had started was stopped
