@@ -104,12 +104,7 @@ class Deployment(StrictModel):
 
     @property
     def client_host(self) -> str:
-        """The address a client on this machine uses: a wildcard bind is reached on loopback."""
-        if self.host in ("0.0.0.0", "", "*"):
-            return "127.0.0.1"
-        if self.host == "::":
-            return "[::1]"
-        return f"[{self.host}]" if ":" in self.host else self.host
+        return client_host(self.host)
 
     @property
     def base_url(self) -> str:
@@ -118,6 +113,16 @@ class Deployment(StrictModel):
     @property
     def is_loopback(self) -> bool:
         return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+def client_host(host: str) -> str:
+    """The address a client on this machine uses for a server bound to ``host``: a wildcard bind
+    is reached on loopback, an IPv6 address in brackets."""
+    if host in ("0.0.0.0", "", "*"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
 
 
 def default_name(model: str) -> str:

@@ -26,6 +26,7 @@ from backends.probes import OpenAIModelListed
 from launcher import devices
 from launcher.agents import files as agent_files
 from launcher.agents.agentscope import agentscope_entries
+from launcher.core.deployment import client_host
 from launcher.core.errors import StartupFailed
 from launcher.core.fleet import LOOPBACK, Fleet, Member, load_fleet
 from launcher.core.launch import ClientEndpoint, ProcessSpec
@@ -134,7 +135,7 @@ def _path_of(url: str) -> str:
 def client_endpoints(fleet: Fleet, plan: GatewayPlan) -> list[tuple[str, ClientEndpoint]]:
     """(member name, endpoint) for every entry the config gets: OpenAI for each member, POST too
     where the member has it; all through the gateway."""
-    base = f"http://{_client_host(fleet.gateway.host)}:{fleet.gateway.port}"
+    base = f"http://{client_host(fleet.gateway.host)}:{fleet.gateway.port}"
     key = fleet.gateway.api_key
     out = []
     for m in plan.members:
@@ -142,10 +143,6 @@ def client_endpoints(fleet: Fleet, plan: GatewayPlan) -> list[tuple[str, ClientE
         if m.post_path:
             out.append((m.name, ClientEndpoint("post_api_chat", f"{base}/llm/{m.name}/", m.model_id, key)))
     return out
-
-
-def _client_host(host: str) -> str:
-    return "127.0.0.1" if host in ("0.0.0.0", "", "*") else host
 
 
 def up_fleet(path: str | Path, *, report: Report = _quiet, groups: ProcessGroups | None = None,
@@ -195,7 +192,7 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
     plan = gateway_plan(fleet, folder, _planned(fleet, report))
     plan_path = folder / "gateway.json"
     write_atomic(plan_path, plan.model_dump_json(indent=2), mode=0o600, keep_mode=False)
-    base = f"http://{_client_host(gw.host)}:{gw.port}"
+    base = f"http://{client_host(gw.host)}:{gw.port}"
     endpoints = client_endpoints(fleet, plan)
     probe = OpenAIModelListed(base, gw.api_key, model=plan.members[0].model_id)
     record = records.DeploymentRecord(
@@ -213,9 +210,9 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
 
 
 def gateway_spec(session: FleetSession) -> ProcessSpec:
-    probe = OpenAIModelListed(session.record.base_url, session.plan.api_key, model=session.plan.members[0].model_id)
+    """The gateway's process, gated on the probe its record holds (the one `status` asks again)."""
     return ProcessSpec(role="gateway", argv=(sys.executable, "-m", "launcher.gateway", str(session.plan_path)),
-                       ready=(probe,), env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
+                       ready=tuple(session.record.readiness_probes()), env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
 def start_gateway(session: FleetSession, groups: ProcessGroups, *, report: Report = _quiet,
@@ -226,12 +223,13 @@ def start_gateway(session: FleetSession, groups: ProcessGroups, *, report: Repor
     t0 = time.monotonic()
     log_dir = Path(record.log_dir)
     logs.rotate(log_dir / "gateway.log")
-    proc = groups.start(gateway_spec(session), log_dir=log_dir, marker=record.marker)
+    spec = gateway_spec(session)
+    proc = groups.start(spec, log_dir=log_dir, marker=record.marker)
     session.started.append(proc)
     record.processes = [s.record() for s in session.started]
     records.save(record)
     report(f"  gateway: pid {proc.process.pid}, log {proc.log_path}")
-    readiness.wait_until_ready(gateway_spec(session).ready, session.started, timeout=60.0, cancelled=cancelled)
+    readiness.wait_until_ready(spec.ready, session.started, timeout=60.0, cancelled=cancelled)
     return time.monotonic() - t0
 
 

@@ -20,7 +20,7 @@ from launcher.lifecycle.fleet import (
     start_gateway,
     write_clients,
 )
-from launcher.process import readiness
+from launcher.lifecycle.run import RecordedTarget
 from launcher.process.groups import ProcessGroups
 from launcher.process.notify import Notifier
 from launcher.process.supervise import RestartPolicy, Signals, Supervisor
@@ -32,46 +32,25 @@ def _quiet(msg: str) -> None:
     """The default report sink: the CLI passes one that prints."""
 
 
-
-class FleetTarget:
+class FleetTarget(RecordedTarget):
     """A fleet as the supervisor drives it: its one process is the gateway. A gateway that dies
-    is started again and adopts the members still running; stopping it (SIGTERM) stops them."""
+    is started again and adopts the members still running; stopping it (SIGTERM) stops them, and
+    stopping only it lets a restart find them."""
 
     def __init__(self, session: FleetSession, groups: ProcessGroups) -> None:
+        super().__init__(session.record, session.started, groups, session.record.stop_timeout)
         self.session = session
-        self.groups = groups
-        self.name = session.record.name
-        self.base_url = session.record.base_url
-        self.stop_timeout = session.record.stop_timeout
 
     def start(self, *, report: Report, cancelled: Callable[[], bool]) -> float:
         t0 = time.monotonic()
         start_gateway(self.session, self.groups, report=report, cancelled=cancelled)
         preload(self.session, report=report)
-        self.session.record.ready_seconds = round(time.monotonic() - t0, 2)
+        self.record.ready_seconds = round(time.monotonic() - t0, 2)
         return time.monotonic() - t0
-
-    def exited(self) -> tuple[str, int] | None:
-        return next(((s.role, code) for s in self.session.started if (code := s.poll()) is not None), None)
-
-    def healthy(self) -> bool:
-        return readiness.check_all(self.session.record.readiness_probes(cheap=True), timeout=5.0).ok
-
-    def stop(self, *, timeout: float, interrupt: Callable[[], bool] | None = None) -> None:
-        # The gateway only: a restart must find the members it adopts still running.
-        if self.session.started:
-            self.groups.stop([s.record() for s in self.session.started], marker=self.session.record.marker,
-                             timeout=timeout, interrupt=interrupt)  # fmt: skip
-            self.session.started.clear()
-
-    def note(self, *, status: str, restarts: int, last_exit: str | None) -> None:
-        record = self.session.record
-        record.status, record.restarts, record.last_exit = status, restarts, last_exit
-        records.save(record)
 
     def forget(self) -> None:
         stop_members(self.name, self.groups)  # any a gateway killed hard left behind
-        records.remove(self.name)
+        super().forget()
 
 
 def run_fleet(path: str | Path, *, report: Report = _quiet, groups: ProcessGroups | None = None,

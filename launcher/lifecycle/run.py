@@ -8,44 +8,57 @@ from collections.abc import Callable
 
 from launcher.core.spec import LoadedSpec
 from launcher.lifecycle import up as starting
-from launcher.process.groups import ProcessGroups
+from launcher.process.groups import ProcessGroups, Started
 from launcher.process.notify import Notifier
 from launcher.process.readiness import check_all
 from launcher.process.supervise import Report, RestartPolicy, Signals, Supervisor
 from launcher.store import records
 
 
-class SessionTarget:
-    """A started deployment session, as the supervisor drives it."""
+class RecordedTarget:
+    """What every supervised target shares: its processes so far (``started``), its record (which
+    `status` reads and whose probes say whether it is healthy), and the groups that stop it."""
 
-    def __init__(self, session: starting.Session, groups: ProcessGroups) -> None:
-        self.session = session
+    def __init__(self, record: records.DeploymentRecord, started: list[Started], groups: ProcessGroups,
+                 stop_timeout: float) -> None:  # fmt: skip
+        self.record = record
+        self.started = started  # the session's own list: starts append to it
         self.groups = groups
-        self.name = session.record.name
-        self.base_url = session.record.base_url
-        self.stop_timeout = session.dep.stop_timeout
-
-    def start(self, *, report: Report, cancelled: Callable[[], bool]) -> float:
-        ready = starting.start_processes(self.session, self.groups, report=report, cancelled=cancelled)
-        self.session.record.ready_seconds = round(ready, 2)
-        return ready
+        self.name = record.name
+        self.base_url = record.base_url
+        self.stop_timeout = stop_timeout
 
     def exited(self) -> tuple[str, int] | None:
-        return next(((s.role, code) for s in self.session.started if (code := s.poll()) is not None), None)
+        return next(((s.role, code) for s in self.started if (code := s.poll()) is not None), None)
 
     def healthy(self) -> bool:
-        return check_all(self.session.record.readiness_probes(cheap=True), timeout=5.0).ok
+        return check_all(self.record.readiness_probes(cheap=True), timeout=5.0).ok
 
     def stop(self, *, timeout: float, interrupt: Callable[[], bool] | None = None) -> None:
-        starting.stop_started(self.session, self.groups, timeout=timeout, interrupt=interrupt)
+        if self.started:
+            self.groups.stop([s.record() for s in self.started], marker=self.record.marker, timeout=timeout,
+                             interrupt=interrupt)  # fmt: skip
+            self.started.clear()
 
     def note(self, *, status: str, restarts: int, last_exit: str | None) -> None:
-        record = self.session.record
-        record.status, record.restarts, record.last_exit = status, restarts, last_exit
-        records.save(record)
+        self.record.status, self.record.restarts, self.record.last_exit = status, restarts, last_exit
+        records.save(self.record)
 
     def forget(self) -> None:
         records.remove(self.name)
+
+
+class SessionTarget(RecordedTarget):
+    """A started deployment session, as the supervisor drives it."""
+
+    def __init__(self, session: starting.Session, groups: ProcessGroups) -> None:
+        super().__init__(session.record, session.started, groups, session.dep.stop_timeout)
+        self.session = session
+
+    def start(self, *, report: Report, cancelled: Callable[[], bool]) -> float:
+        ready = starting.start_processes(self.session, self.groups, report=report, cancelled=cancelled)
+        self.record.ready_seconds = round(ready, 2)
+        return ready
 
 
 def _quiet(msg: str) -> None:
