@@ -1,4 +1,4 @@
-"""Flask + ModelScope: the same built-in server as flask-transformers (backends/flask_server), with
+"""Flask + ModelScope: the same built-in server as flask-transformers (backends/builtin_server), with
 the modelscope loader (``modelscope.AutoModelForCausalLM`` / ``AutoTokenizer``).
 
 Facts this module relies on (shared/reference/hf-fastchat.md §4, and modelscope 1.40.2's source):

@@ -1,4 +1,4 @@
-"""Flask + Transformers: modelserve's built-in server (backends/flask_server) with the
+"""Flask + Transformers: modelserve's built-in server (backends/builtin_server) with the
 transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` routes."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ class FlaskTransformersBackend(Backend):
         placement = _placement(dep, devices, ctx.cpu_count)
         parser, tools = tool_handling(opts.tool_parser, model.path)
         argv = [
-            ctx.python, "-m", "backends.flask_server",
+            ctx.python, "-m", "backends.builtin_server",
             "--model", model.engine_ref,
             "--served-model-name", served,
             "--host", dep.host,

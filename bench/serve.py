@@ -76,7 +76,7 @@ def start(model: Path, batch: int, threads: int, *extra: str) -> tuple[subproces
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "backends.flask_server", "--model", str(model), "--served-model-name", "m",
+        [sys.executable, "-m", "backends.builtin_server", "--model", str(model), "--served-model-name", "m",
          "--port", str(port), "--threads", str(threads), "--max-batch-size", str(batch), *extra],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip

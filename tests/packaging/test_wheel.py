@@ -29,7 +29,7 @@ def test_wheel_contains_data_files(wheel: Path) -> None:
     assert "launcher/configs/flask-transformers.yaml" in names
     assert {"launcher/configs/envs/vllm-cpu.txt", "launcher/configs/envs/fastchat.txt"} <= names
     assert "launcher/systemd_units/modelserve@.service" in names
-    assert "backends/flask_server/__main__.py" in names
+    assert "backends/builtin_server/__main__.py" in names
     assert not any(n.startswith("tests/") for n in names)
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import requests
 
-from backends.flask_server.__main__ import DRAIN_TIMEOUT_S, STOP_GRACE_S
+from backends.builtin_server.http.server import DRAIN_TIMEOUT_S, STOP_GRACE_S
 from launcher.core.deployment import Deployment
 from tests.openai_schema import problems
 from tests.server.conftest import ServerProcess, StartServer, wait_for

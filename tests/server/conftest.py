@@ -188,7 +188,7 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
 
 @pytest.fixture(scope="session")
 def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServer]:
-    """Start ``python -m backends.flask_server`` and wait for /health; every process is stopped at the end."""
+    """Start ``python -m backends.builtin_server`` and wait for /health; every process is stopped at the end."""
     started: list[ServerProcess] = []
 
     def start(
@@ -201,7 +201,7 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
                     "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})  # fmt: skip
         if api_key is not None:
             env["MODELSERVE_API_KEY"] = api_key
-        argv = [sys.executable, "-m", "backends.flask_server", "--model", str(model_dir), "--served-model-name", name,
+        argv = [sys.executable, "-m", "backends.builtin_server", "--model", str(model_dir), "--served-model-name", name,
                 "--port", str(port), "--threads", "1", *args]  # fmt: skip
         with log_path.open("wb") as log:
             proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

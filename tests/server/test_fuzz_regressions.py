@@ -1,7 +1,7 @@
 """What the fuzz (tests/reliability/test_fuzz.py) found, and what turned up while fixing that, one
 regression test each: every one was a 500, or a request that never got an answer at all, and is
 now a 400 or a proper answer. (The engine's side of it, a failing row failing alone, is in
-test_flask_engine.py.)
+test_engine_scheduler.py.)
 
 On the shared tiny server, plus the pieces that failed (the body parser, the sampler) alone.
 """
@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import torch
 
-from backends.flask_server.body import MAX_NESTING, nesting, parse_json_object
-from backends.flask_server.errors import ApiError
-from backends.flask_server.generation import Sampling
-from backends.flask_server.sampling import RowSampler
+from backends.builtin_server.api.body import MAX_NESTING, nesting, parse_json_object
+from backends.builtin_server.engine.request import Sampling
+from backends.builtin_server.engine.sampling import RowSampler
+from backends.builtin_server.errors import ApiError
 from tests.openai_schema import problems
 from tests.server.conftest import ServerProcess
 

@@ -13,11 +13,11 @@ import pytest
 import torch
 from transformers import AutoTokenizer
 
-from backends.flask_server.generation import GREEDY
-from backends.flask_server.sampling import RowSampler
-from backends.flask_server.tools.constraints import Grammars, closed, tool_calls_schema
-from backends.flask_server.tools.parsers import PARSERS
-from backends.flask_server.tools.spec import Function, ToolRequest
+from backends.builtin_server.engine.request import GREEDY
+from backends.builtin_server.engine.sampling import RowSampler
+from backends.builtin_server.tools.constraints import Grammars, closed, tool_calls_schema
+from backends.builtin_server.tools.parsers import PARSERS
+from backends.builtin_server.tools.spec import Function, ToolRequest
 
 WEATHER = {"type": "object", "properties": {"city": {"type": "string"}, "days": {"type": "integer"}},
            "required": ["city", "days"]}  # fmt: skip
@@ -78,7 +78,7 @@ def test_objects_are_closed_unless_the_schema_opens_them() -> None:
 
 
 def test_a_schema_that_cannot_be_enforced_is_a_400_naming_the_field(grammars: Grammars) -> None:
-    from backends.flask_server.errors import ApiError
+    from backends.builtin_server.errors import ApiError
 
     with pytest.raises(ApiError) as err:
         grammars.grammar({"type": "object", "properties": {"a": {"type": "nonsense"}}}, lenient=False,

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from backends.flask_server.tools.parsers import PARSERS
-from backends.flask_server.tools.spec import Function, ToolRequest
-from backends.flask_server.tools.stream import CallDelta, ContentDelta, ToolStream
+from backends.builtin_server.tools.parsers import PARSERS
+from backends.builtin_server.tools.spec import Function, ToolRequest
+from backends.builtin_server.tools.stream import CallDelta, ContentDelta, ToolStream
 from tests.golden import assert_golden
 
 TOOLS = ToolRequest((Function("get_weather", "Weather for a city", {"type": "object", "properties": {"city": {"type": "string"}}}),

@@ -1,0 +1,211 @@
+"""``python -m backends.builtin_server --model DIR``: load, warm up, then bind and serve until SIGTERM.
+
+The port is bound only after the model has loaded and one token has been generated, so a
+``/health`` that answers means the server is ready. The API key comes from ``MODELSERVE_API_KEY``
+(never argv, where ``ps`` would show it). SIGTERM (or Ctrl-C) drains: new requests get 503 with
+Retry-After while those in flight get ``--drain-timeout`` seconds to finish; then it exits 0.
+
+Example::
+
+    OMP_NUM_THREADS=1 python -m backends.builtin_server --model ./smollm2-135m --port 8000 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backends.builtin_server.http.server import DRAIN_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from backends.builtin_server.engine.loaders import LoadedModel
+    from backends.builtin_server.engine.scheduler import Engine
+
+log = logging.getLogger("modelserve.server")
+
+API_KEY_ENV = "MODELSERVE_API_KEY"
+# backends/builtin_server/tools/parsers.py: PARSERS (spelled here so --help imports no torch).
+TOOL_PARSERS = ("generic", "hermes", "llama3_json", "mistral", "none")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{value} must be >= 0 seconds")
+    return value
+
+
+def _device(text: str) -> str:
+    if text in ("cpu", "cuda") or (text.startswith("cuda:") and text[5:].isdigit()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda or cuda:N")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m backends.builtin_server",
+        description="Serve one causal LM over AgentScope's POST /llm/ and the OpenAI /v1 API.",
+        epilog=f"The API key is read from ${API_KEY_ENV}; when set, every route but GET /health needs "
+        "'Authorization: Bearer KEY'.",
+    )
+    p.add_argument("--model", required=True, help="local folder of the model (config.json, weights, tokenizer)")
+    p.add_argument("--served-model-name", help="name clients use (default: the folder's basename)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", type=_device, default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default="auto",
+        help="auto: float32 on CPU; bfloat16 on CUDA where supported, else float16",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive_int,
+        default=os.cpu_count() or 1,
+        help="torch intra-op threads (default: every CPU; one batched engine uses them best)",
+    )
+    p.add_argument("--max-batch-size", type=_positive_int, default=8,
+                   help="rows decoding together (each choice of a request is a row); newcomers join at the next step")  # fmt: skip
+    p.add_argument("--kv-budget-tokens", type=_positive_int, default=None,
+                   help="KV cache the running rows may hold, in tokens (padding included); above it requests wait "
+                        "(default: half the memory free after loading)")  # fmt: skip
+    p.add_argument("--max-queue", type=_positive_int, default=256,
+                   help="requests that may wait; past that the server answers 503 with Retry-After")  # fmt: skip
+    p.add_argument(
+        "--max-new-tokens-limit", type=_positive_int, default=4096, help="largest max_new_tokens a request may ask for"
+    )
+    p.add_argument("--drain-timeout", type=_seconds, default=DRAIN_TIMEOUT_S, metavar="SECONDS",
+                   help="on SIGTERM/SIGINT: new requests get 503 while the ones in flight (streams too) get this long "
+                        "to finish; what is still running then gets 503 (default: %(default)s; 0: stop at once)")  # fmt: skip
+    p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
+    p.add_argument(
+        "--tool-parser",
+        choices=TOOL_PARSERS,
+        default="generic",
+        help="how the model writes tool calls: its family's format, or generic (tools described in the prompt, "
+        "replies constrained to JSON); none: refuse tools; modelserve picks it from the model's chat template",
+    )
+    p.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
+    return p
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # werkzeug would log every request a second time, in its own format; ours has tokens and seconds.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging()
+    served_name = args.served_model_name or Path(args.model).expanduser().resolve().name
+    api_key = os.environ.get(API_KEY_ENV) or None
+
+    # Heavy imports only now: --help and argument errors stay instant.
+    import torch
+
+    from backends.builtin_server.engine.loaders import LoadError, load
+    from backends.builtin_server.http.server import serve
+
+    torch.set_num_threads(args.threads)
+    try:
+        loaded = load(
+            path=args.model,
+            loader=args.loader,
+            device=args.device,
+            dtype=args.dtype,
+            trust_remote_code=args.trust_remote_code,
+        )
+    except LoadError as exc:
+        log.error("cannot load the model: %s", exc)
+        return 2
+    log.info(
+        "loaded %s as %r with %s in %.1f s: dtype=%s device=%s threads=%d max_batch_size=%d",
+        args.model,
+        served_name,
+        args.loader,
+        loaded.seconds,
+        str(loaded.dtype).removeprefix("torch."),
+        loaded.device,
+        torch.get_num_threads(),
+        args.max_batch_size,
+    )
+
+    engine = _engine(args, loaded)
+    engine.start()
+    try:
+        started = time.monotonic()
+        engine.warm_up()
+        log.info("warm-up: 1 token in %.2f s", time.monotonic() - started)
+    except Exception as exc:
+        log.error("the model failed its first generate(): %s", exc)
+        engine.stop()
+        return 1
+    return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
+                 drain_timeout=args.drain_timeout)  # fmt: skip
+
+
+def _engine(args: argparse.Namespace, loaded: LoadedModel) -> Engine:
+    from backends.builtin_server.engine.memory import default_kv_budget
+    from backends.builtin_server.engine.metrics import Metrics
+    from backends.builtin_server.engine.scheduler import Engine
+
+    engine = Engine(
+        loaded.model,
+        loaded.tokenizer,
+        max_batch_size=args.max_batch_size,
+        max_new_tokens_limit=args.max_new_tokens_limit,
+        metrics=Metrics(),
+        tool_parser=args.tool_parser,
+        kv_budget_tokens=args.kv_budget_tokens or default_kv_budget(loaded.model, loaded.device),
+        max_queue=args.max_queue,
+    )
+    log.info("KV budget: %d tokens; queue limit: %d", engine.kv_budget, engine.max_queue)
+    return engine
+
+
+def run() -> int:
+    try:
+        return main()
+    except KeyboardInterrupt:
+        # Ctrl-C while loading (the handlers are installed only once serving starts).
+        log.info("interrupted during start-up")
+        return 130
+
+
+def exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown: freeing torch's and the tokenizer's
+    state takes 1-3 s here, all of it inside the launcher's SIGTERM-to-SIGKILL window, and
+    nothing is left to do by now (the server writes no files; the log is flushed first)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    exit_now(run())

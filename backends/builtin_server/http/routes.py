@@ -1,0 +1,85 @@
+"""The routes: one thin handler per endpoint. Each parses the body (api/), hands the request to
+the engine from app state and writes the surface's answer; errors are raised and become JSON in
+app.py's handlers. No handler touches the model or the tokenizer."""
+
+from __future__ import annotations
+
+import uuid
+
+from flask import Blueprint, Response, g, request
+
+from backends.builtin_server.api.body import parse_json_object
+from backends.builtin_server.api.llm import llm_envelope, parse_llm_request
+from backends.builtin_server.api.openai_chat import chat_completion_body, parse_chat_request
+from backends.builtin_server.api.openai_completions import completion_body, parse_completion_request
+from backends.builtin_server.api.openai_stream import openai_frames
+from backends.builtin_server.engine.jobs import Completion
+from backends.builtin_server.engine.metrics import CONTENT_TYPE
+from backends.builtin_server.engine.request import GenerationRequest
+from backends.builtin_server.http.state import ServerState, current_state, json_response
+from backends.builtin_server.http.streaming import stream_response
+
+api = Blueprint("modelserve", __name__)
+
+# For the 404 body: a client that got a path wrong learns the right one.
+ROUTES_HELP = "POST /llm/, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics"
+
+
+@api.get("/health")
+def health() -> Response:
+    state = current_state()
+    if not state.engine.alive():
+        return json_response({"status": "unavailable", "model": state.served_name}, 503)
+    return json_response({"status": "ok", "model": state.served_name})
+
+
+@api.get("/v1/models")
+def models() -> Response:
+    state = current_state()
+    card = {"id": state.served_name, "object": "model", "created": state.created, "owned_by": "modelserve"}
+    return json_response({"object": "list", "data": [card]})
+
+
+@api.get("/metrics")
+def prometheus() -> Response:
+    return Response(current_state().engine.metrics.render(), content_type=CONTENT_TYPE)
+
+
+def _complete(state: ServerState, req: GenerationRequest) -> Completion:
+    result = state.engine.submit(req).result()
+    g.prompt_tokens, g.completion_tokens = result.prompt_tokens, result.completion_tokens
+    return result
+
+
+@api.post("/llm/")
+def llm() -> Response:
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    req = parse_llm_request(body, limit=state.engine.limit, defaults=state.engine.defaults)
+    return json_response(llm_envelope(_complete(state, req), served_name=state.served_name))
+
+
+@api.post("/v1/chat/completions")
+def chat_completions() -> Response:
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    req = parse_chat_request(body, served_name=state.served_name, limit=state.engine.limit)
+    g.user, g.metadata = body.get("user"), body.get("metadata")  # OpenAI's end-user id and tags: logged
+    rid = f"chatcmpl-{uuid.uuid4().hex}"
+    if req.stream:
+        frames = openai_frames(rid=rid, model=state.served_name, chat=True, include_usage=req.include_usage)
+        return stream_response(state.engine, req, frames)
+    return json_response(chat_completion_body(_complete(state, req), rid=rid, served_name=state.served_name))
+
+
+@api.post("/v1/completions")
+def completions() -> Response:
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    req = parse_completion_request(body, served_name=state.served_name, limit=state.engine.limit)
+    g.user, g.metadata = body.get("user"), body.get("metadata")
+    rid = f"cmpl-{uuid.uuid4().hex}"
+    if req.stream:
+        frames = openai_frames(rid=rid, model=state.served_name, chat=False, include_usage=req.include_usage)
+        return stream_response(state.engine, req, frames)
+    return json_response(completion_body(_complete(state, req), rid=rid, served_name=state.served_name))
