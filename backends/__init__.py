@@ -84,6 +84,39 @@ def get(name: str) -> Backend:
     return backend
 
 
+def loaded() -> list[Backend]:
+    """Every registered backend that imports, built-ins first. A broken plugin is left out: it
+    must not stop a choice among the others (using it by name shows its import error)."""
+    found = []
+    for name in entries():
+        try:
+            found.append(get(name))
+        except Exception:
+            continue
+    return found
+
+
+def automatic(kind: str) -> list[Backend]:
+    """What `-b auto` considers for device ``kind`` ("cpu" or "cuda"): highest priority first."""
+    able = [b for b in loaded() if b.auto is not None and kind in b.auto.devices]
+    return sorted(able, key=lambda b: -(b.auto.priority if b.auto else 0))
+
+
+def on_ray(requested: str) -> Backend | None:
+    """The backend that runs a deployment with ``ray:`` across nodes: ``requested`` when it can,
+    else (``auto``) the first that declares ``multi_node``; None when none is registered."""
+    able = [b.name for b in loaded() if b.multi_node]
+    if requested != "auto" and requested not in able:
+        from launcher.core.errors import ConfigError
+
+        fix = f"use -b {able[0]}" if able else "install a backend that runs across nodes (`modelserve backends`)"
+        raise ConfigError(f"ray: backend {requested} runs on one machine; only {', '.join(able) or 'none'} runs "
+                          "across Ray nodes", f"{fix}, or remove the ray: section")  # fmt: skip
+    if not able:
+        return None
+    return get(requested if requested != "auto" else able[0])
+
+
 def option_models() -> dict[str, type[BaseModel]]:
     """Backend name -> its options model, for the spec loader. A backend that cannot be
     imported has no section (using it fails later with its import error)."""

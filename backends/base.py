@@ -10,7 +10,15 @@ never starts anything. Everything else a backend owns is declared on its class:
 - ``install_hint``, ``env_spec`` (a managed environment `modelserve env create` builds),
   ``auto`` (whether and when `-b auto` picks it);
 - ``inspect()``: facts about the installed engine, asked once per interpreter per command;
-- ``gpu_use()``: which of the planned GPUs it occupies and how much of each it claims.
+- ``gpu_use()``: which of the planned GPUs it occupies and how much of each it claims;
+- ``container()``: how a Kubernetes pod runs the engine (image, health path), or why it cannot;
+- ``multi_node``, ``node_layout()``, ``kuberay()``, ``ray_serve_app()``: running one model across
+  the nodes of a Ray cluster, on bare nodes and under KubeRay;
+- ``keeps_model_name``: the engine serves a model under its own name (a gateway rewrites ``model``);
+- ``url_probe()``: which readiness probe speaks the API a URL path names (`modelserve health URL`).
+
+Generic code (lifecycle, k8s, gateway, process, store, core) asks these and never a backend's
+name (tests/unit/test_generic_code.py keeps it so).
 
 Built-in backends register through the ``modelserve.backends`` entry-point group exactly the way a
 third-party one does (see ``backends/__init__.py``).
@@ -30,14 +38,16 @@ from pydantic import BaseModel, ConfigDict
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.distributions import Availability, local_distributions, probe_distributions
+from launcher.core.errors import ConfigError
 from launcher.core.launch import LaunchPlan
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.probe import Probe
 from launcher.devices import DevicePlan
 from launcher.models import resolve
 
 __all__ = [
-    "AutoChoice", "Availability", "Backend", "BackendOptions", "EngineInfo", "EnvSpec", "GpuUse", "PlanContext",
-    "render_args",
+    "AutoChoice", "Availability", "Backend", "BackendOptions", "Container", "EngineInfo", "EnvSpec", "GpuUse",
+    "KubeRayImage", "NoContainer", "NodeLayout", "PlanContext", "render_args",
 ]  # fmt: skip
 
 Report = Callable[[str], None]
@@ -95,6 +105,60 @@ class GpuUse:
 
 
 @dataclass(frozen=True)
+class Container:
+    """How `modelserve k8s render` runs the engine in a pod: one process, the plan's argv."""
+
+    images: Mapping[DeviceKind, str]  # the default image per device kind; a kind without one needs --image
+    health: str = "/health"  # a GET that answers without the API key, once the model is loaded
+    shm: bool = False  # needs a RAM-backed /dev/shm
+    facts: Mapping[str, Any] = field(default_factory=dict)  # what inspect() reports inside the image
+
+
+@dataclass(frozen=True)
+class NoContainer:
+    """Why `modelserve k8s render` cannot run the engine in a pod (said in its error)."""
+
+    why: str
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """How a deployment with ``ray:`` spreads over the cluster: one tensor-parallel group of
+    ``gpus_per_node`` GPUs per node, ``nodes`` such groups as pipeline stages."""
+
+    address: str  # "auto": the cluster this machine joined
+    nodes: int
+    gpus_per_node: int
+    # The node `up` starts the server on must give the cluster a GPU too (checked before starting).
+    driver_needs_gpu: bool = False
+
+    @property
+    def tensor_parallel(self) -> int:
+        return self.gpus_per_node
+
+    @property
+    def pipeline_parallel(self) -> int:
+        return self.nodes
+
+    @property
+    def gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def describe(self) -> str:
+        return (f"tensor parallel {self.tensor_parallel} within each node x pipeline parallel "
+                f"{self.pipeline_parallel} across nodes ({self.gpus} GPUs, placed by Ray)")  # fmt: skip
+
+
+@dataclass(frozen=True)
+class KubeRayImage:
+    """The image KubeRay's pods run (Ray and the engine in one), and the engine as it has it."""
+
+    image: str
+    ray_version: str  # the RayCluster's rayVersion: the Ray inside ``image``
+    facts: Mapping[str, Any] = field(default_factory=dict)  # what inspect() reports inside it
+
+
+@dataclass(frozen=True)
 class PlanContext:
     """Everything impure that a plan needs, decided by the launcher beforehand."""
 
@@ -123,6 +187,9 @@ class Backend(ABC):
     auto: ClassVar[AutoChoice | None] = None
     # Runs one model across the nodes of a Ray cluster (the deployment's `ray:` section).
     multi_node: ClassVar[bool] = False
+    # The engine serves a model under the name it knows it by: a served_model_name would cost a
+    # copy (Ollama: a new tag), so a fleet's gateway rewrites `model` in requests instead.
+    keeps_model_name: ClassVar[bool] = False
 
     def options(self, deployment: Deployment) -> BackendOptions:
         """This backend's section of the deployment, validated (defaults when absent)."""
@@ -153,6 +220,32 @@ class Backend(ABC):
                     report: Report, deadline: float) -> None:  # fmt: skip
         """Work once the processes answer and before the final probes (e.g. pull the model).
         ``deadline`` is a time.monotonic() value; raise a ModelserveError to fail `up`."""
+        return None
+
+    def container(self, *, version: str) -> Container | NoContainer:
+        """How a Kubernetes pod runs this engine (``version``: modelserve's own, for an image
+        built from this checkout), or why it cannot. Default: it declares no image."""
+        return NoContainer(f"backend {self.name} declares no container image (Backend.container)")
+
+    def node_layout(self, deployment: Deployment, *, env: Mapping[str, str] | None = None) -> NodeLayout:
+        """The layout of ``deployment`` (with ``ray:``; ``gpus`` is per node there) on a Ray
+        cluster. ``env``: what the engine will start with (the launcher's, then ``env:``)."""
+        if not self.multi_node or deployment.ray is None:
+            raise ConfigError(f"backend {self.name} does not run across the nodes of a Ray cluster here",
+                              "remove the ray: section, or pick a backend that does (`modelserve backends`)")  # fmt: skip
+        return NodeLayout(deployment.ray.address or "auto", deployment.ray.nodes, deployment.gpus or 1)
+
+    def kuberay(self) -> KubeRayImage | None:
+        """The image KubeRay pods run this engine from (None: KubeRay is not rendered for it)."""
+        return None
+
+    def ray_serve_app(self, deployment: Deployment) -> dict[str, Any]:
+        """A RayService's ``serveConfigV2``: the Ray Serve application serving ``deployment``."""
+        raise ConfigError(f"backend {self.name} has no Ray Serve application", "render a RayCluster (--ray-kind)")
+
+    def url_probe(self, base: str, path: str, api_key: str | None) -> Probe | None:
+        """A probe for `modelserve health URL` when ``path`` is a route of an API this engine
+        speaks and no other does (Ollama's /api); None leaves the URL to the generic probes."""
         return None
 
     @abstractmethod

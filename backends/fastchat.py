@@ -23,7 +23,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, EnvSpec, PlanContext, render_args
+from backends.base import Backend, BackendOptions, EnvSpec, NoContainer, PlanContext, render_args
 from backends.probes import ControllerAnswers, OpenAIChatAnswers, OpenAIModelListed, WorkerRegistered
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
@@ -89,6 +89,9 @@ class FastChatBackend(Backend):
 
     def options(self, deployment: Deployment) -> FastChatOptions:
         return FastChatOptions.model_validate(deployment.options.get(self.name, {}))
+
+    def container(self, *, version: str) -> NoContainer:
+        return NoContainer("FastChat runs three processes that start one after another, each gated on the one before")
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from backends.base import AutoChoice, Backend, BackendOptions, PlanContext, render_args
+from backends.base import AutoChoice, Backend, BackendOptions, Container, PlanContext, render_args
 from backends.probes import OpenAIChatAnswers, OpenAIModelListed, PostLlmAnswers
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
@@ -48,6 +48,10 @@ class FlaskTransformersBackend(Backend):
 
     def options(self, deployment: Deployment) -> FlaskOptions:
         return FlaskOptions.model_validate(deployment.options.get(self.name, {}))
+
+    def container(self, *, version: str) -> Container:
+        """The image built from this checkout (README: Scaling out), ``-cuda`` for GPUs; both loaders."""
+        return Container(images={"cpu": f"modelserve:{version}", "cuda": f"modelserve:{version}-cuda"})
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext

@@ -14,8 +14,9 @@ Facts this module relies on (shared/reference/vllm-cpu.md):
 from __future__ import annotations
 
 import json
+import re
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pydantic import Field
@@ -25,15 +26,20 @@ from backends.base import (
     Availability,
     Backend,
     BackendOptions,
+    Container,
     EngineInfo,
     EnvSpec,
     GpuUse,
+    KubeRayImage,
+    NodeLayout,
     PlanContext,
     render_args,
 )
 from backends.probes import OpenAIChatAnswers, OpenAIModelListed
+from launcher.core import resources as packaged
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
+from launcher.core.errors import ConfigError
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
 from launcher.devices import DevicePlan
@@ -43,6 +49,10 @@ DISTRIBUTIONS = ("vllm", "vllm-cpu")
 # Preferred first: the launcher module (no deprecation warning), then the classic module.
 ENTRY_MODULES = ("vllm.entrypoints.launchers.api_server.entry", "vllm.entrypoints.openai.api_server")
 GIB = 1024**3
+RAY_VERSION = "2.60.0"  # configs/envs/vllm-cuda.txt pins the same ray
+# The tag pattern of KubeRay v1.7.0's LLM samples (rayproject/ray-llm:2.56.0-py312-cu130); not
+# checked against the registry from here: set ray.image to the image you run.
+KUBERAY_IMAGE = f"rayproject/ray-llm:{RAY_VERSION}-py312-cu130"
 
 # Runs in the engine's interpreter; imports nothing heavy (find_spec of a top-level package
 # does not execute it), so it answers in well under a second.
@@ -173,7 +183,7 @@ class VLLMBackend(Backend):
     def _place_ray(self, dep: Deployment, ours: dict[str, Any], env: dict[str, str]) -> str:
         """Across a Ray cluster: Ray places the workers and sets each one's CUDA_VISIBLE_DEVICES;
         vLLM joins the cluster named by RAY_ADDRESS (else the one this machine belongs to)."""
-        layout = parallel_layout(dep)
+        layout = self.node_layout(dep)
         ours["tensor_parallel_size"] = layout.tensor_parallel
         if layout.pipeline_parallel > 1:
             ours["pipeline_parallel_size"] = layout.pipeline_parallel
@@ -182,6 +192,56 @@ class VLLMBackend(Backend):
         if layout.address != "auto":
             env["RAY_ADDRESS"] = layout.address
         return f"Ray cluster {layout.address}: {layout.describe()}"
+
+    def node_layout(self, deployment: Deployment, *, env: Mapping[str, str] | None = None) -> NodeLayout:
+        """vLLM's legacy Ray executor (VLLM_USE_RAY_V2_EXECUTOR_BACKEND=0) refuses to start on a
+        node that gives the cluster no GPU: it pins its first worker beside the server.
+        RayExecutorV2, the default since vLLM 0.32, places every worker remotely."""
+        layout = super().node_layout(deployment, env=env)
+        legacy = {**(env or {}), **deployment.env}.get("VLLM_USE_RAY_V2_EXECUTOR_BACKEND", "1").strip() == "0"
+        return NodeLayout(layout.address, layout.nodes, layout.gpus_per_node, driver_needs_gpu=legacy)
+
+    def container(self, *, version: str) -> Container:
+        """vLLM's own image at the version the managed GPU environment pins, seen as ``inspect``
+        would see it there (its ``vllm serve`` console script). vLLM publishes CUDA images only
+        (on Docker Hub): a CPU pod needs --image."""
+        pin = vllm_pin()
+        major_minor = tuple(int(p) for p in pin.split(".")[:2] if p.isdigit())
+        facts = {"python": "python3", "distribution": "vllm", "version": pin, "console_script": "vllm",
+                 "modules": [], "tool_strict_level": major_minor >= (0, 32)}  # fmt: skip
+        # shm: its engine's message queue and NCCL between tensor-parallel workers.
+        return Container(images={"cuda": f"vllm/vllm-openai:v{pin}"}, shm=True, facts=facts)
+
+    def kuberay(self) -> KubeRayImage:
+        return KubeRayImage(KUBERAY_IMAGE, RAY_VERSION, {"distribution": "vllm", "console_script": "vllm"})
+
+    def ray_serve_app(self, deployment: Deployment) -> dict[str, Any]:
+        """Ray Serve LLM's OpenAI app (``ray.serve.llm:build_openai_app``, vLLM inside) with the
+        engine settings `up` would give vLLM."""
+        dep = deployment
+        if dep.api_key:
+            raise ConfigError("api_key: Ray Serve LLM's OpenAI app checks no API key",
+                              "render a RayCluster (vLLM checks VLLM_API_KEY there), or put a gateway that checks "
+                              "keys in front of the RayService")  # fmt: skip
+        layout = self.node_layout(dep)
+        engine: dict[str, Any] = {"tensor_parallel_size": layout.tensor_parallel,
+                                  "pipeline_parallel_size": layout.pipeline_parallel}  # fmt: skip
+        engine["gpu_memory_utilization"] = self.options(dep).gpu_memory_utilization or 0.9
+        if dep.max_model_len:
+            engine["max_model_len"] = dep.max_model_len
+        if dep.dtype != "auto":
+            engine["dtype"] = dep.dtype
+        engine.update({k.lstrip("-").replace("-", "_"): v for k, v in dep.backend_args.items()})
+        llm = {
+            "model_loading_config": {"model_id": dep.served_model_name or dep.model, "model_source": dep.model},
+            "engine_kwargs": engine,
+            "deployment_config": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
+        }
+        if dep.env:
+            llm["runtime_env"] = {"env_vars": dict(sorted(dep.env.items()))}
+        app = {"name": "llms", "import_path": "ray.serve.llm:build_openai_app", "route_prefix": "/",
+               "args": {"llm_configs": [llm]}}  # fmt: skip
+        return {"applications": [app]}
 
     def plan(
         self, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan, ctx: PlanContext
@@ -266,37 +326,13 @@ class VLLMBackend(Backend):
                 f"writes a tool format, and this model's chat template has none (vLLM reads {parser}'s)")  # fmt: skip
 
 
-@dataclass(frozen=True)
-class RayLayout:
-    """How a deployment with ``ray:`` spreads over the cluster: one tensor-parallel group of
-    ``gpus`` GPUs per node, ``nodes`` such groups as pipeline stages."""
-
-    address: str  # "auto": the cluster this machine joined
-    nodes: int
-    gpus_per_node: int
-
-    @property
-    def tensor_parallel(self) -> int:
-        return self.gpus_per_node
-
-    @property
-    def pipeline_parallel(self) -> int:
-        return self.nodes
-
-    @property
-    def gpus(self) -> int:
-        return self.nodes * self.gpus_per_node
-
-    def describe(self) -> str:
-        return (f"tensor parallel {self.tensor_parallel} within each node x pipeline parallel "
-                f"{self.pipeline_parallel} across nodes ({self.gpus} GPUs, placed by Ray)")  # fmt: skip
-
-
-def parallel_layout(dep: Deployment) -> RayLayout:
-    """The Ray layout of ``dep`` (which must have ``ray:``): ``gpus`` is per node there."""
-    if dep.ray is None:
-        raise ValueError("parallel_layout() needs a deployment with ray:")
-    return RayLayout(dep.ray.address or "auto", dep.ray.nodes, dep.gpus or 1)
+def vllm_pin() -> str:
+    """The vLLM version the managed GPU environment pins (configs/envs/vllm-cuda.txt)."""
+    text = packaged.config_path("envs/vllm-cuda.txt").read_text()
+    found = re.search(r"^vllm==([\w.]+)", text, re.M)
+    if found is None:
+        raise ConfigError("configs/envs/vllm-cuda.txt pins no vllm version", "reinstall modelserve")
+    return found.group(1)
 
 
 def _flag(key: str) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from launcher import devices
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gpu"
 API_KEY = "sk-k8s-test-4f9a1c"  # must never appear in plain text in a rendered file
+K8S_VERSION = "1.31.0"  # the oldest release still in upstream support when this was written
 SMOLLM2_CONFIG = {
     "architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 576, "intermediate_size": 1536,
     "num_attention_heads": 9, "num_hidden_layers": 30, "num_key_value_heads": 3, "vocab_size": 49152,
@@ -71,3 +74,9 @@ def fixture_gpus(case: Case) -> list[devices.Gpu]:
     if case.gpus_csv is None:
         return []
     return devices.parse_nvidia_smi_csv((FIXTURES / case.gpus_csv).read_text())
+
+
+def validate(files: list[Path]) -> subprocess.CompletedProcess[str]:
+    """`kubernetes-validate --strict` against K8S_VERSION (its schemas ship in the package: offline)."""
+    return subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", K8S_VERSION,
+                           *map(str, files)], capture_output=True, text=True, timeout=120)  # fmt: skip

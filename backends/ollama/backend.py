@@ -35,7 +35,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from backends.base import Availability, Backend, BackendOptions, EngineInfo, PlanContext
+from backends.base import Availability, Backend, BackendOptions, EngineInfo, NoContainer, PlanContext
 from backends.ollama.api import OllamaAPI, create_from_gguf, pull
 from backends.ollama.binary import DEFAULT_BINARY, binary_version, find_binary, host_port, server_env
 from backends.ollama.probes import OllamaModelListed, OllamaVersion
@@ -55,6 +55,7 @@ from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.probe import Probe
 from launcher.devices import DevicePlan
 
 __all__ = [  # what tests and plugins import from here
@@ -87,8 +88,18 @@ class OllamaBackend(Backend):
         "install Ollama (https://ollama.com/download) or set `ollama_bin:` under `ollama:` in the deployment YAML"
     )
 
+    # served_model_name would copy the model under a new tag: a fleet's gateway rewrites `model`.
+    keeps_model_name: ClassVar[bool] = True
+
     def options(self, deployment: Deployment) -> OllamaOptions:
         return OllamaOptions.model_validate(deployment.options.get(self.name, {}))
+
+    def container(self, *, version: str) -> NoContainer:
+        return NoContainer("Ollama pulls its model through its own API after the server starts")
+
+    def url_probe(self, base: str, path: str, api_key: str | None) -> Probe | None:
+        """Ollama's native API lives under /api; GET /api/version answers without a model."""
+        return OllamaVersion(base) if path.startswith("/api") else None
 
     def inspect(self, *, python: str, deployment: Deployment | None, local: bool) -> EngineInfo:
         """The ``ollama`` executable (``ollama_bin``, else PATH) and its version; no Python involved."""

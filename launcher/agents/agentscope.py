@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from launcher.agents.names import ENDPOINTS, SUFFIX
+from launcher.agents.format_names import ENDPOINTS, SUFFIX
 from launcher.core.launch import ClientEndpoint
 
 if TYPE_CHECKING:

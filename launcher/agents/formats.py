@@ -1,7 +1,7 @@
 """Agent client configs for a deployment, one renderer per client format (`modelserve config`).
 
 Pure: (client endpoints, AgentScope settings, names) -> :class:`RenderedConfig`, the text to
-print plus the entries ``--write`` merges. Only the CLI reads state and ``agents.files`` writes.
+print plus the entries ``--write`` merges. Only the CLI reads state and ``agents.config_files`` writes.
 Every key below is a verified fact from shared/reference/agentscope-clients.md (§ numbers):
 
 - ``agentscope``: AgentScope 0.x model configs, exactly what ``up`` writes (``agentscope``).
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from launcher.agents.agentscope import ENDPOINTS, SUFFIX, agentscope_entries, entry_name
-from launcher.agents.names import FORMATS, Format
-from launcher.agents.rendered import DESCRIBE, RenderedConfig, WriteMode
+from launcher.agents.format_names import FORMATS, Format
+from launcher.agents.rendered_config import DESCRIBE, RenderedConfig, WriteMode
 from launcher.agents.snippets import agentscope_v1, agentscope_v2
 from launcher.core.errors import ClientConfigError
 from launcher.core.launch import ClientKind

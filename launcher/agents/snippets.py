@@ -7,7 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from launcher.agents.rendered import CAVEAT_PREFIX, DESCRIBE, RenderedConfig
+from launcher.agents.rendered_config import CAVEAT_PREFIX, DESCRIBE, RenderedConfig
 
 if TYPE_CHECKING:
     from launcher.core.deployment import AgentScopeSettings

@@ -1,5 +1,5 @@
 """`python -m launcher.cli`: the same as the `modelserve` command."""
 
-from launcher.cli.app import main
+from launcher.cli.root import main
 
 main()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from launcher.cli.app import main, report, warn
+from launcher.cli.root import main, report, warn
 
 SPEC = click.option("-c", "--config", "config_file", required=True, type=click.Path(dir_okay=False),
                     help="Deployment YAML file with a ray: section.")  # fmt: skip

@@ -8,8 +8,8 @@ from typing import cast
 
 import click
 
-from launcher.agents.names import ENDPOINTS, FORMATS, Format
-from launcher.cli.app import main
+from launcher.agents.format_names import ENDPOINTS, FORMATS, Format
+from launcher.cli.root import main
 
 WRITE_HELP = ("Merge into this file instead of printing (agentscope, agentfabric: by entry name, atomically, "
               "keeping other entries); other formats are written only to a new file.")  # fmt: skip
@@ -43,7 +43,7 @@ def config_command(name: str, fmt: str, write_path: Path | None, endpoint: str |
     modelserve config llama2 --k8s -f openai-env     # after `modelserve k8s render -c llama2.yaml`
     """
     from launcher.lifecycle import clients
-    from launcher.store.rendered import RENDERED
+    from launcher.store.k8s_records import RENDERED
 
     record, found = clients.find_record(name, k8s=k8s)
     rendered = clients.config_for(record, cast(Format, fmt), only=endpoint, config_name=config_name, member=member,

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from launcher.cli.app import JSON_VERSION, apply, main, report, warn
+from launcher.cli.root import JSON_VERSION, apply, main, report, warn
 
 UP_OPTIONS = [
     click.option("-m", "--model", help="Local folder, HF/ModelScope ID in the local cache, or alias (smollm2-135m)."),
@@ -48,7 +48,7 @@ def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as
     modelserve up -c configs/flask-transformers.yaml --port 8001
     """
     from launcher.cli import output
-    from launcher.core.fleet import is_fleet_file
+    from launcher.core.fleet_spec import is_fleet_file
     from launcher.lifecycle import prepare, specs
     from launcher.lifecycle import up as starting
 

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 import click
 
-from launcher.cli.app import JSON_VERSION, main, report
+from launcher.cli.root import JSON_VERSION, main, report
 
 
 @main.command(name="backends")

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from launcher.cli.app import apply, main, report, warn
+from launcher.cli.root import apply, main, report, warn
 
 if TYPE_CHECKING:
     from launcher.systemd.units import File
@@ -38,7 +38,7 @@ def run(name: str | None, config_file: str | None) -> None:
     modelserve run -c configs/flask-transformers.yaml
     modelserve run llama2          # /etc/modelserve/llama2.yaml or ~/.config/modelserve/llama2.yaml
     """
-    from launcher.core.fleet import is_fleet_file
+    from launcher.core.fleet_spec import is_fleet_file
     from launcher.lifecycle import run as running
     from launcher.lifecycle import specs
 
@@ -65,7 +65,7 @@ def systemd() -> None:
 
 
 def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None) -> File:
-    from launcher.core.fleet import is_fleet_file
+    from launcher.core.fleet_spec import is_fleet_file
     from launcher.lifecycle import specs
 
     path = _spec_path(name, config_file)

@@ -155,8 +155,9 @@ class _Sections:
         for key, value in raw.items():
             owners = [s for s, m in self.models.items() if key in m.model_fields]
             if key == "options":
+                example = f", e.g. `{next(iter(self.models))}:`" if self.models else ""
                 raise ConfigError(f"{where} options: unknown key",
-                                  "a backend's settings go in a section named after it, e.g. `vllm:`")  # fmt: skip
+                                  f"a backend's settings go in a section named after it{example}")  # fmt: skip
             if key in self.models:
                 value = {} if value is None else value  # `vllm:` with nothing under it
                 options[key] = value if not isinstance(value, dict) else {**options.get(key, {}), **value}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from launcher.core.fleet import Policy
+from launcher.core.fleet_spec import Policy
 
 
 class MemberPlan(BaseModel):

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import psutil
 
-from launcher.core.fleet import Policy
+from launcher.core.fleet_spec import Policy
 from launcher.gateway import policy
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import MemberPlan

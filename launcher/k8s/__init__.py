@@ -1,7 +1,11 @@
-"""Kubernetes manifests for deployments and fleets (`modelserve k8s render`).
+"""Kubernetes (`modelserve k8s render`): the whole of it, nothing written here.
 
-Pure renderers (``manifests``): typed workloads in, :class:`~launcher.core.rendered.File`
-objects out; they import launcher.core only. What goes into a workload (the engine command `up`
-would run, translated for a container; probes; resources) is decided in
-``launcher.lifecycle.k8s_plan``; the CLI writes the files.
+- ``workload``: one deployment planned for a pod: the backend's own ``plan()`` with a context
+  that describes the container (``Backend.container()``: image, health path, /dev/shm);
+- ``manifests``: pure renderers from typed workloads to :class:`~launcher.core.rendered_file.File`
+  objects (Deployment, Service, claim, Secrets, the agent config, kustomization);
+- ``kuberay``: a deployment with ``ray:`` as a KubeRay RayCluster or RayService, through the
+  multi-node backend's ``node_layout()``, ``kuberay()`` and ``ray_serve_app()``;
+- ``render``: a deployment or a fleet (loaded by ``lifecycle.specs.k8s_render``) as manifests,
+  and the record `modelserve config NAME` reads. The CLI writes the files.
 """

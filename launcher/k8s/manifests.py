@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from launcher.core.rendered import File
+from launcher.core.rendered_file import File
 
 MODEL_MOUNT = "/models"
 SHM_BYTES = 2 * 1024**3

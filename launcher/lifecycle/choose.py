@@ -1,7 +1,7 @@
 """Which backend, on which devices, run by which interpreter: decided once per command.
 
-`-b auto` asks every registered backend that declares ``auto`` (vLLM on a GPU first, the built-in
-server everywhere) in priority order, and takes the first whose engine is installed; the reason
+`-b auto` asks every registered backend that declares ``auto`` (``backends.automatic``) in
+priority order, and takes the first whose engine is installed; the reason
 it gives is printed in the summary. Engine inspection (``Backend.inspect``) can spawn an
 interpreter, so :class:`Engines` asks each backend once per interpreter and remembers the answer
 for the rest of the command.
@@ -61,7 +61,7 @@ def choose(dep: Deployment, engines: Engines, gpus: list[devices.Gpu] | None = N
         backend = backends.get(dep.backend)
         return Choice(backend, f"{backend.name} (asked for)", devices.plan(dep.device, gpus, count=dep.gpus), len(gpus))
     dplan = devices.plan(dep.device, gpus, count=dep.gpus)
-    candidates = _auto_candidates(dplan.kind)
+    candidates = backends.automatic(dplan.kind)
     skipped: list[str] = []
     for backend in candidates:
         found = engines.inspect(backend, engines.python_for(dep, backend), dep).available
@@ -82,36 +82,13 @@ def _choose_on_ray(dep: Deployment) -> Choice:
     if dep.device not in ("auto", "cuda"):
         raise ConfigError(f"device: {dep.device} picks this machine's devices, but ray: spreads the model over the "
                           "cluster's GPUs", "drop device (or write cuda) and set gpus: N, the GPUs of each node")  # fmt: skip
-    able = [name for name in backends.names() if _multi_node(name)]
-    if dep.backend != "auto" and dep.backend not in able:
-        raise ConfigError(f"ray: backend {dep.backend} runs on one machine; only {', '.join(able) or 'none'} runs "
-                          "across Ray nodes", f"use -b {able[0] if able else 'vllm'}, or remove the ray: section")  # fmt: skip
-    if not able:
+    backend = backends.on_ray(dep.backend)
+    if backend is None:
         raise backends_unavailable("a Ray cluster")
-    name = dep.backend if dep.backend != "auto" else able[0]
     where = dep.ray.address or "auto"
     plan = devices.DevicePlan("cuda", (), f"Ray cluster {where}: {dep.ray.nodes} node(s) x {dep.gpus or 1} GPU(s)")
     why = "asked for" if dep.backend != "auto" else "ray: given; the backend that runs across nodes"
-    return Choice(backends.get(name), f"{name} ({why})", plan)
-
-
-def _multi_node(name: str) -> bool:
-    try:
-        return backends.get(name).multi_node
-    except Exception:  # a broken plugin must not stop the choice
-        return False
-
-
-def _auto_candidates(kind: str) -> list[Backend]:
-    found = []
-    for name in backends.names():
-        try:
-            backend = backends.get(name)
-        except Exception:  # a broken plugin must not stop `-b auto` from choosing a built-in
-            continue
-        if backend.auto is not None and kind in backend.auto.devices:
-            found.append(backend)
-    return sorted(found, key=lambda b: -(b.auto.priority if b.auto else 0))
+    return Choice(backend, f"{backend.name} ({why})", plan)
 
 
 def _auto_reason(backend: Backend, dplan: devices.DevicePlan, version: str | None, skipped: list[str]) -> str:

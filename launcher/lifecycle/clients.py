@@ -7,13 +7,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from launcher.agents import files as agent_files
+from launcher.agents import config_files
 from launcher.agents.formats import Format, RenderedConfig, entry_base, render
-from launcher.agents.rendered import CAVEAT_PREFIX
+from launcher.agents.rendered_config import CAVEAT_PREFIX
 from launcher.core.deployment import AgentScopeSettings
 from launcher.core.errors import ClientConfigError, DeploymentNotFound
-from launcher.store import records
-from launcher.store import rendered as k8s_records
+from launcher.store import k8s_records, records
 
 
 def find_record(name: str, *, k8s: bool = False) -> tuple[records.DeploymentRecord, list[str]]:
@@ -76,17 +75,17 @@ def write(record: records.DeploymentRecord, rendered: RenderedConfig, path: Path
     if not path.parent.is_dir():
         raise ClientConfigError(f"the folder {path.parent} does not exist", "create it or choose another --write path")
     if rendered.write_mode == "merge-list":
-        merged = agent_files.merge(path, rendered.entries, option="--write")
+        merged = config_files.merge(path, rendered.entries, option="--write")
         names = [e["config_name"] for e in rendered.entries]
         _remember(record, "agentscope", path, names)
         return f"merged {', '.join(names)} into {path} ({len(merged) - len(names)} other entries kept)"
     if rendered.write_mode == "merge-object":
-        merged_named = agent_files.merge_object(path, rendered.named)
+        merged_named = config_files.merge_object(path, rendered.named)
         _remember(record, "agentfabric", path, list(rendered.named))
         kept = len(merged_named) - len(rendered.named)
         return f"merged {', '.join(rendered.named)} into {path} ({kept} other entries kept)"
     # A key in a new file is readable by its owner only (merged files keep their mode, as `up` does).
-    if agent_files.write_new(path, rendered.text, mode=0o600 if rendered.holds_secret else 0o644):
+    if config_files.write_new(path, rendered.text, mode=0o600 if rendered.holds_secret else 0o644):
         return f"wrote {path}"
     return f"{path} already holds this config; left as is"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import psutil
 
-from launcher.agents import files as agent_files
+from launcher.agents import config_files
 from launcher.core.errors import StopFailed
 from launcher.process.groups import ProcessGroups, StopReport
 from launcher.process.table import find_members
@@ -76,9 +76,9 @@ def _forget(record: records.DeploymentRecord) -> int:
     removed = 0
     for client in record.clients:
         if client.kind == "agentfabric":
-            removed += agent_files.remove_object_entries(Path(client.path), client.names)
+            removed += config_files.remove_object_entries(Path(client.path), client.names)
         else:
-            removed += agent_files.remove_entries(Path(client.path), client.names)
+            removed += config_files.remove_entries(Path(client.path), client.names)
     return removed
 
 

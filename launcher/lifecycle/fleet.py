@@ -24,11 +24,11 @@ import yaml
 import backends
 from backends.probes import OpenAIModelListed
 from launcher import devices
-from launcher.agents import files as agent_files
+from launcher.agents import config_files
 from launcher.agents.agentscope import agentscope_entries
 from launcher.core.deployment import client_host
 from launcher.core.errors import StartupFailed
-from launcher.core.fleet import LOOPBACK, Fleet, Member, load_fleet
+from launcher.core.fleet_spec import LOOPBACK, Fleet, Member, load_fleet
 from launcher.core.launch import ClientEndpoint, ProcessSpec
 from launcher.core.probe import to_dict
 from launcher.gateway.plan import GatewayPlan, MemberPlan
@@ -72,10 +72,11 @@ def _cli() -> list[str]:
 
 def member_file(fleet: Fleet, member: Member, folder: Path, backend: str) -> Path:
     """The member as one deployment file: its own settings, its fleet name, loopback, no config.
-    It serves its model under the id clients use (so answers name it too), except on Ollama,
-    where that would copy the model under a new tag: the gateway rewrites ``model`` instead."""
+    It serves its model under the id clients use (so answers name it too), except on an engine
+    that keeps its own model names (Ollama: a new name is a copy under a new tag): the gateway
+    rewrites ``model`` instead."""
     data = dict(member.raw)
-    if backend != "ollama":
+    if not backends.get(backend).keeps_model_name:
         data.setdefault("served_model_name", member.model_id)
     model = str(data["model"])
     if model.startswith((".", "~")) or Path(model).is_dir():  # a folder: the gateway runs elsewhere
@@ -185,7 +186,7 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
         warnings.append(f"gateway on {gw.host} without an API key: anyone who can reach this machine can use "
                         "every model of the fleet (set gateway.api_key)")  # fmt: skip
     if fleet.agentscope.config:
-        agent_files.check_mergeable(Path(fleet.agentscope.config).expanduser().absolute())
+        config_files.check_mergeable(Path(fleet.agentscope.config).expanduser().absolute())
     ports.ensure_free(gw.host, gw.port)
     folder = fleet_dir(fleet.name)
     folder.mkdir(parents=True, exist_ok=True)
@@ -264,7 +265,7 @@ def write_clients(session: FleetSession, result: FleetUpResult) -> None:
     entries = []
     for _, endpoint in session.endpoints:  # named by model id, as `modelserve config FLEET --member ID` does
         entries += agentscope_entries([endpoint], settings, f"{settings.config_name or session.fleet.name}-{endpoint.model_name}")
-    agent_files.merge(path, entries)
+    config_files.merge(path, entries)
     result.config_path = str(path)
     result.config_names = [e["config_name"] for e in entries]
     session.record.clients = [records.ClientRecord("agentscope", str(path), result.config_names)]

@@ -53,7 +53,7 @@ def prepare(
     if dry_run and running is None:
         running = backend.find_running(dep)
     model = backend.resolve_model(dep, prepare=not dry_run, progress=report)
-    dtype = dep.dtype if dep.dtype != "auto" else ("float32" if choice.devices.kind == "cpu" else "bfloat16")
+    dtype = devices.serving_dtype(dep.dtype, choice.devices.kind)
     estimate = None
     if model.path is not None and Path(model.path).is_dir():
         estimate = devices.estimate_memory(model.path, dtype=dtype, max_model_len=dep.max_model_len)

@@ -1,6 +1,7 @@
 """The Ray cluster a deployment's ``ray:`` section names: the `ray start` commands that make it
 (`modelserve ray head|worker`, printed, or run with --start), `ray stop`, and the pre-flight
-check `up` runs against the live cluster before it starts vLLM.
+check `up` runs against the live cluster before it starts the engine. The layout (GPUs per node,
+nodes) is the multi-node backend's (``Backend.node_layout``).
 
 Ray runs from the engine's interpreter (``python:``, else the managed vLLM environment): the
 ``ray`` script beside it starts the nodes, and the same interpreter reads the cluster, so the
@@ -16,11 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from backends.vllm import parallel_layout
+import backends
+from backends.base import Backend, NodeLayout
 from launcher import devices
 from launcher.core.deployment import Deployment
 from launcher.core.errors import BackendUnavailable, ConfigError, DeviceError, ModelserveError
-from launcher.devices import ray_cluster
+from launcher.devices import ray_inventory
 from launcher.lifecycle.choose import Engines, choose
 from launcher.process.childio import run_streaming
 
@@ -49,12 +51,21 @@ class RayRun:
     output: str
 
 
+def layout(dep: Deployment, env: Mapping[str, str] | None = None) -> NodeLayout:
+    """``dep``'s layout on the cluster, as the backend that runs it across nodes lays it out.
+    ``env``: what the engine starts with (default: this environment)."""
+    backend = backends.on_ray(dep.backend)
+    if backend is None:
+        raise BackendUnavailable("no registered backend runs across Ray nodes", "see `modelserve backends`")
+    return backend.node_layout(dep, env=os.environ if env is None else env)
+
+
 def commands(dep: Deployment, ray: str) -> dict[Role, RayCommand]:
     """The `ray start` commands for the head and each worker node, and `ray stop` (pure).
     Every node gives the cluster ``gpus`` GPUs: one tensor-parallel group per node."""
     if dep.ray is None:
         raise ConfigError("this deployment has no ray: section", "add `ray: {address: HEAD:6379, nodes: 2}`")
-    gpus = str(parallel_layout(dep).gpus_per_node)
+    gpus = str(layout(dep).gpus_per_node)
     head = (ray, "start", "--head", f"--port={dep.ray.port}", f"--num-gpus={gpus}", "--disable-usage-stats")
     address = dep.ray.address if dep.ray.address not in (None, "auto") else "HEAD_IP:" + str(dep.ray.port)
     worker = (ray, "start", f"--address={address}", f"--num-gpus={gpus}")
@@ -63,26 +74,35 @@ def commands(dep: Deployment, ray: str) -> dict[Role, RayCommand]:
             "stop": RayCommand("stop", (ray, "stop"), env)}  # fmt: skip
 
 
-def ray_script(python: str) -> str:
+def ray_script(python: str, backend: Backend) -> str:
     """The ``ray`` command installed beside ``python``."""
     script = Path(python).parent / "ray"
     if not script.exists():
+        managed = f" (the managed CUDA env has it: `modelserve env create {backend.env_spec.name} --recreate`)" \
+            if backend.env_spec else ""  # fmt: skip
         raise BackendUnavailable(f"ray is not installed beside {python} (no {script})",
-                                 f"`{python} -m pip install ray` (the managed CUDA env has it: `modelserve env create "
-                                 "vllm --recreate`), or set python: to an interpreter that has it")  # fmt: skip
+                                 f"`{python} -m pip install ray`{managed}, or set python: to an interpreter that "
+                                 "has it")  # fmt: skip
     return str(script)
 
 
-def engine_python(dep: Deployment) -> str:
+def engine(dep: Deployment) -> tuple[Backend, str]:
+    """The backend that runs ``dep`` and the interpreter that runs it."""
     engines = Engines()
-    return engines.python_for(dep, choose(dep, engines).backend)
+    backend = choose(dep, engines).backend
+    return backend, engines.python_for(dep, backend)
+
+
+def engine_python(dep: Deployment) -> str:
+    return engine(dep)[1]
 
 
 def command(dep: Deployment, role: Role, *, report: Report | None = None) -> RayCommand:
     """The command for ``role``, with the real ``ray`` of the engine's interpreter. With
     ``report`` (printing, not running) a missing ray is reported and ``ray`` from PATH shown."""
     try:
-        script = ray_script(engine_python(dep))
+        backend, python = engine(dep)
+        script = ray_script(python, backend)
     except BackendUnavailable as exc:
         if report is None:
             raise
@@ -109,18 +129,17 @@ def run(found: RayCommand) -> RayRun:
 
 @dataclass(frozen=True)
 class ClusterCheck:
-    cluster: ray_cluster.RayCluster
+    cluster: ray_inventory.RayCluster
     fit: devices.FitVerdict
 
 
 def check(dep: Deployment, python: str, *, timeout: float = PROBE_DEADLINE) -> ClusterCheck:
     """Read the live cluster through ``python``'s ray and judge the deployment's layout on it."""
-    layout = parallel_layout(dep)
     env = {**os.environ, **dep.env}
-    cluster = ray_cluster.inspect_cluster(python, layout.address, timeout=timeout, env=env)
-    legacy = env.get("VLLM_USE_RAY_V2_EXECUTOR_BACKEND", "1").strip() == "0"  # vLLM's own default is "1"
-    fit = ray_cluster.check_cluster_fit(cluster, nodes=layout.nodes, gpus_per_node=layout.gpus_per_node,
-                                        driver_needs_gpu=legacy)  # fmt: skip
+    found = layout(dep, env)
+    cluster = ray_inventory.inspect_cluster(python, found.address, timeout=timeout, env=env)
+    fit = ray_inventory.check_cluster_fit(cluster, nodes=found.nodes, gpus_per_node=found.gpus_per_node,
+                                          driver_needs_gpu=found.driver_needs_gpu)  # fmt: skip
     return ClusterCheck(cluster, fit)
 
 
@@ -135,6 +154,6 @@ def preflight(dep: Deployment, python: str, estimate: devices.MemoryEstimate | N
         return devices.FitVerdict(False, f"Ray cluster not checked: {exc.message}", exc.hint or "")
     if estimate is None or not verdict.fits:
         return verdict
-    per_gpu = estimate.per_gpu(parallel_layout(dep).gpus) / GIB
+    per_gpu = estimate.per_gpu(layout(dep).gpus) / GIB
     return devices.FitVerdict(True, f"{verdict.message}; the model needs ~{per_gpu:.1f} GiB per GPU "
                                     "(Ray reports no GPU memory: not checked)")  # fmt: skip

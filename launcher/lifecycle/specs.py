@@ -1,19 +1,23 @@
 """Deployment specs as the commands load them: the core loader plus every registered backend's
-options section, and what a systemd unit for a spec needs to know about this machine."""
+options section; what a systemd unit for a spec needs to know about this machine; and a spec or
+fleet file handed to the Kubernetes renderer (launcher.k8s)."""
 
 from __future__ import annotations
 
 import shutil
 import sys
 from collections.abc import Mapping
-from importlib.metadata import version
+from importlib.metadata import version as version_of
 from pathlib import Path
 from typing import Any
 
 import backends
 from launcher import devices, models
 from launcher.core import spec
+from launcher.core.fleet_spec import is_fleet_file
 from launcher.core.spec import LoadedSpec
+from launcher.k8s.render import K8sRender, render
+from launcher.lifecycle import fleet as fleets
 from launcher.store import paths
 from launcher.systemd.units import File, UnitInputs, render_unit
 
@@ -53,6 +57,15 @@ def systemd_unit(path: Path, *, user_unit: bool, run_as: str | None) -> File:
         cuda_visible_devices=cuda,
         model_path=model_path,
         python=dep.python,
-        version=version("modelserve"),
+        version=version_of("modelserve"),
     )
     return render_unit(dep, inputs)
+
+
+def k8s_render(path: str | Path, *, namespace: str = "default", images: Mapping[str, str] | None = None,
+               kustomize: bool = False, source: str | None = None, version: str | None = None,
+               ray_kind: str = "RayCluster") -> K8sRender:  # fmt: skip
+    """`modelserve k8s render`: the deployment or fleet file at ``path`` as manifests (writes nothing)."""
+    loaded = fleets.load(path) if is_fleet_file(path) else load(path).deployment
+    return render(loaded, source=source or str(path), version=version or version_of("modelserve"),
+                  namespace=namespace, images=images, kustomize=kustomize, ray_kind=ray_kind)  # fmt: skip

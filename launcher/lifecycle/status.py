@@ -130,8 +130,9 @@ def health_of(target: str, timeout: float = 10.0) -> ProbeResult:
 
 
 def _url_probes(url: str) -> list[Probe]:
+    """The APIs every kind of server here shares (POST /llm/, OpenAI /v1, an open GET) first;
+    another path is asked of each backend's ``url_probe`` (Ollama's /api), then probed as a GET."""
     # Imported here: http.client (with ssl and email) is most of what `status` would load otherwise.
-    from backends.ollama.probes import OllamaVersion
     from backends.probes import HttpOk, PostLlmAnswers
 
     parts = urlsplit(url)
@@ -140,11 +141,19 @@ def _url_probes(url: str) -> list[Probe]:
     path = parts.path.rstrip("/")
     if path.endswith("/llm"):
         return [PostLlmAnswers(base, key)]
-    if path.startswith("/api"):
-        return [OllamaVersion(base)]
     if path.endswith("/v1"):
         return [HttpOk(base, key, path="/v1/models")]
-    return [HttpOk(base, key, path=path or "/health")]
+    if path in ("", "/health"):
+        return [HttpOk(base, key, path="/health")]
+    return [_backend_url_probe(base, path, key) or HttpOk(base, key, path=path)]
+
+
+def _backend_url_probe(base: str, path: str, key: str | None) -> Probe | None:
+    """A probe of the API ``path`` belongs to, when a backend claims it. Loads every backend
+    class (pydantic): only for a path the shared probes do not know."""
+    import backends
+
+    return next((p for b in backends.loaded() if (p := b.url_probe(base, path, key)) is not None), None)
 
 
 def log_path(name: str, process: str | None = None) -> Path:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from launcher.agents import files as agent_files
+from launcher.agents import config_files
 from launcher.agents.agentscope import agentscope_entries
 from launcher.core.deployment import Deployment
 from launcher.core.errors import AlreadyRunning
@@ -71,7 +71,7 @@ def begin(dep: Deployment, *, report: Report = _quiet, mode: str = "detached") -
         )
     config_path = _agentscope_path(dep)
     if config_path is not None:
-        agent_files.check_mergeable(config_path)  # before anything starts: never fail after
+        config_files.check_mergeable(config_path)  # before anything starts: never fail after
     engines = Engines()
     choice = choose(dep, engines)
     running = choice.backend.find_running(dep)
@@ -163,7 +163,7 @@ def write_clients(session: Session) -> list[str]:
         return []
     dep, record = session.dep, session.record
     entries = agentscope_entries(session.prep.launch.clients, dep.agentscope, dep.agentscope.config_name or record.name)
-    agent_files.merge(session.config_path, entries)
+    config_files.merge(session.config_path, entries)
     names = [e["config_name"] for e in entries]
     record.clients = [records.ClientRecord("agentscope", str(session.config_path), names)]
     return names

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launcher.core.deployment import Deployment
-from launcher.core.rendered import File as File  # re-exported: specs, fleet_run and the CLI import it from here
+from launcher.core.rendered_file import File as File  # re-exported: specs, fleet_run and the CLI import it from here
 
 HOME_ROOTS = ("/home", "/root", "/run/user")
 GPU_DEVICES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")

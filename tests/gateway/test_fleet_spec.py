@@ -9,7 +9,7 @@ import pytest
 
 import backends
 from launcher.core.errors import ConfigError
-from launcher.core.fleet import Fleet, is_fleet_file, load_fleet
+from launcher.core.fleet_spec import Fleet, is_fleet_file, load_fleet
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -34,7 +34,7 @@ def loaded_by(args: list[str], env: dict[str, str]) -> set[str]:
                           timeout=60)  # fmt: skip
     line = next(x for x in proc.stderr.splitlines() if x.startswith("MODULES="))
     modules = set(json.loads(line[len("MODULES="):]))
-    assert "launcher.cli.app" in modules  # the probe really ran the CLI
+    assert "launcher.cli.root" in modules  # the probe really ran the CLI
     return modules | {name.split(".")[0] for name in modules}
 
 

@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s_cases import API_KEY, CASES, Case, write_spec
-
-K8S_VERSION = "1.31.0"  # the oldest release still in upstream support when this was written
+from tests.k8s_cases import API_KEY, CASES, K8S_VERSION, Case, validate, write_spec
 
 
 def cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -25,11 +23,6 @@ def cli(args: list[str], env: dict[str, str], *, check: bool = True) -> subproce
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
-
-
-def validate(files: list[Path]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "kubernetes_validate", "--strict", "-k", K8S_VERSION,
-                           *map(str, files)], capture_output=True, text=True, timeout=120)  # fmt: skip
 
 
 def render_to(case: Case, root: Path, env: dict[str, str]) -> tuple[Path, list[Path]]:

@@ -78,7 +78,7 @@ def test_every_command_has_an_example_in_help() -> None:
 
 
 def test_the_lazy_command_table_names_every_command_where_it_is() -> None:
-    from launcher.cli.app import COMMAND_MODULES
+    from launcher.cli.root import COMMAND_MODULES
 
     for name, module in COMMAND_MODULES.items():
         assert cli.main.get_command(None, name) is not None, f"{name} is not defined in launcher.cli.{module}"  # type: ignore[arg-type]

@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from launcher.agents import agentscope, formats
-from launcher.agents import files as agent_files
+from launcher.agents import agentscope, config_files, formats
 from launcher.cli import ModelserveGroup
 from launcher.cli.config import config_command
 from launcher.core.deployment import AgentScopeSettings
@@ -196,7 +195,7 @@ def test_merge_object_keeps_others_and_replaces_same_name_in_place(tmp_path: Pat
     path = tmp_path / "model_config.json"
     theirs = {"qwen-max": {"type": "dashscope", "model": "qwen-max", "length_constraint": {"knowledge": 4000}}}
     path.write_text(json.dumps({**theirs, "local": entry("a"), "last": entry("z")}, indent=4))
-    merged = agent_files.merge_object(path, {"local": entry("b"), "new": entry("c")})
+    merged = config_files.merge_object(path, {"local": entry("b"), "new": entry("c")})
     data = json.loads(path.read_text())
     assert data == merged
     assert list(data) == ["qwen-max", "local", "last", "new"]
@@ -205,10 +204,10 @@ def test_merge_object_keeps_others_and_replaces_same_name_in_place(tmp_path: Pat
 
 
 def test_merge_object_creates_the_file_and_treats_empty_as_no_entries(tmp_path: Path) -> None:
-    agent_files.merge_object(tmp_path / "a.json", {"x": entry("x")})
+    config_files.merge_object(tmp_path / "a.json", {"x": entry("x")})
     assert json.loads((tmp_path / "a.json").read_text()) == {"x": entry("x")}
     (tmp_path / "b.json").write_text("\n \n")
-    agent_files.merge_object(tmp_path / "b.json", {"y": entry("y")})
+    config_files.merge_object(tmp_path / "b.json", {"y": entry("y")})
     assert json.loads((tmp_path / "b.json").read_text()) == {"y": entry("y")}
 
 
@@ -226,7 +225,7 @@ def test_merge_object_never_touches_a_malformed_file(tmp_path: Path, content: st
     path.write_text(content)
     before = path.stat().st_mtime_ns
     with pytest.raises(ClientConfigError, match=message) as err:
-        agent_files.merge_object(path, {"x": entry("x")})
+        config_files.merge_object(path, {"x": entry("x")})
     assert err.value.exit_code == 9
     assert path.read_text() == content
     assert path.stat().st_mtime_ns == before
@@ -237,13 +236,13 @@ def test_merge_object_keeps_the_file_mode(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("{}")
     path.chmod(0o640)
-    agent_files.merge_object(path, {"x": entry("x")})
+    config_files.merge_object(path, {"x": entry("x")})
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
 
 
 def _object_writer(path: str, i: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()  # all 20 start their read-modify-write at the same moment
-    agent_files.merge_object(Path(path), {f"w{i}": entry(f"m{i}")})
+    config_files.merge_object(Path(path), {f"w{i}": entry(f"m{i}")})
 
 
 def test_twenty_concurrent_object_writers_lose_nothing(tmp_path: Path) -> None:
@@ -264,11 +263,11 @@ def test_twenty_concurrent_object_writers_lose_nothing(tmp_path: Path) -> None:
 
 def test_write_new_never_replaces_a_file(tmp_path: Path) -> None:
     path = tmp_path / "model.py"
-    assert agent_files.write_new(path, "a = 1\n", mode=0o600) is True
+    assert config_files.write_new(path, "a = 1\n", mode=0o600) is True
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert agent_files.write_new(path, "a = 1\n") is False  # the same text: nothing to do
+    assert config_files.write_new(path, "a = 1\n") is False  # the same text: nothing to do
     with pytest.raises(ClientConfigError, match="exists and this format cannot be merged"):
-        agent_files.write_new(path, "a = 2\n")
+        config_files.write_new(path, "a = 2\n")
     assert path.read_text() == "a = 1\n"
     assert sorted(os.listdir(tmp_path)) == ["model.py"]
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from launcher.agents import agentscope
-from launcher.agents import files as agent_files
+from launcher.agents import agentscope, config_files
 from launcher.core.deployment import AgentScopeSettings
 from launcher.core.errors import ClientConfigError
 from launcher.core.launch import ClientEndpoint
@@ -51,9 +50,9 @@ def test_merge_creates_keeps_and_replaces(tmp_path: Path) -> None:
     theirs = {"config_name": "gpt4", "model_type": "openai_chat", "model_name": "gpt-4", "api_key": "sk-x"}
     path.write_text(json.dumps([theirs]))
     first = agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "smol")
-    agent_files.merge(path, first)
+    config_files.merge(path, first)
     again = agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(max_tokens=7), "smol")
-    agent_files.merge(path, again)
+    config_files.merge(path, again)
     data = json.loads(path.read_text())
     assert [e["config_name"] for e in data] == ["gpt4", "smol-post", "smol-openai"]
     assert data[0] == theirs
@@ -64,7 +63,7 @@ def test_single_object_file_becomes_a_list_keeping_it(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     single = {"config_name": "vllm_llama2", "model_type": "openai_chat", "model_name": "m"}
     path.write_text(json.dumps(single))
-    agent_files.merge(path, agentscope.agentscope_entries([OPENAI], AgentScopeSettings(), "a"))
+    config_files.merge(path, agentscope.agentscope_entries([OPENAI], AgentScopeSettings(), "a"))
     assert json.loads(path.read_text())[0] == single
 
 
@@ -82,7 +81,7 @@ def test_malformed_file_is_never_touched(tmp_path: Path, content: str, message: 
     path.write_text(content)
     before = path.stat().st_mtime_ns
     with pytest.raises(ClientConfigError, match=message) as err:
-        agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
+        config_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert err.value.exit_code == 9
     assert path.read_text() == content
     assert path.stat().st_mtime_ns == before
@@ -93,13 +92,13 @@ def test_check_mergeable_reports_line(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text('[\n  {"config_name": "a"}\n  {"config_name": "b"}\n]\n')
     with pytest.raises(ClientConfigError, match=r"model_config.json:3:3: not valid JSON"):
-        agent_files.check_mergeable(path)
+        config_files.check_mergeable(path)
 
 
 def test_empty_file_counts_as_no_entries(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("  \n")
-    agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
+    config_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert [e["config_name"] for e in json.loads(path.read_text())] == ["x-post"]
 
 
@@ -107,17 +106,17 @@ def test_remove_entries(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     keep = {"config_name": "keep", "model_type": "openai_chat"}
     path.write_text(json.dumps([keep]))
-    agent_files.merge(path, agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "x"))
-    assert agent_files.remove_entries(path, ["x-post", "x-openai"]) == 2
+    config_files.merge(path, agentscope.agentscope_entries([POST, OPENAI], AgentScopeSettings(), "x"))
+    assert config_files.remove_entries(path, ["x-post", "x-openai"]) == 2
     assert json.loads(path.read_text()) == [keep]
-    assert agent_files.remove_entries(tmp_path / "absent.json", ["x"]) == 0
+    assert config_files.remove_entries(tmp_path / "absent.json", ["x"]) == 0
 
 
 def test_file_mode_is_kept(tmp_path: Path) -> None:
     path = tmp_path / "model_config.json"
     path.write_text("[]")
     path.chmod(0o640)
-    agent_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
+    config_files.merge(path, agentscope.agentscope_entries([POST], AgentScopeSettings(), "x"))
     assert path.stat().st_mode & 0o777 == 0o640
 
 
@@ -137,15 +136,15 @@ def test_a_file_holding_a_key_is_0600_and_a_merge_never_widens_it(tmp_path: Path
         path.chmod(before)
     post = ClientEndpoint("post_api_chat", POST.url, POST.model_name, key)
     openai = ClientEndpoint("openai_chat", OPENAI.url, OPENAI.model_name, key)
-    agent_files.merge(path, agentscope.agentscope_entries([post, openai], AgentScopeSettings(), "x"))
+    config_files.merge(path, agentscope.agentscope_entries([post, openai], AgentScopeSettings(), "x"))
     assert path.stat().st_mode & 0o777 == after
-    assert agent_files.holds_secret(json.loads(path.read_text())) == (key is not None)
+    assert config_files.holds_secret(json.loads(path.read_text())) == (key is not None)
 
 
 def _writer(path: str, i: int, barrier: multiprocessing.synchronize.Barrier) -> None:
     barrier.wait()  # all 20 start their read-modify-write at the same moment
     ep = ClientEndpoint("openai_chat", f"http://127.0.0.1:{9000 + i}/v1", f"m{i}")
-    agent_files.merge(Path(path), agentscope.agentscope_entries([ep], AgentScopeSettings(), f"w{i}"))
+    config_files.merge(Path(path), agentscope.agentscope_entries([ep], AgentScopeSettings(), f"w{i}"))
 
 
 def test_twenty_concurrent_writers_lose_nothing(tmp_path: Path) -> None:

@@ -16,25 +16,27 @@ import yaml
 from backends.probes import HttpOk, OpenAIChatAnswers, OpenAIModelListed, PostLlmAnswers
 from launcher import devices
 from launcher.core.errors import ConfigError, DeviceError
-from launcher.lifecycle import clients, k8s
-from launcher.lifecycle.k8s_plan import k8s_name, map_checks
+from launcher.k8s.render import K8sRender, remember
+from launcher.k8s.workload import k8s_name, map_checks
+from launcher.lifecycle import clients
+from launcher.lifecycle.specs import k8s_render
 from launcher.store import records
 from tests.golden import assert_golden
 from tests.k8s_cases import API_KEY, CASES, Case, fixture_gpus, model_folders, write_spec
 
 
-def render(tmp_path: Path, case: Case, monkeypatch: pytest.MonkeyPatch, gpus: list[devices.Gpu]) -> k8s.K8sRender:
+def render(tmp_path: Path, case: Case, monkeypatch: pytest.MonkeyPatch, gpus: list[devices.Gpu]) -> K8sRender:
     monkeypatch.setattr(devices, "discover", lambda *a, **k: list(gpus))
     path = write_spec(case, tmp_path)
     source = path.name  # the header names the file as the user gave it
-    return k8s.render(path, namespace="models", kustomize=case.kustomize, source=source, version="0.1.0")
+    return k8s_render(path, namespace="models", kustomize=case.kustomize, source=source, version="0.1.0")
 
 
-def stream(result: k8s.K8sRender) -> str:
+def stream(result: K8sRender) -> str:
     return "".join(f"# ==> {f.name} (mode {f.mode:o}) <==\n{f.content}" for f in result.files)
 
 
-def docs(result: k8s.K8sRender) -> dict[str, dict[str, Any]]:
+def docs(result: K8sRender) -> dict[str, dict[str, Any]]:
     return {f.name: yaml.safe_load(f.content) for f in result.files}
 
 
@@ -47,7 +49,7 @@ def test_golden(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     assert stream(other) == stream(result)
 
 
-def container(result: k8s.K8sRender, name: str) -> dict[str, Any]:
+def container(result: K8sRender, name: str) -> dict[str, Any]:
     deployment = docs(result)[f"{name}-deployment.yaml"]
     found: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
     return found
@@ -117,7 +119,7 @@ def test_a_hub_id_is_downloaded_into_the_claim(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     spec = tmp_path / "hub.yaml"
     spec.write_text("model: meta-llama/Llama-2-7b-chat-hf\nname: llama\nbackend: vllm\ndevice: cuda\n")
-    result = k8s.render(spec, version="0.1.0")
+    result = k8s_render(spec, version="0.1.0")
     c = container(result, "llama")
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert c["command"][2] == "meta-llama/Llama-2-7b-chat-hf"
@@ -132,7 +134,7 @@ def test_an_id_not_cached_here_gets_default_storage_and_no_memory_request(tmp_pa
     monkeypatch.setenv("MODELSCOPE_CACHE", str(tmp_path / "empty-ms"))
     spec = tmp_path / "remote.yaml"
     spec.write_text("model: Qwen/Qwen2.5-7B-Instruct\nbackend: vllm\ndevice: cuda\n")
-    result = k8s.render(spec, version="0.1.0")
+    result = k8s_render(spec, version="0.1.0")
     c = container(result, "qwen2-5-7b-instruct")
     assert "memory" not in c["resources"]["requests"] and "limits" in c["resources"]
     assert docs(result)["qwen2-5-7b-instruct-models-pvc.yaml"]["spec"]["resources"]["requests"]["storage"] == "50Gi"
@@ -149,15 +151,15 @@ def spec_file(tmp_path: Path, text: str) -> Path:
 @pytest.mark.parametrize(("backend", "why"), [("fastchat", "three processes"), ("ollama", "pulls its model")])
 def test_backends_that_cannot_run_as_one_pod_are_refused(tmp_path: Path, backend: str, why: str) -> None:
     with pytest.raises(ConfigError, match=why) as err:
-        k8s.render(spec_file(tmp_path, f"model: {{smol}}\nbackend: {backend}\ndevice: cpu\n"), version="0.1.0")
+        k8s_render(spec_file(tmp_path, f"model: {{smol}}\nbackend: {backend}\ndevice: cpu\n"), version="0.1.0")
     assert err.value.exit_code == 3 and "vllm" in (err.value.hint or "")
 
 
 def test_vllm_on_the_cpu_needs_an_image(tmp_path: Path) -> None:
     path = spec_file(tmp_path, "model: {smol}\nbackend: vllm\ndevice: cpu\n")
     with pytest.raises(ConfigError, match="no published image for the CPU"):
-        k8s.render(path, version="0.1.0")
-    result = k8s.render(path, images={"vllm": "registry.local/vllm-cpu:v0.33.0"}, version="0.1.0")
+        k8s_render(path, version="0.1.0")
+    result = k8s_render(path, images={"vllm": "registry.local/vllm-cpu:v0.33.0"}, version="0.1.0")
     c = container(result, "smollm2-135m-instruct")
     assert c["image"] == "registry.local/vllm-cpu:v0.33.0" and "--enforce-eager" in c["command"]
 
@@ -165,24 +167,24 @@ def test_vllm_on_the_cpu_needs_an_image(tmp_path: Path) -> None:
 def test_a_tensor_parallel_size_that_splits_heads_unevenly_is_refused(tmp_path: Path) -> None:
     path = spec_file(tmp_path, "model: {llama}\nbackend: vllm\ndevice: cuda\ngpus: 3\n")
     with pytest.raises(DeviceError, match="tensor parallel 3 does not divide the model's 32 attention heads"):
-        k8s.render(path, version="0.1.0")
+        k8s_render(path, version="0.1.0")
 
 
 def test_a_ray_deployment_is_rendered_as_kuberay(tmp_path: Path) -> None:
     path = spec_file(tmp_path, "model: {llama}\nbackend: vllm\ndevice: cuda\ngpus: 2\nray:\n  nodes: 2\n")
-    (file,) = k8s.render(path, version="0.1.0").files
+    (file,) = k8s_render(path, version="0.1.0").files
     assert [d["kind"] for d in yaml.safe_load_all(file.content) if d and d.get("apiVersion") == "ray.io/v1"] == ["RayCluster"]
 
 
 def test_a_path_of_this_machine_left_in_the_command_is_an_error(tmp_path: Path, modelserve_home: Path) -> None:
     path = spec_file(tmp_path, f"model: {{smol}}\ndevice: cpu\nenv:\n  TRITON_CACHE_DIR: {modelserve_home}/triton\n")
     with pytest.raises(ConfigError, match="still names a path on this machine"):
-        k8s.render(path, version="0.1.0")
+        k8s_render(path, version="0.1.0")
 
 
 def test_bad_namespace_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not a Kubernetes namespace"):
-        k8s.render(spec_file(tmp_path, "model: {smol}\n"), namespace="Models_1", version="0.1.0")
+        k8s_render(spec_file(tmp_path, "model: {smol}\n"), namespace="Models_1", version="0.1.0")
 
 
 @pytest.mark.parametrize(("given", "name"), [("Llama-2-7b-chat-hf", "llama-2-7b-chat-hf"), ("team.chat", "team-chat"),
@@ -211,7 +213,7 @@ def test_probe_mapping() -> None:
 def test_config_prefers_a_running_deployment_and_k8s_picks_the_render(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     result = render(tmp_path, CASES[0], monkeypatch, [])
-    k8s.remember(result)
+    remember(result)
     found, notes = clients.find_record("smol")
     assert found.status == "rendered" and "namespace models" in notes[0]
     # The same name running here: `config smol` is about that one, and says --k8s picks the render.
@@ -229,16 +231,16 @@ def test_config_prefers_a_running_deployment_and_k8s_picks_the_render(tmp_path: 
 def test_an_image_for_an_unknown_backend_is_refused(tmp_path: Path) -> None:
     path = spec_file(tmp_path, "model: {smol}\ndevice: cpu\n")
     with pytest.raises(ConfigError, match="vlm is not a backend rendered for Kubernetes"):
-        k8s.render(path, images={"vlm": "x/y:1"}, version="0.1.0")
-    result = k8s.render(path, images={"*": "registry.local/modelserve:dev"}, version="0.1.0")
+        k8s_render(path, images={"vlm": "x/y:1"}, version="0.1.0")
+    result = k8s_render(path, images={"*": "registry.local/modelserve:dev"}, version="0.1.0")
     assert container(result, "smollm2-135m-instruct")["image"] == "registry.local/modelserve:dev"
     assert result.notes[0].startswith("smollm2-135m-instruct: copy ") and "into its claim as /models/SmolLM2" in result.notes[0]
 
 
 def test_config_names_entries_as_the_config_map_does(tmp_path: Path) -> None:
     path = spec_file(tmp_path, "model: {smol}\nname: smol\ndevice: cpu\nagentscope:\n  config_name: team-llm\n")
-    result = k8s.render(path, version="0.1.0")
-    k8s.remember(result)
+    result = k8s_render(path, version="0.1.0")
+    remember(result)
     in_map = json.loads(docs(result)["smol-agent-config.yaml"]["data"]["model_config.json"])
     record, _ = clients.find_record("smol")
     printed = json.loads(clients.config_for(record, "agentscope").text)

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import yaml
 
-from backends.vllm_kuberay import KINDS, Kind, k8s_name, kuberay_manifests
 from launcher.core.deployment import Deployment, RaySettings
 from launcher.core.errors import ConfigError
+from launcher.k8s.kuberay import KINDS, Kind, kuberay_manifests, kuberay_name
 from tests import kuberay_schema
 from tests.golden import assert_golden
 
@@ -96,12 +96,12 @@ def test_what_a_kind_cannot_carry_is_refused() -> None:
 @pytest.mark.parametrize(("given", "name"), [("Llama-2-7b-chat-hf", "llama-2-7b-chat-hf"), ("team.chat", "team-chat"),
                                              ("7b_model", "m-7b-model")])  # fmt: skip
 def test_names_are_dns_1035_labels(given: str, name: str) -> None:
-    assert k8s_name(given, "RayCluster") == name
+    assert kuberay_name(given, "RayCluster") == name
 
 
 def test_one_ray_version_everywhere() -> None:
     # The managed CUDA env, the live-cluster test venv and the manifests' rayVersion/image agree.
-    from backends.vllm_kuberay import RAY_VERSION
+    from backends.vllm import RAY_VERSION
     from launcher.core import resources
     from tests.envs import CLIENT_ENVS
 
@@ -116,10 +116,10 @@ def test_k8s_render_turns_a_ray_spec_into_kuberay_and_config_reads_its_service(k
     from pathlib import Path
 
     from launcher.lifecycle import clients
-    from launcher.lifecycle import k8s as kube
+    from launcher.lifecycle.specs import k8s_render
 
     example = Path(__file__).resolve().parents[2] / "configs" / "vllm-ray.yaml"
-    result = kube.render(example, namespace="models", ray_kind=kind, version="test")
+    result = k8s_render(example, namespace="models", ray_kind=kind, version="test")
     (file,) = result.files
     docs = [d for d in yaml.safe_load_all(file.content) if d]
     assert [d["kind"] for d in docs if d["apiVersion"] == "ray.io/v1"] == [kind]
@@ -130,4 +130,4 @@ def test_k8s_render_turns_a_ray_spec_into_kuberay_and_config_reads_its_service(k
     rendered = clients.config_for(result.record, "openai-env")
     assert f"OPENAI_BASE_URL=http://{service}.models.svc.cluster.local:" in rendered.text
     with pytest.raises(ConfigError, match="not a KubeRay kind"):
-        kube.render(example, ray_kind="RayJob")
+        k8s_render(example, ray_kind="RayJob")

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from launcher import cli, devices
 from launcher.core.deployment import Deployment, RaySettings
 from launcher.core.errors import ConfigError
-from launcher.devices.ray_cluster import RayCluster, check_cluster_fit, parse_nodes
+from launcher.devices.ray_inventory import RayCluster, check_cluster_fit, parse_nodes
 from launcher.lifecycle import ray_cluster, specs
 from launcher.lifecycle.choose import Engines, choose
 from tests.golden import assert_golden

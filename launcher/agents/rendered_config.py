@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from launcher.agents.names import Format
+from launcher.agents.format_names import Format
 
 if TYPE_CHECKING:
     from launcher.core.launch import ClientEndpoint

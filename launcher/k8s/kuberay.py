@@ -1,17 +1,20 @@
 """A deployment with ``ray:`` as KubeRay manifests (``ray.io/v1``): pure renderers, nothing written.
 
+The backend is the one that runs the deployment across nodes (``backends.on_ray``, as for `up`);
+what KubeRay needs from it is on the contract: its layout (``node_layout``), the image its pods
+run (``kuberay``) and, for a RayService, its Ray Serve application (``ray_serve_app``).
 Two kinds, one layout: ``gpus`` GPUs per pod (one tensor-parallel group), ``ray.nodes`` pods (the
 pipeline stages), the same as `modelserve up` on bare nodes.
 
-- ``RayCluster``: the head pod is GPU node 1 and runs ``vllm serve`` with the argv the vLLM plan
-  gives `up` (``--distributed-executor-backend ray``, TP x PP); ``ray.nodes - 1`` worker pods
-  join it, as `modelserve ray head|worker` lay out bare nodes (and what vLLM's legacy Ray
-  executor needs: a GPU beside the server).
+- ``RayCluster``: the head pod is GPU node 1 and runs the server with the argv the backend's plan
+  gives `up` (for vLLM: ``vllm serve --distributed-executor-backend ray``, TP x PP);
+  ``ray.nodes - 1`` worker pods join it, as `modelserve ray head|worker` lay out bare nodes (and
+  what an engine that wants a GPU beside its server needs).
   KubeRay would run its own ``ray start --block`` *after* a container's command, so the cluster
   carries ``ray.io/overwrite-container-cmd: "true"`` and each container says its own ``ray start``
   (workers reach the head through ``$FQ_RAY_IP``, which KubeRay sets in every Ray pod).
-- ``RayService``: Ray Serve LLM's OpenAI app (``ray.serve.llm:build_openai_app``, vLLM inside)
-  with the same engine settings; the head holds no GPU (Serve's controller and proxy run there)
+- ``RayService``: the backend's Ray Serve application (vLLM: Ray Serve LLM's OpenAI app) with
+  the same engine settings; the head holds no GPU (Serve's controller and proxy run there)
   and ``ray.nodes`` worker pods give the GPUs, as in KubeRay's own LLM samples. Serve answers on
   port 8000 of the ``<name>-serve-svc`` service KubeRay creates.
 
@@ -28,8 +31,8 @@ from typing import Any, Literal
 
 import yaml
 
-from backends.base import PlanContext
-from backends.vllm import VLLMBackend, parallel_layout
+import backends
+from backends.base import Backend, KubeRayImage, NodeLayout, PlanContext
 from launcher.core.deployment import Deployment
 from launcher.core.errors import ConfigError
 from launcher.core.launch import ProcessSpec
@@ -38,10 +41,6 @@ from launcher.devices import DevicePlan
 
 Kind = Literal["RayCluster", "RayService"]
 KINDS: tuple[Kind, ...] = ("RayCluster", "RayService")
-RAY_VERSION = "2.60.0"  # configs/envs/vllm-cuda.txt pins the same ray
-# The tag pattern of KubeRay v1.7.0's LLM samples (rayproject/ray-llm:2.56.0-py312-cu130); not
-# checked against the registry from here: set ray.image to the image you run.
-DEFAULT_IMAGE = f"rayproject/ray-llm:{RAY_VERSION}-py312-cu130"
 GCS_PORT = 6379
 SERVE_PORT = 8000  # Ray Serve's HTTP proxy, behind <name>-serve-svc
 MAX_NAME = {"RayCluster": 53, "RayService": 47}  # KubeRay's validation (utils/constant.go)
@@ -54,6 +53,7 @@ class KubeRay:
     """What the renderer returns: the manifests (dicts, in apply order) and notes for the user."""
 
     kind: Kind
+    backend: str  # the backend the pods run
     manifests: tuple[dict[str, Any], ...]
     notes: tuple[str, ...] = field(default=())
 
@@ -79,28 +79,33 @@ def _dump(data: Any) -> str:
 
 def kuberay_manifests(dep: Deployment, kind: Kind, *, namespace: str | None = None) -> KubeRay:
     """``dep`` (with ``ray:``) as a KubeRay ``kind``. Raises ConfigError for what the kind cannot
-    carry (an API key through Ray Serve)."""
+    carry (an API key through Ray Serve) and for a backend KubeRay is not rendered for."""
     if dep.ray is None:
         raise ConfigError("KubeRay manifests need a ray: section", "add `ray: {nodes: 2}` and gpus: N (per node)")
     if kind not in KINDS:
         raise ConfigError(f"unknown KubeRay kind {kind!r}", f"use one of: {', '.join(KINDS)}")
-    name = k8s_name(dep.deployment_name, kind)
+    backend = backends.on_ray(dep.backend)
+    pods = backend.kuberay() if backend is not None else None
+    if backend is None or pods is None:
+        raise ConfigError(f"no KubeRay image is declared for backend {backend.name if backend else dep.backend}",
+                          "run it on bare nodes with `modelserve ray head|worker` and `up`")  # fmt: skip
+    name = kuberay_name(dep.deployment_name, kind)
     metadata: dict[str, Any] = {"name": name, **({"namespace": namespace} if namespace else {}),
                                 "labels": {"app.kubernetes.io/managed-by": "modelserve"}}  # fmt: skip
     notes = [f"model {dep.model!r} is fetched by every pod" if not _is_path(dep.model) else
              f"model {dep.model} must be at that path in every pod (mount it)"]  # fmt: skip
     if kind == "RayCluster":
-        spec, more = _ray_cluster_spec(dep, name)
+        spec, more = _ray_cluster_spec(dep, name, backend, pods)
         metadata["annotations"] = {OVERWRITE: "true"}
         notes += more
     else:
-        spec = _ray_service_spec(dep)
-        notes.append(f"OpenAI API: http://{name}-serve-svc:{SERVE_PORT}/v1 (Ray Serve LLM)")
-    return KubeRay(kind, ({"apiVersion": "ray.io/v1", "kind": kind, "metadata": metadata, "spec": spec},),
+        spec = _ray_service_spec(dep, backend, pods)
+        notes.append(f"OpenAI API: http://{name}-serve-svc:{SERVE_PORT}/v1 (Ray Serve)")
+    return KubeRay(kind, backend.name, ({"apiVersion": "ray.io/v1", "kind": kind, "metadata": metadata, "spec": spec},),
                    tuple(notes))  # fmt: skip
 
 
-def k8s_name(name: str, kind: Kind) -> str:
+def kuberay_name(name: str, kind: Kind) -> str:
     """The deployment's name as KubeRay accepts it: a DNS-1035 label (lowercase letters, digits,
     '-', starting with a letter) no longer than KubeRay allows for ``kind``."""
     out = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-") or "modelserve"
@@ -115,16 +120,16 @@ def _is_path(model: str) -> bool:
     return model.startswith(("/", ".", "~"))
 
 
-def serve_process(dep: Deployment) -> ProcessSpec:
-    """The vLLM server process the vLLM plan gives `up`, as a pod runs it: ``vllm serve`` from
-    the image, bound to every address, joining the cluster KubeRay's RAY_ADDRESS names."""
+def serve_process(dep: Deployment, backend: Backend, pods: KubeRayImage) -> ProcessSpec:
+    """The server process the backend's plan gives `up`, as a pod runs it: from the image,
+    bound to every address, joining the cluster KubeRay's RAY_ADDRESS names."""
     pod_ray = dep.ray.model_copy(update={"address": None}) if dep.ray else None
-    pod_dep = dep.model_copy(update={"host": "0.0.0.0", "ray": pod_ray})
+    pod_dep = dep.model_copy(update={"host": "0.0.0.0", "ray": pod_ray, "backend": backend.name})
     served = dep.served_model_name or dep.model
     model = ResolvedModel(dep.model, "remote", None, served, "fetched by the pod")
     ctx = PlanContext(python="python3", log_dir=Path("/tmp/modelserve/logs"), free_port=lambda: 0,
-                      engine={"distribution": "vllm", "console_script": "vllm"})  # fmt: skip
-    plan = VLLMBackend().plan(deployment=pod_dep, model=model, devices=DevicePlan("cuda", (), "KubeRay"), ctx=ctx)
+                      engine=pods.facts)  # fmt: skip
+    plan = backend.plan(deployment=pod_dep, model=model, devices=DevicePlan("cuda", (), "KubeRay"), ctx=ctx)
     return plan.processes[0]
 
 
@@ -148,10 +153,11 @@ def _container(name: str, image: str, args: str, **extra: Any) -> dict[str, Any]
     return {"name": name, "image": image, "command": ["/bin/bash", "-lc", "--"], "args": [args], **extra}
 
 
-def _ray_cluster_spec(dep: Deployment, name: str) -> tuple[dict[str, Any], list[str]]:
-    layout = parallel_layout(dep)
-    image = (dep.ray.image if dep.ray else None) or DEFAULT_IMAGE
-    proc = serve_process(dep)
+def _ray_cluster_spec(dep: Deployment, name: str, backend: Backend,
+                      pods: KubeRayImage) -> tuple[dict[str, Any], list[str]]:  # fmt: skip
+    layout = backend.node_layout(dep)
+    image = (dep.ray.image if dep.ray else None) or pods.image
+    proc = serve_process(dep, backend, pods)
     gpus = layout.gpus_per_node
     head_start = shlex.join(["ray", "start", "--head", f"--port={GCS_PORT}", f"--num-gpus={gpus}",
                              "--dashboard-host=0.0.0.0", "--disable-usage-stats"])  # fmt: skip
@@ -160,7 +166,7 @@ def _ray_cluster_spec(dep: Deployment, name: str) -> tuple[dict[str, Any], list[
     head = _container("ray-head", image, f"{ULIMIT}; {head_start} && exec {proc.command_line()}",
                       env=_env(proc, name), ports=ports, resources=_gpu_resources(gpus))  # fmt: skip
     spec: dict[str, Any] = {
-        "rayVersion": RAY_VERSION,
+        "rayVersion": pods.ray_version,
         "headGroupSpec": {"rayStartParams": {}, "template": {"spec": {"containers": [head]}}},
     }
     if layout.nodes > 1:
@@ -172,50 +178,23 @@ def _ray_cluster_spec(dep: Deployment, name: str) -> tuple[dict[str, Any], list[
             "groupName": "gpu", "replicas": layout.nodes - 1, "minReplicas": layout.nodes - 1,
             "maxReplicas": layout.nodes - 1, "rayStartParams": {}, "template": {"spec": {"containers": [worker]}},
         }]  # fmt: skip
-    notes = [f"OpenAI API: http://{name}-head-svc:{dep.port}/v1 (vllm serve on the head pod)"]
+    notes = [f"OpenAI API: http://{name}-head-svc:{dep.port}/v1 ({backend.name} on the head pod)"]
     if proc.secret_env:
         keys = ", ".join(f"--from-literal={k.lower().replace('_', '-')}=..." for k in sorted(proc.secret_env))
         notes.append(f"create the Secret first: kubectl create secret generic {name}-secrets {keys}")
     return spec, notes
 
 
-def serve_llm_config(dep: Deployment) -> dict[str, Any]:
-    """Ray Serve LLM's application config (``serveConfigV2``) for the same engine settings."""
-    if dep.api_key:
-        raise ConfigError("api_key: Ray Serve LLM's OpenAI app checks no API key",
-                          "render a RayCluster (vLLM checks VLLM_API_KEY there), or put a gateway that checks "
-                          "keys in front of the RayService")  # fmt: skip
-    layout = parallel_layout(dep)
-    engine: dict[str, Any] = {"tensor_parallel_size": layout.tensor_parallel,
-                              "pipeline_parallel_size": layout.pipeline_parallel}  # fmt: skip
-    opts = VLLMBackend().options(dep)
-    engine["gpu_memory_utilization"] = opts.gpu_memory_utilization or 0.9
-    if dep.max_model_len:
-        engine["max_model_len"] = dep.max_model_len
-    if dep.dtype != "auto":
-        engine["dtype"] = dep.dtype
-    engine.update({k.lstrip("-").replace("-", "_"): v for k, v in dep.backend_args.items()})
-    llm = {
-        "model_loading_config": {"model_id": dep.served_model_name or dep.model, "model_source": dep.model},
-        "engine_kwargs": engine,
-        "deployment_config": {"autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
-    }
-    if dep.env:
-        llm["runtime_env"] = {"env_vars": dict(sorted(dep.env.items()))}
-    app = {"name": "llms", "import_path": "ray.serve.llm:build_openai_app", "route_prefix": "/",
-           "args": {"llm_configs": [llm]}}  # fmt: skip
-    return {"applications": [app]}
-
-
-def _ray_service_spec(dep: Deployment) -> dict[str, Any]:
-    layout = parallel_layout(dep)
-    image = (dep.ray.image if dep.ray else None) or DEFAULT_IMAGE
+def _ray_service_spec(dep: Deployment, backend: Backend, pods: KubeRayImage) -> dict[str, Any]:
+    config = _dump(backend.ray_serve_app(dep))
+    layout: NodeLayout = backend.node_layout(dep)
+    image = (dep.ray.image if dep.ray else None) or pods.image
     ports = [{"containerPort": GCS_PORT, "name": "gcs"}, {"containerPort": 8265, "name": "dashboard"},
              {"containerPort": 10001, "name": "client"}, {"containerPort": SERVE_PORT, "name": "serve"}]  # fmt: skip
     head = {"name": "ray-head", "image": image, "ports": ports}
     worker = {"name": "ray-worker", "image": image, "resources": _gpu_resources(layout.gpus_per_node)}
     cluster = {
-        "rayVersion": RAY_VERSION,
+        "rayVersion": pods.ray_version,
         "headGroupSpec": {"rayStartParams": {"num-gpus": "0", "dashboard-host": "0.0.0.0"},
                           "template": {"spec": {"containers": [head]}}},
         "workerGroupSpecs": [{
@@ -223,5 +202,4 @@ def _ray_service_spec(dep: Deployment) -> dict[str, Any]:
             "rayStartParams": {"num-gpus": str(layout.gpus_per_node)}, "template": {"spec": {"containers": [worker]}},
         }],
     }  # fmt: skip
-    config = _dump(serve_llm_config(dep))
     return {"serveConfigV2": config, "rayClusterConfig": cluster}

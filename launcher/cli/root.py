@@ -48,7 +48,7 @@ COMMAND_MODULES = {
     "run": "ops", "systemd": "ops",
     "config": "config",
     "ray": "cluster",
-    "k8s": "k8s",
+    "k8s": "kubernetes",
 }  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from launcher.core.errors import BackendUnavailable, DeviceError
-from launcher.devices.memory import FitVerdict
+from launcher.devices.memory_fit import FitVerdict
 from launcher.process.childio import run_streaming
 
 MARK = "MODELSERVE-RAY "

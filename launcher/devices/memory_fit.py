@@ -49,6 +49,14 @@ def _safetensors_params(path: Path) -> dict[str, int]:
     return counts
 
 
+def serving_dtype(dtype: str, kind: str) -> str:
+    """The dtype the weights are served at: the deployment's, else float32 on the CPU (fast
+    everywhere there) and bfloat16 on GPUs."""
+    if dtype != "auto":
+        return dtype
+    return "float32" if kind == "cpu" else "bfloat16"
+
+
 def estimate_memory(model_dir: str | Path, *, dtype: str, max_model_len: int | None = None) -> MemoryEstimate | None:
     """Estimate from a model folder: weights at the serving dtype + KV cache for max_model_len.
 

@@ -8,13 +8,13 @@ and installed engines, its state folder), and a pod has none of those. The same 
   ``gpus`` (default 1), ``cpu`` the CPU, and ``auto`` a GPU pod only when ``gpus`` is set. The
   device plugin picks the node's GPUs; inside the container they are 0..N-1, so the rendered
   manifests are the same whatever GPUs the rendering machine has.
+- Which backends a pod can run, and how, is each backend's ``container()`` (its default image
+  per device kind, its open health path, whether it needs /dev/shm, and what ``inspect`` reports
+  inside the image); one that cannot says why, and the error names those that can. ``--image``
+  overrides the image.
 - ``backend: auto`` takes the automatic backend with the highest priority for that device kind
-  among those rendered here (vLLM on GPUs, the built-in server on the CPU): the image brings the
-  engine, so nothing is inspected on this machine.
-- The engine as its image has it: ``python3``, and for vLLM what ``inspect`` reports inside
-  ``vllm/vllm-openai:vVERSION``, VERSION being the one configs/envs/vllm-cuda.txt pins (its
-  ``vllm serve`` console script). The built-in server's default image ``modelserve:VERSION``
-  (``-cuda`` for GPUs) is built from this checkout (README: Scaling out). ``--image`` overrides.
+  (``backends.automatic``, as `up` does) among those a pod can run: the image brings the engine,
+  so nothing is inspected on this machine.
 - The model lives on a claim mounted at /models. A local folder (or the converted demo alias)
   becomes /models/FOLDER: copy it there once. A hub ID is handed to the engine as is and
   downloaded into the claim on first start (HF_HOME=/models/huggingface), so the offline flags
@@ -27,16 +27,14 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import backends
-from backends.base import Backend, PlanContext
+from backends.base import Backend, Container, NoContainer, PlanContext
 from backends.probes import HttpOk, OpenAIModelListed
 from launcher import devices
-from launcher.core import resources as packaged
 from launcher.core.deployment import Deployment
 from launcher.core.errors import ConfigError, DeviceError
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
@@ -50,43 +48,30 @@ DEFAULT_CPUS = 4  # CPUs requested (and the built-in server's threads) when the 
 HOST_OVERHEAD = 4 * GIB  # a GPU pod's host memory beyond the weights: the engine processes, pinned buffers
 DEFAULT_STORAGE_GIB = 50  # the claim when the model's size is unknown here
 DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-# Not rendered, and why (the fix is in the error's hint).
-UNSUPPORTED = {
-    "fastchat": "FastChat runs three processes that start one after another, each gated on the one before",
-    "ollama": "Ollama pulls its model through its own API after the server starts",
-}
 
 
 @dataclass(frozen=True)
-class EngineImage:
-    """What a backend's container looks like to the planner."""
+class Containers:
+    """What every registered backend says about running in a pod."""
 
-    cpu: str | None  # default image on the CPU; None: none is published
-    cuda: str | None
-    health: str = "/health"  # answers without the API key once the model is loaded
-    shm: bool = False  # needs a RAM-backed /dev/shm
-    facts: Mapping[str, Any] = field(default_factory=dict)  # what the backend's inspect() says inside it
+    able: dict[str, Container]  # by backend name, in registry order
+    refused: dict[str, str]  # backend name -> why not
 
+    @classmethod
+    def declared(cls, version: str) -> Containers:
+        able: dict[str, Container] = {}
+        refused: dict[str, str] = {}
+        for backend in backends.loaded():
+            found = backend.container(version=version)
+            if isinstance(found, NoContainer):
+                refused[backend.name] = found.why
+            else:
+                able[backend.name] = found
+        return cls(able, refused)
 
-def vllm_pin() -> str:
-    """The vLLM version the managed GPU environment pins (configs/envs/vllm-cuda.txt)."""
-    text = packaged.config_path("envs/vllm-cuda.txt").read_text()
-    found = re.search(r"^vllm==([\w.]+)", text, re.M)
-    if found is None:
-        raise ConfigError("configs/envs/vllm-cuda.txt pins no vllm version", "reinstall modelserve")
-    return found.group(1)
-
-
-def engine_images(version: str) -> dict[str, EngineImage]:
-    builtin = EngineImage(cpu=f"modelserve:{version}", cuda=f"modelserve:{version}-cuda")
-    pin = vllm_pin()
-    major_minor = tuple(int(p) for p in pin.split(".")[:2] if p.isdigit())
-    facts = {"python": PYTHON, "distribution": "vllm", "version": pin, "console_script": "vllm", "modules": [],
-             # vLLM has tool_parsers/tool_strict_level.py since 0.32 (see backends/vllm.py _tools).
-             "tool_strict_level": major_minor >= (0, 32)}  # fmt: skip
-    # vLLM publishes CUDA images only on Docker Hub: a CPU pod needs --image.
-    vllm = EngineImage(cpu=None, cuda=f"vllm/vllm-openai:v{pin}", shm=True, facts=facts)
-    return {"flask-transformers": builtin, "flask-modelscope": builtin, "vllm": vllm}
+    def fix(self) -> str:
+        """The hint of a refusal: the backends a pod can run."""
+        return f"use backend: {' or '.join(self.able) or '(none registered)'}"
 
 
 def k8s_name(text: str) -> str:
@@ -110,20 +95,20 @@ def cluster_devices(dep: Deployment) -> devices.DevicePlan:
     return devices.DevicePlan("cuda", gpus, f"{count} x nvidia.com/gpu")
 
 
-def pick_backend(dep: Deployment, kind: str, supported: Sequence[str]) -> Backend:
+def pick_backend(dep: Deployment, kind: str, table: Containers) -> Backend:
     if dep.ray is not None:
         raise ConfigError(f"{dep.deployment_name} sets ray: it spans the nodes of a Ray cluster, which "
                           "one Deployment per model cannot express", "render it with `modelserve ray` "
                           "(KubeRay), or remove ray: from the spec")  # fmt: skip
     if dep.backend == "auto":
-        auto = [b for b in map(backends.get, supported) if b.auto is not None and kind in b.auto.devices]
+        auto = [b for b in backends.automatic(kind) if b.name in table.able]
         if not auto:
             raise ConfigError(f"no backend is picked automatically for {kind} here", "set backend: in the spec")
-        return max(auto, key=lambda b: b.auto.priority if b.auto else 0)
-    if dep.backend not in supported:
-        why = UNSUPPORTED.get(dep.backend, "it is not one of the backends rendered for Kubernetes")
+        return auto[0]
+    if dep.backend not in table.able:
+        why = table.refused.get(dep.backend, "it is not a registered backend")
         raise ConfigError(f"k8s render cannot run backend {dep.backend}: {why}",
-                          f"use backend: {' or '.join(supported)}, or run it with `modelserve systemd render`")  # fmt: skip
+                          f"{table.fix()}, or run it with `modelserve systemd render`")  # fmt: skip
     return backends.get(dep.backend)
 
 
@@ -146,11 +131,12 @@ def container_model(model: ResolvedModel) -> ContainerModel:
                                              "start (e.g. kubectl cp into a pod that mounts it)")  # fmt: skip
 
 
-def map_checks(probes: Sequence[Probe], *, api_key: str | None, health: str, budget: float) -> Checks:
+def map_checks(probes: Sequence[Probe], *, api_key: str | None, health: str, budget: float,
+               fix: str = "use a backend whose readiness probes include a GET") -> Checks:  # fmt: skip
     """The plan's readiness probes as kubelet GETs. Listing the model is GET /v1/models; with an
     API key the kubelet cannot authenticate (a header would put the key in the pod spec), so it
-    asks the engine's open health path, which both engines serve only once the model is loaded
-    (they bind after loading). Probes that generate (a 1-token chat, POST /llm/) are not mapped:
+    asks the engine's open health path (``Container.health``), which answers only once the model
+    is loaded. Probes that generate (a 1-token chat, POST /llm/) are not mapped:
     the kubelet only GETs, and a probe every 10 s must not cost a generation; `modelserve health
     URL` still runs them against the Service."""
     mapped: list[str] = []
@@ -160,8 +146,7 @@ def map_checks(probes: Sequence[Probe], *, api_key: str | None, health: str, bud
         elif isinstance(probe, HttpOk):
             mapped.append(health if api_key else probe.path or "/")
     if not mapped:
-        raise ConfigError("none of the backend's readiness probes is a GET the kubelet can make",
-                          "use backend: vllm or flask-transformers")  # fmt: skip
+        raise ConfigError("none of the backend's readiness probes is a GET the kubelet can make", fix)
     return Checks(mapped[0], mapped[0], health, math.ceil(budget))
 
 
@@ -177,18 +162,20 @@ class Planned:
 def plan_workload(dep: Deployment, *, name: str, namespace: str, images: Mapping[str, str],
                   version: str) -> Planned:  # fmt: skip
     """``images``: backend name (or "*": every backend) -> image, from --image."""
-    table = engine_images(version)
-    unknown = sorted(set(images) - {"*", *table})
+    table = Containers.declared(version)
+    unknown = sorted(set(images) - {"*", *table.able})
     if unknown:
         raise ConfigError(f"--image {unknown[0]}=...: {unknown[0]} is not a backend rendered for Kubernetes",
-                          f"name one of {', '.join(table)}, or give a bare IMAGE for every backend")  # fmt: skip
+                          f"name one of {', '.join(table.able)}, or give a bare IMAGE for every backend")  # fmt: skip
     dplan = cluster_devices(dep)
-    backend = pick_backend(dep, dplan.kind, list(table))
-    engine = table[backend.name]
-    image = images.get(backend.name) or images.get("*") or (engine.cuda if dplan.kind == "cuda" else engine.cpu)
+    backend = pick_backend(dep, dplan.kind, table)
+    engine = table.able[backend.name]
+    image = images.get(backend.name) or images.get("*") or engine.images.get(dplan.kind)
     if image is None:
-        raise ConfigError(f"{backend.name} has no published image for the CPU", f"pass --image {backend.name}=IMAGE "
-                          "with a CPU build of the engine, or set device: cuda")  # fmt: skip
+        other = "device: cuda" if dplan.kind == "cpu" else "device: cpu"
+        raise ConfigError(f"{backend.name} has no published image for the {_kind_name(dplan.kind)}",
+                          f"pass --image {backend.name}=IMAGE with a {_kind_name(dplan.kind)} build of the engine, "
+                          f"or set {other}")  # fmt: skip
     dep = dep.model_copy(update={"host": "0.0.0.0", "backend": backend.name})
     model = backend.resolve_model(dep, prepare=False, progress=lambda _: None)
     inside = container_model(model)
@@ -198,18 +185,19 @@ def plan_workload(dep: Deployment, *, name: str, namespace: str, images: Mapping
     cpus = dep.threads or DEFAULT_CPUS
     memory = None if estimate is None else _memory(dplan, estimate) + (SHM_BYTES if engine.shm else 0)
     ctx = PlanContext(python=PYTHON, log_dir=Path(MODEL_MOUNT) / ".modelserve" / name / "logs",
-                      free_port=_no_free_port, cpu_count=cpus, engine=engine.facts, memory_available=memory or 0,
+                      free_port=_no_second_port(table.fix()), cpu_count=cpus, engine=engine.facts, memory_available=memory or 0,
                       model_bytes=estimate.weights if estimate else 0,
                       checkpoint_dtype=devices.checkpoint_dtype(model.path) if model.path else None)  # fmt: skip
     launch = backend.plan(deployment=dep, model=model, devices=dplan, ctx=ctx)
     if len(launch.processes) != 1:
         raise ConfigError(f"{backend.name} plans {len(launch.processes)} processes; k8s render runs one per pod",
-                          "use backend: vllm or flask-transformers")  # fmt: skip
+                          table.fix())
     argv, env, secret = _translate(launch.processes[0], inside, dep.api_key)
     workload = Workload(
         name=name, deployment=dep.deployment_name, image=image, argv=argv, env=env, secret_env=secret,
         api_key=dep.api_key, port=dep.port, resources=Resources(cpus, memory, len(dplan.gpus)),
-        checks=map_checks(launch.probes, api_key=dep.api_key, health=engine.health, budget=dep.timeout),
+        checks=map_checks(launch.probes, api_key=dep.api_key, health=engine.health, budget=dep.timeout,
+                          fix=table.fix()),
         storage_gib=_storage_gib(model), stop_seconds=int(dep.stop_timeout) + 15, shm=engine.shm,
     )  # fmt: skip
     base = f"http://{service_host(name, namespace)}:{dep.port}"
@@ -220,15 +208,22 @@ def plan_workload(dep: Deployment, *, name: str, namespace: str, images: Mapping
     return Planned(workload, launch, clients, endpoints, tuple(notes))
 
 
-def _no_free_port() -> int:
-    raise ConfigError("the backend asked for a second port", "use backend: vllm or flask-transformers")
+def _no_second_port(fix: str) -> Callable[[], int]:
+    def refuse() -> int:
+        raise ConfigError("the backend asked for a second port", fix)
+
+    return refuse
+
+
+def _kind_name(kind: str) -> str:
+    return "CPU" if kind == "cpu" else "GPU"
 
 
 def _estimate(dep: Deployment, dplan: devices.DevicePlan,
               model: ResolvedModel) -> tuple[devices.MemoryEstimate | None, str | None]:  # fmt: skip
     if model.path is None or not Path(model.path).is_dir():
         return None, None
-    dtype = dep.dtype if dep.dtype != "auto" else ("float32" if dplan.kind == "cpu" else "bfloat16")
+    dtype = devices.serving_dtype(dep.dtype, dplan.kind)
     estimate = devices.estimate_memory(model.path, dtype=dtype, max_model_len=dep.max_model_len)
     return estimate, devices.tensor_parallel_problem(model.path, dplan.tensor_parallel)
 

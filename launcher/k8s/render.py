@@ -1,5 +1,6 @@
-"""`modelserve k8s render`: a deployment or a fleet file as Kubernetes manifests, plus the
-record `modelserve config NAME` reads to hand agents the Service URLs.
+"""`modelserve k8s render`: a deployment or a fleet as Kubernetes manifests, plus the record
+`modelserve config NAME` reads to hand agents the Service URLs. The spec comes loaded (with
+every backend's section: ``lifecycle.specs.k8s_render`` loads the file); nothing is written.
 
 A fleet has no gateway in Kubernetes: each member becomes a Deployment and a Service of its own
 (``FLEET-MEMBER``), always running, and clients address the member's Service directly. The
@@ -20,20 +21,18 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import version as installed_version
 from pathlib import Path
 
 from launcher.agents.agentscope import agentscope_entries
 from launcher.core.deployment import AgentScopeSettings, Deployment
 from launcher.core.errors import ConfigError
-from launcher.core.fleet import Fleet, is_fleet_file
+from launcher.core.fleet_spec import Fleet
 from launcher.core.launch import ClientEndpoint
-from launcher.core.rendered import File
+from launcher.core.rendered_file import File
 from launcher.k8s import manifests
-from launcher.lifecycle import fleet as fleets
-from launcher.lifecycle import specs
-from launcher.lifecycle.k8s_plan import Planned, k8s_name, plan_workload
-from launcher.store import rendered
+from launcher.k8s.kuberay import KINDS, kuberay_manifests
+from launcher.k8s.workload import Planned, k8s_name, plan_workload
+from launcher.store import k8s_records
 from launcher.store.records import ClientRecord, DeploymentRecord
 
 NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -47,19 +46,19 @@ class K8sRender:
     notes: list[str] = field(default_factory=list)
 
 
-def render(path: str | Path, *, namespace: str = "default", images: Mapping[str, str] | None = None,
-           kustomize: bool = False, source: str | None = None, version: str | None = None,
+def render(spec: Deployment | Fleet, *, source: str, version: str, namespace: str = "default",
+           images: Mapping[str, str] | None = None, kustomize: bool = False,
            ray_kind: str = "RayCluster") -> K8sRender:  # fmt: skip
-    """Plan and render ``path`` (a deployment or a fleet file). Writes nothing.
+    """Plan and render ``spec`` (a deployment, or a fleet; ``source``: the file it came from).
     ``images``: from --image (backend name, or "*" for every backend, -> image).
     A deployment with ``ray:`` spans nodes: it becomes a KubeRay ``ray_kind`` instead."""
     if not NAMESPACE_RE.match(namespace) or len(namespace) > 63:
         raise ConfigError(f"--namespace {namespace!r} is not a Kubernetes namespace name",
                           "use lower-case letters, digits and '-' (at most 63)")  # fmt: skip
-    how = manifests.Render(namespace, source or str(path), version or installed_version("modelserve"), kustomize)
-    if is_fleet_file(path):
-        return _fleet(fleets.load(path), how, images or {})
-    dep = specs.load(path).deployment
+    how = manifests.Render(namespace, source, version, kustomize)
+    if isinstance(spec, Fleet):
+        return _fleet(spec, how, images or {})
+    dep = spec
     if dep.ray is not None:
         return _kuberay(dep, ray_kind, namespace)
     name = k8s_name(dep.deployment_name)
@@ -99,10 +98,8 @@ def _fleet(fleet: Fleet, how: manifests.Render, images: Mapping[str, str]) -> K8
 
 
 def _kuberay(dep: Deployment, kind: str, namespace: str) -> K8sRender:
-    """The KubeRay kinds (backends/vllm_kuberay.py); agents reach the OpenAI API on the head's
-    service (RayCluster: the head runs `vllm serve`) or on Serve's (RayService, port 8000)."""
-    from backends.vllm_kuberay import KINDS, kuberay_manifests
-
+    """The KubeRay kinds (kuberay.py); agents reach the OpenAI API on the head's service
+    (RayCluster: the head runs the server) or on Serve's (RayService, port 8000)."""
     if kind not in KINDS:
         raise ConfigError(f"--ray-kind {kind!r} is not a KubeRay kind", f"use one of: {', '.join(KINDS)}")
     rendered_ray = kuberay_manifests(dep, kind, namespace=namespace)
@@ -112,11 +109,11 @@ def _kuberay(dep: Deployment, kind: str, namespace: str) -> K8sRender:
     served = dep.served_model_name or dep.model
     endpoint = ClientEndpoint("openai_chat", f"http://{host}:{port}/v1", served, dep.api_key)
     record = DeploymentRecord(
-        name=dep.deployment_name, backend="vllm", api="openai", model=dep.model, model_path=None,
+        name=dep.deployment_name, backend=rendered_ray.backend, api="openai", model=dep.model, model_path=None,
         served_model_name=served, host=host, port=port, base_url=f"http://{host}:{port}",
         endpoints={"openai": f"http://{host}:{port}/v1"}, marker="", started_at=time.time(), log_dir="",
         api_key=dep.api_key, device=f"ray: {dep.ray.nodes} x {dep.gpus or 1} GPU" if dep.ray else "ray",
-        status=rendered.RENDERED, engine={"kind": kind, "namespace": namespace},
+        status=k8s_records.RENDERED, engine={"kind": kind, "namespace": namespace},
         client_endpoints=[{"kind": endpoint.kind, "url": endpoint.url, "model_name": served, "api_key": dep.api_key}],
         agentscope=dep.agentscope.model_dump(),
     )  # fmt: skip
@@ -143,7 +140,7 @@ def _record(name: str, planned: list[tuple[Deployment, Planned]], namespace: str
         host=manifests.service_host(w.name, namespace), port=w.port, base_url=base,
         endpoints=_member_urls(planned) if fleet else first.endpoints, marker="", started_at=time.time(), log_dir="",
         api_key=first_dep.api_key, device=", ".join(_device(p.workload) for _, p in planned),
-        status=rendered.RENDERED, engine={"image": w.image, "namespace": namespace},
+        status=k8s_records.RENDERED, engine={"image": w.image, "namespace": namespace},
         client_endpoints=[{"kind": c.kind, "url": c.url, "model_name": c.model_name, "api_key": c.api_key}
                           for c in clients],
         agentscope=settings.model_dump(), tools=first.launch.tools,
@@ -162,4 +159,4 @@ def _device(w: manifests.Workload) -> str:
 
 def remember(result: K8sRender) -> Path:
     """Record the render for `modelserve config NAME` (the CLI calls this after writing)."""
-    return rendered.save(result.record)
+    return k8s_records.save(result.record)

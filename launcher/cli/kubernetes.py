@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from launcher.cli.app import main, report
+from launcher.cli.root import main, report
 
 if TYPE_CHECKING:
-    from launcher.core.rendered import File
+    from launcher.core.rendered_file import File
 
 
 @main.group()
@@ -47,7 +47,7 @@ def render(name: str | None, config_file: str | None, output: Path | None, names
     modelserve k8s render -c llama2.yaml --image vllm=registry.local/vllm-openai:v0.33.0
     """
     from launcher.k8s.manifests import as_stream
-    from launcher.lifecycle import k8s as kube
+    from launcher.k8s.render import remember
     from launcher.lifecycle import specs
 
     if bool(name) == bool(config_file):
@@ -55,15 +55,15 @@ def render(name: str | None, config_file: str | None, output: Path | None, names
     if kustomize and output is None:
         raise click.UsageError("--kustomize writes kustomization.yaml beside the manifests: pass -o DIR too")
     path = specs.find(name, config_file)
-    result = kube.render(path, namespace=namespace, images=_images(images), kustomize=kustomize,
-                         source=config_file or str(path), ray_kind=ray_kind)  # fmt: skip
+    result = specs.k8s_render(path, namespace=namespace, images=_images(images), kustomize=kustomize,
+                              source=config_file or str(path), ray_kind=ray_kind)  # fmt: skip
     for note in result.notes:
         click.secho(f"note: {note}", fg="yellow", err=True)
     if output is None:
         click.echo(as_stream(result.files), nl=False)
     else:
         _write(result.files, output)
-    kube.remember(result)
+    remember(result)
     report(f"agent config: modelserve config {result.record.name} -f agentscope (the Services' URLs)")
 
 
