@@ -5,13 +5,18 @@
 - a module in launcher/ or backends/ longer than MAX_MODULE lines;
 - a function longer than MAX_FUNCTION lines without a reason at its top (a ``# Long: ...``
   comment, or "Long:" in its docstring);
-- an import cycle among our modules (grimp's graph, the one import-linter builds).
+- an import cycle among our modules (grimp's graph, the one import-linter builds);
+- a module or package name used twice for different things (``rendered.py`` for a renderer's
+  File, for k8s records and for a client-config result): a name says what its module holds, so
+  ``from launcher.x import name`` reads the same everywhere. ``SAME_MEANING`` lists the names
+  that do mean one thing wherever they appear.
 """
 
 from __future__ import annotations
 
 import ast
 import sys
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +26,16 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("launcher", "backends")
 MAX_MODULE = 400
 MAX_FUNCTION = 60
+# Names that mean the same thing in each place they appear.
+SAME_MEANING = {
+    "__init__": "a package", "__main__": "a program's entry",
+    "app": "a server process's web application (the gateway's aiohttp app, the built-in server's Flask app)",
+    "errors": "a program's one error family (the launcher's exit codes, the built-in server's API errors)",
+    "metrics": "a server process's Prometheus metrics (the gateway's, the built-in server's)",
+    "probes": "readiness probes a backend's plan uses (the shared library, Ollama's native-API ones)",
+}
+# Being moved by the lead to backends/builtin_server/, where its names are settled; checked from there.
+NAMES_SETTLED_ELSEWHERE = ("backends/flask_server",)
 
 
 def _sources() -> Iterator[Path]:
@@ -94,8 +109,23 @@ def import_cycles() -> list[str]:
     return [f"import cycle: {' <-> '.join(group)}" for group in cycles]
 
 
+def repeated_names() -> list[str]:
+    """Module and package names that occur more than once, unless listed in SAME_MEANING."""
+    where: dict[str, list[str]] = defaultdict(list)
+    for path in _sources():
+        rel = path.relative_to(ROOT)
+        if any(rel.as_posix().startswith(skip + "/") for skip in NAMES_SETTLED_ELSEWHERE):
+            continue
+        if path.name == "__init__.py":
+            where[path.parent.name].append(rel.parent.as_posix() + "/")
+        where[path.stem].append(rel.as_posix())
+    return [f"module name {name!r} means different things in {', '.join(sorted(paths))}: name each for what it "
+            f"holds (or add it to SAME_MEANING in tests/layout.py with the one meaning)"
+            for name, paths in sorted(where.items()) if len(paths) > 1 and name not in SAME_MEANING]  # fmt: skip
+
+
 def main() -> int:
-    problems = [*long_modules(), *long_functions(), *import_cycles()]
+    problems = [*long_modules(), *long_functions(), *import_cycles(), *repeated_names()]
     for line in problems:
         print(line)
     print(f"layout: {len(problems)} problem(s) in {len(list(_sources()))} modules", file=sys.stderr)
