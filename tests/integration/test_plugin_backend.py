@@ -1,6 +1,7 @@
 """A backend from an installed out-of-tree package (tests/plugin: modelserve-echo) is found
 through the `modelserve.backends` entry-point group, listed like the built-ins, configured by
-its own YAML section, and served through with `modelserve up -b echo`."""
+its own YAML section, served through with `modelserve up -b echo`, run as fleet members behind
+the gateway, and rendered for Kubernetes (manifests valid under kubernetes-validate --strict)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from launcher.process import ports
 from tests.e2e.conftest import modelserve_cmd
+from tests.k8s_cases import K8S_VERSION, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -94,3 +97,67 @@ def test_a_wrong_key_in_the_plugin_section_is_refused_with_its_line(ms: Run, tmp
     bad = ms("up", "-c", str(spec), check=False)
     assert bad.returncode == 3
     assert f"{spec}:4 echo.prefx: unknown key (did you mean 'prefix'?)" in bad.stderr
+
+
+def chat(base: str, model: str, text: str, key: str | None = None) -> dict[str, object]:
+    req = urllib.request.Request(
+        f"{base}/v1/chat/completions",
+        data=json.dumps({"model": model, "messages": [{"role": "user", "content": text}]}).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        reply: dict[str, object] = json.loads(resp.read())
+        return reply
+
+
+def test_plugin_members_run_behind_the_fleet_gateway(ms: Run, tmp_path: Path) -> None:
+    port = ports.free_port()
+    fleet = tmp_path / "birds.yaml"
+    fleet.write_text(f"name: birds\ngateway: {{port: {port}}}\ndeployments:\n"
+                     "  - {name: parrot, model: polly, backend: echo, echo: {prefix: 'squawk: '}}\n"
+                     "  - {name: myna, model: myna, backend: echo, served_model_name: myna-v1}\n")  # fmt: skip
+    ms("up", "-c", str(fleet))
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with urllib.request.urlopen(f"{base}/v1/models", timeout=10) as resp:
+            assert [m["id"] for m in json.loads(resp.read())["data"]] == ["parrot", "myna-v1"]
+        # The gateway starts each member on its first request (`modelserve up` of the member file).
+        parrot = chat(base, "parrot", "hello")
+        assert parrot["model"] == "parrot"  # the member serves its model under the id clients use
+        assert parrot["choices"][0]["message"]["content"] == "squawk: hello"  # type: ignore[index]
+        assert chat(base, "myna-v1", "hi")["choices"][0]["message"]["content"] == "echo: hi"  # type: ignore[index]
+        rows = {r["name"]: r for r in json.loads(ms("status", "--json").stdout)["deployments"]}
+        assert (rows["birds"]["backend"], rows["birds"]["state"]) == ("gateway", "running")
+        for member in ("birds.parrot", "birds.myna"):
+            assert (rows[member]["backend"], rows[member]["state"], rows[member]["health"]) == ("echo", "running", "ok")
+        assert rows["birds.parrot"]["served_model_name"] == "parrot"
+    finally:
+        ms("down", "birds")
+    assert json.loads(ms("status", "--json").stdout)["deployments"] == []
+    assert ports.is_free("127.0.0.1", port)
+
+
+def test_k8s_render_runs_the_plugin_in_a_pod(ms: Run, tmp_path: Path) -> None:
+    spec = tmp_path / "parrot.yaml"
+    spec.write_text("model: polly\nbackend: echo\nname: parrot\nport: 8000\napi_key: sk-echo-k8s\n"
+                    "echo:\n  prefix: 'squawk: '\n")  # fmt: skip
+    out = tmp_path / "k8s"
+    ms("k8s", "render", "-c", str(spec), "-o", str(out), "--namespace", "birds")
+    manifests = sorted(out.iterdir())
+    assert [p.name for p in manifests] == ["parrot-agent-config.yaml", "parrot-api-key-secret.yaml",
+                                           "parrot-deployment.yaml", "parrot-models-pvc.yaml", "parrot-service.yaml"]
+    result = validate(manifests)
+    assert result.returncode == 0 and result.stdout.count(f"against version {K8S_VERSION[:4]}") == 5, result.stdout
+    for path in manifests:
+        assert "sk-echo-k8s" not in path.read_text(), path.name  # only base64 in the Secrets
+    pod = yaml.safe_load((out / "parrot-deployment.yaml").read_text())["spec"]["template"]["spec"]
+    (server,) = pod["containers"]
+    assert server["image"] == "modelserve-echo:0.1.0"  # the plugin's Container
+    assert server["command"] == ["python3", "-m", "modelserve_echo.server", "--host", "0.0.0.0", "--port", "8000",
+                                 "--served-model-name", "polly", "--prefix", "squawk: "]  # fmt: skip
+    key = next(e for e in server["env"] if e["name"] == "ECHO_API_KEY")
+    assert key["valueFrom"]["secretKeyRef"] == {"name": "parrot-api-key", "key": "api-key"}
+    # With a key the kubelet asks the open health path the plugin declared.
+    assert server["startupProbe"]["httpGet"]["path"] == server["readinessProbe"]["httpGet"]["path"] == "/health"
+    env_lines = ms("config", "parrot", "-f", "openai-env").stdout
+    assert env_lines.startswith("OPENAI_BASE_URL=http://parrot.birds.svc.cluster.local:8000/v1\n")

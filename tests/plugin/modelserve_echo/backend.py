@@ -1,5 +1,7 @@
 """The echo backend, written against modelserve's public backend contract only: options for its
-own YAML section, readiness probes from modelserve's probe library, capabilities, a plan."""
+own YAML section, readiness probes from modelserve's probe library, capabilities, a plan, and
+the container a Kubernetes pod runs it from. It takes part in `up`, fleets and `k8s render`
+exactly like a built-in backend; nothing in modelserve names it."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from backends.base import Backend, BackendOptions, PlanContext
+from backends.base import Backend, BackendOptions, Container, PlanContext
 from backends.probes import OpenAIChatAnswers, OpenAIModelListed
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
@@ -30,6 +32,11 @@ class EchoBackend(Backend):
     Options: ClassVar[type[BackendOptions]] = EchoOptions
     supports_gpu: ClassVar[bool] = False
     install_hint: ClassVar[str] = "pip install modelserve-echo"
+
+    def container(self, *, version: str) -> Container:
+        """An image with Python and this package (``pip install modelserve-echo``), tagged with
+        the plugin's version; /health answers without the API key."""
+        return Container(images={"cpu": "modelserve-echo:0.1.0"}, health="/health")
 
     def resolve_model(self, deployment: Deployment, *, prepare: bool,
                       progress: Callable[[str], None]) -> ResolvedModel:  # fmt: skip
