@@ -89,10 +89,10 @@ def python() -> str:
 
 @pytest.fixture()
 def script_backend() -> Iterator[None]:
-    """The test backend (tests/fakes.py) registered for this test only."""
+    """The test backend (tests/script_backend.py) registered for this test only."""
     import backends
 
-    with backends.registered("script", "tests.fakes:ScriptBackend"):
+    with backends.registered("script", "tests.script_backend:ScriptBackend"):
         yield
 
 

@@ -1,46 +1,100 @@
-"""A backend that runs one of tests/programs as its server, registered the way a plugin is."""
+"""The fakes every timing test uses: a clock that moves only when told, and a process table
+whose processes exit when the clock says so.
+
+Launcher code that waits takes its clock and sleep as parameters (``clock=``, ``sleep=``:
+readiness, supervision, process-group stops, the gateway's pool) and its processes through a
+``table=`` (launcher.process.table); tests hand it these, so a restart history of minutes runs
+in milliseconds and every timing assertion is exact, never a race with a real clock.
+"""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-from typing import ClassVar
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from backends.base import Availability, Backend, EngineInfo, PlanContext
-from backends.probes import HttpOk
-from launcher.core.capabilities import Capabilities
-from launcher.core.launch import LaunchPlan, ProcessSpec
-
-PROGRAMS = Path(__file__).resolve().parent / "programs"
+from launcher.store.records import ProcessRecord
 
 
-class ScriptBackend(Backend):
-    """Serves ``backend_args.program`` (a file in tests/programs) with ``backend_args.args``."""
+class FakeClock:
+    """``time.monotonic`` (call it) and ``time.sleep`` (``.sleep``) on a clock of its own.
 
-    name: ClassVar[str] = "script"
-    summary: ClassVar[str] = "test programs"
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",))
+    Time moves only when the code under test sleeps or the test calls :meth:`advance`; actions
+    scheduled with :meth:`call_at` (a signal arriving, a process dying) run once the clock
+    passes their time, as if they happened during the sleep.
+    """
 
-    def inspect(self, *, python: str, deployment: object, local: bool) -> EngineInfo:  # type: ignore[override]
-        return EngineInfo(Availability(True, "test"))
+    MIN_STEP = 1e-3  # a sleep always advances: a loop that sleeps 0 reaches its deadline instead of hanging
 
-    def plan(self, *, deployment, model, devices, ctx: PlanContext) -> LaunchPlan:  # type: ignore[override]
-        args = dict(deployment.backend_args)
-        program = PROGRAMS / args.pop("program", "http_server.py")
-        extra = [str(a) for a in args.pop("args", [])]
-        argv = (sys.executable, str(program), str(deployment.port), *extra)
-        base = deployment.base_url
-        probe = HttpOk(base, path="/health")
-        return LaunchPlan(
-            backend=self.name, api="openai", served_model_name=model.served_name,
-            processes=(ProcessSpec("server", argv, {}, (probe,)),),
-            endpoints={"health": f"{base}/health"},
-        )
+    def __init__(self, now: float = 0.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []  # what the code asked for, in order
+        self._due: list[tuple[float, Callable[[], None]]] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError(f"sleep({seconds}): a negative sleep is a bug in the caller's deadline arithmetic")
+        self.sleeps.append(seconds)
+        self.advance(max(seconds, self.MIN_STEP))
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for when, action in [d for d in self._due if d[0] <= self.now]:
+            self._due.remove((when, action))
+            action()
+
+    def call_at(self, when: float, action: Callable[[], None]) -> None:
+        """Run ``action`` once the clock reaches ``when``."""
+        self._due.append((when, action))
 
 
-def register() -> None:
-    """For a separate `modelserve` process (tests/run_cli.py). In-process tests use the
-    `script_backend` fixture, which removes the entry again: a leftover would leak into others."""
-    import backends
+@dataclass
+class FakeProcessTable:
+    """The OS as launcher.process.groups sees it (``table=``): processes that exit
+    ``term_delay[pid]`` seconds after SIGTERM (None: never), at once on SIGKILL; ``groups``
+    maps each pid to its process group. ``sent`` records every signal, in order."""
 
-    backends.register("script", "tests.fakes:ScriptBackend")
+    clock: FakeClock
+    term_delay: dict[int, float | None]
+    groups: dict[int, int]
+    sent: list[tuple[str, int, int]] = field(default_factory=list)
+    gone_at: dict[int, float] = field(default_factory=dict)
+
+    def _alive(self, pid: int) -> bool:
+        return pid in self.term_delay and self.clock.now < self.gone_at.get(pid, float("inf"))
+
+    def members(self, processes: object, marker: str) -> list[int]:
+        return [pid for pid in self.term_delay if self._alive(pid)]
+
+    def verified(self, rec: ProcessRecord) -> bool:
+        return self._alive(rec.pid)
+
+    def create_time(self, pid: int) -> float:
+        return 0.0
+
+    def group_of(self, pid: int) -> int | None:
+        return self.groups.get(pid) if self._alive(pid) else None
+
+    def _hit(self, pid: int, sig: signal.Signals) -> None:
+        if not self._alive(pid):
+            return
+        if sig == signal.SIGKILL:
+            self.gone_at[pid] = self.clock.now
+        elif (delay := self.term_delay[pid]) is not None:
+            self.gone_at.setdefault(pid, self.clock.now + delay)
+
+    def send(self, pid: int, sig: signal.Signals) -> None:
+        self.sent.append(("pid", pid, sig))
+        self._hit(pid, sig)
+
+    def send_group(self, pgid: int, sig: signal.Signals) -> None:
+        self.sent.append(("group", pgid, sig))
+        for pid, group in self.groups.items():
+            if group == pgid:
+                self._hit(pid, sig)
+
+    def reap(self, pids: object) -> None:
+        return None

@@ -1,6 +1,6 @@
 """`modelserve` with the test backends registered: python -m tests.run_cli ARGS..."""
 
-from tests.fakes import register
+from tests.script_backend import register
 
 register()
 

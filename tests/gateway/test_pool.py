@@ -10,19 +10,12 @@ from typing import Any
 
 import pytest
 
-from launcher.core.fleet import Policy
+from launcher.core.fleet_spec import Policy
 from launcher.gateway import policy
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import MemberPlan
 from launcher.gateway.pool import Busy, Pool, StartError, Unavailable, Upstream
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 class FakeStarter:
@@ -51,10 +44,10 @@ class FakeStarter:
         return None
 
 
-def make(names: str, clock: Clock | None = None, **rules: Any) -> tuple[Pool, FakeStarter]:
+def make(names: str, clock: FakeClock | None = None, **rules: Any) -> tuple[Pool, FakeStarter]:
     starter = FakeStarter()
     members = [MemberPlan(name=n, deployment=f"lab.{n}", model_id=n, preload=n.endswith("!")) for n in names.split()]
-    return Pool(members, Policy(**rules), starter, Metrics(), clock=clock or Clock()), starter
+    return Pool(members, Policy(**rules), starter, Metrics(), clock=clock or FakeClock(1000.0)), starter
 
 
 def run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -84,14 +77,14 @@ def test_eight_requests_for_a_cold_member_start_it_once() -> None:
 
 def test_a_full_fleet_unloads_the_least_recently_used_idle_member() -> None:
     async def body() -> None:
-        clock = Clock()
+        clock = FakeClock(1000.0)
         pool, starter = make("a b c", clock, max_loaded=2)
         for name in ("a", "b"):
             await pool.load(pool.members[name], clock() + 60)
-            clock.now += 10
+            clock.advance(10)
         async with pool.use(pool.members["a"], clock() + 60):  # a is now the more recent
             pass
-        clock.now += 10
+        clock.advance(10)
         await pool.load(pool.members["c"], clock() + 60)
         assert starter.events == ["start a", "start b", "stop b", "start c"]
         assert [m.state for m in pool.members.values()] == ["ready", "stopped", "ready"]
@@ -131,7 +124,7 @@ def test_a_member_with_requests_in_flight_is_never_unloaded() -> None:
 
 def test_a_busy_full_fleet_answers_503_at_the_deadline() -> None:
     async def body() -> None:
-        clock = Clock()
+        clock = FakeClock(1000.0)
         pool, _ = make("a b", clock, max_loaded=1)
         release = asyncio.Event()
 
@@ -152,18 +145,18 @@ def test_a_busy_full_fleet_answers_503_at_the_deadline() -> None:
 
 def test_idle_members_unload_after_the_ttl_on_the_clock() -> None:
     async def body() -> None:
-        clock = Clock()
+        clock = FakeClock(1000.0)
         pool, starter = make("a b", clock, idle_ttl=600)
         await pool.load(pool.members["a"], clock() + 60)
-        clock.now += 300
+        clock.advance(300)
         await pool.load(pool.members["b"], clock() + 60)
-        clock.now += 299  # a idle for 599 s, b for 299 s
+        clock.advance(299)  # a idle for 599 s, b for 299 s
         await pool.tick()
         assert starter.events == ["start a", "start b"]
-        clock.now += 1
+        clock.advance(1)
         await pool.tick()
         assert starter.events == ["start a", "start b", "stop a"]
-        clock.now += 300
+        clock.advance(300)
         await pool.tick()
         assert starter.events[-1] == "stop b"
         assert all(m.state == "stopped" for m in pool.members.values())
@@ -257,7 +250,7 @@ def test_a_cpu_member_that_would_not_fit_in_free_memory_unloads_idle_ones_first(
         def available() -> int:  # what the loaded members leave of 20 GiB
             return total - sum(p.memory_bytes for p in members if pool.members[p.name].state in ("ready", "starting"))
 
-        pool = Pool(members, Policy(), starter, Metrics(), clock=Clock(), available_memory=available)
+        pool = Pool(members, Policy(), starter, Metrics(), clock=FakeClock(1000.0), available_memory=available)
         await pool.load(pool.members["a"], pool.clock() + 60)
         pool.clock.now += 1  # type: ignore[attr-defined]
         await pool.load(pool.members["b"], pool.clock() + 60)  # 8 GiB left: b fits

@@ -8,7 +8,7 @@ the same few words every time, so what a benchmark measures is the HTTP path in 
 
     python tests/programs/openai_standin.py --port N [--delay-ms 20] [--jitter-ms 0] [--chunks 16] [--chunk-ms 5]
 
-The port may also come first, bare, as for the other programs here (tests/fakes.py's ScriptBackend).
+The port may also come first, bare, as for the other programs here (tests/script_backend.py's ScriptBackend).
 """
 
 from __future__ import annotations

@@ -11,26 +11,14 @@ import pytest
 from launcher.core.errors import ReadinessTimeout, StartupFailed
 from launcher.core.probe import ProbeResult
 from launcher.process import logs, readiness
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
+from tests.fakes import FakeClock
 
 
 @dataclass
 class Child:
     """Exits with ``code`` once the clock passes ``exit_at``."""
 
-    clock: Clock
+    clock: FakeClock
     log_path: Path
     exit_at: float | None = None
     code: int = 0
@@ -44,7 +32,7 @@ class Child:
 class Script:
     """Probe answers: fail until ``ok_at`` on the clock."""
 
-    clock: Clock
+    clock: FakeClock
     ok_at: float
     calls: list[str] = field(default_factory=list)
 
@@ -71,7 +59,7 @@ class ScriptedProbe:
 def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
     log.write_text("loading\nCUDA out of memory\n")
-    clock = Clock()
+    clock = FakeClock()
     child = Child(clock, log, exit_at=3.0, code=456)
     with pytest.raises(StartupFailed) as err:
         readiness.wait_until_ready(Script(clock, ok_at=1e9).probes(), [child], timeout=600, clock=clock,
@@ -84,7 +72,7 @@ def test_child_exit_456_is_reported_within_one_interval(tmp_path: Path) -> None:
 
 
 def test_probes_pass_in_order_and_each_once(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     script = Script(clock, ok_at=2.0)
     took = readiness.wait_until_ready(script.probes(), [Child(clock, tmp_path / "l")], timeout=10, clock=clock,
                                       sleep=clock.sleep)  # fmt: skip
@@ -94,7 +82,7 @@ def test_probes_pass_in_order_and_each_once(tmp_path: Path) -> None:
 
 
 def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     with pytest.raises(ReadinessTimeout) as err:
         readiness.wait_until_ready(Script(clock, ok_at=1e9).probes(), [Child(clock, tmp_path / "l")], timeout=5,
                                    clock=clock, sleep=clock.sleep)  # fmt: skip
@@ -105,7 +93,7 @@ def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
 
 
 def test_progress_is_reported(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     seen: list[float] = []
     readiness.wait_until_ready(Script(clock, ok_at=25).probes(), [Child(clock, tmp_path / "l")], timeout=100,
                                clock=clock, sleep=clock.sleep, on_progress=lambda s, _: seen.append(s),

@@ -14,22 +14,7 @@ from launcher.process.groups import ProcessGroups
 from launcher.process.notify import Notifier
 from launcher.process.supervise import Report, RestartPolicy, Signals, Supervisor, describe_exit
 from launcher.store.records import ProcessRecord
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.at: list[tuple[float, Callable[[], None]]] = []  # (time, action) run once the clock passes it
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        assert seconds >= 0
-        self.now += max(seconds, 1e-3)  # a sleep always advances: a busy loop would never end
-        for when, action in [a for a in self.at if a[0] <= self.now]:
-            self.at.remove((when, action))
-            action()
+from tests.fakes import FakeClock, FakeProcessTable
 
 
 @dataclass
@@ -37,7 +22,7 @@ class Target:
     """A deployment whose process runs ``lives[i]`` seconds after its i-th start (the last value
     repeats); ``failing_starts``: start numbers (1-based) that fail."""
 
-    clock: Clock
+    clock: FakeClock
     lives: list[float]
     load: float = 2.0
     failing_starts: set[int] = field(default_factory=set)
@@ -78,7 +63,7 @@ class Target:
         self.events.append(("forget", self.clock.now))
 
 
-def supervisor(target: Target, clock: Clock, signals: Signals | None = None, **policy: float) -> Supervisor:
+def supervisor(target: Target, clock: FakeClock, signals: Signals | None = None, **policy: float) -> Supervisor:
     notifier = Notifier({"NOTIFY_SOCKET": "/nonexistent/notify"})  # records what it would send
     return Supervisor(target, policy=RestartPolicy(**policy), notifier=notifier, signals=signals or Signals(),  # type: ignore[arg-type]
                       report=lambda _: None, clock=clock, sleep=clock.sleep)  # fmt: skip
@@ -96,12 +81,12 @@ def backoffs(target: Target) -> list[float]:
     return out
 
 
-def stop_after(clock: Clock, signals: Signals, when: float, signum: int = signal.SIGTERM) -> None:
-    clock.at.append((when, lambda: signals.on_signal(signum)))
+def stop_after(clock: FakeClock, signals: Signals, when: float, signum: int = signal.SIGTERM) -> None:
+    clock.call_at(when, lambda: signals.on_signal(signum))
 
 
 def test_backoff_doubles_up_to_the_cap() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1.0])
     sup = supervisor(target, clock, signals, limit=100, window=1e9, backoff_max=8)
     assert sup.start() == 2.0
@@ -112,7 +97,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
 
 
 def test_a_stable_run_resets_the_backoff() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1.0, 1.0, 1.0, 100.0, 1.0])
     sup = supervisor(target, clock, signals, limit=100, window=1e9, stable_after=60)
     sup.start()
@@ -122,7 +107,7 @@ def test_a_stable_run_resets_the_backoff() -> None:
 
 
 def test_too_many_failures_in_the_window_give_up_and_leave_nothing() -> None:
-    clock = Clock()
+    clock = FakeClock()
     target = Target(clock, lives=[0.5])
     sup = supervisor(target, clock, limit=3, window=300)
     sup.start()
@@ -134,7 +119,7 @@ def test_too_many_failures_in_the_window_give_up_and_leave_nothing() -> None:
 
 
 def test_failures_outside_the_window_do_not_count() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[200.0])  # one crash every ~200 s, with a 60 s window
     sup = supervisor(target, clock, signals, limit=1, window=60)
     sup.start()
@@ -144,7 +129,7 @@ def test_failures_outside_the_window_do_not_count() -> None:
 
 
 def test_after_a_stable_run_a_crash_is_back_within_load_time_plus_backoff_initial() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1.0, 1.0, 3600.0, 1e9])  # two quick crashes push the backoff to 4 s
     sup = supervisor(target, clock, signals)  # the policy `modelserve run` uses
     sup.start()
@@ -160,7 +145,7 @@ def test_after_a_stable_run_a_crash_is_back_within_load_time_plus_backoff_initia
 
 
 def test_quick_crashes_still_back_off_and_give_up_with_exit_16() -> None:
-    clock = Clock()
+    clock = FakeClock()
     target = Target(clock, lives=[5.0])  # never up long enough to count as stable
     sup = supervisor(target, clock)
     sup.start()
@@ -173,7 +158,7 @@ def test_quick_crashes_still_back_off_and_give_up_with_exit_16() -> None:
 
 
 def test_a_stable_run_forgets_the_failures_before_it() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     # Two quick crashes, a stable run, and again: twelve failures in ten minutes, yet never more
     # than three without a stable run between them. Without forgetting, the fourth gives up.
     target = Target(clock, lives=[1.0, 1.0, 100.0] * 4 + [1e9])
@@ -187,7 +172,7 @@ def test_a_stable_run_forgets_the_failures_before_it() -> None:
 
 
 def test_a_deployment_failing_every_few_minutes_never_gives_up() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[170.0])
     sup = supervisor(target, clock, signals)
     sup.start()
@@ -205,7 +190,7 @@ def test_a_signal_death_is_named_in_the_last_exit() -> None:
 
 
 def test_a_failed_restart_counts_and_backs_off_further() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1.0], failing_starts={2, 3})
     sup = supervisor(target, clock, signals, limit=100, window=1e9)
     sup.start()
@@ -218,7 +203,7 @@ def test_a_failed_restart_counts_and_backs_off_further() -> None:
 
 
 def test_a_stop_during_the_backoff_stops_without_restarting() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1.0])
     sup = supervisor(target, clock, signals, backoff_initial=30)
     sup.start()
@@ -230,7 +215,7 @@ def test_a_stop_during_the_backoff_stops_without_restarting() -> None:
 
 
 def test_a_second_ctrl_c_kills_at_once() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1e9])
     sup = supervisor(target, clock, signals)
     sup.start()
@@ -241,7 +226,7 @@ def test_a_second_ctrl_c_kills_at_once() -> None:
 
 
 def test_one_ctrl_c_stops_gracefully() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     target = Target(clock, lives=[1e9])
     sup = supervisor(target, clock, signals)
     sup.start()
@@ -251,7 +236,7 @@ def test_one_ctrl_c_stops_gracefully() -> None:
 
 
 def test_a_signal_while_starting_stops_and_forgets() -> None:
-    clock, signals = Clock(), Signals()
+    clock, signals = FakeClock(), Signals()
     signals.on_signal(signal.SIGTERM)
 
     class Slow(Target):
@@ -268,64 +253,17 @@ def test_a_signal_while_starting_stops_and_forgets() -> None:
 # ---- ProcessGroups.stop with a scripted process table ---------------------------------------
 
 
-@dataclass
-class Table:
-    """Processes that exit ``term_delay`` seconds after SIGTERM (None: never), at once on SIGKILL."""
-
-    clock: Clock
-    term_delay: dict[int, float | None]
-    groups: dict[int, int]
-    sent: list[tuple[str, int, int]] = field(default_factory=list)
-    gone_at: dict[int, float] = field(default_factory=dict)
-
-    def _alive(self, pid: int) -> bool:
-        return pid in self.term_delay and self.clock.now < self.gone_at.get(pid, float("inf"))
-
-    def members(self, processes: object, marker: str) -> list[int]:
-        return [pid for pid in self.term_delay if self._alive(pid)]
-
-    def verified(self, rec: ProcessRecord) -> bool:
-        return self._alive(rec.pid)
-
-    def create_time(self, pid: int) -> float:
-        return 0.0
-
-    def group_of(self, pid: int) -> int | None:
-        return self.groups.get(pid) if self._alive(pid) else None
-
-    def _hit(self, pid: int, sig: signal.Signals) -> None:
-        if not self._alive(pid):
-            return
-        if sig == signal.SIGKILL:
-            self.gone_at[pid] = self.clock.now
-        elif (delay := self.term_delay[pid]) is not None:
-            self.gone_at.setdefault(pid, self.clock.now + delay)
-
-    def send(self, pid: int, sig: signal.Signals) -> None:
-        self.sent.append(("pid", pid, sig))
-        self._hit(pid, sig)
-
-    def send_group(self, pgid: int, sig: signal.Signals) -> None:
-        self.sent.append(("group", pgid, sig))
-        for pid, group in self.groups.items():
-            if group == pgid:
-                self._hit(pid, sig)
-
-    def reap(self, pids: object) -> None:
-        return None
-
-
 RECORDS = [ProcessRecord("server", 100, 100, 0.0, ["srv"], "/l")]
 
 
-def groups_with(clock: Clock, table: Table) -> ProcessGroups:
+def groups_with(clock: FakeClock, table: FakeProcessTable) -> ProcessGroups:
     return ProcessGroups(table=table, clock=clock, sleep=clock.sleep)
 
 
 def test_stop_terminates_the_group_and_waits_for_it() -> None:
-    clock = Clock()
+    clock = FakeClock()
     # 100 is the server; 101 a worker in its group that the recorded pid alone would miss.
-    table = Table(clock, {100: 1.0, 101: 2.0}, {100: 100, 101: 100})
+    table = FakeProcessTable(clock, {100: 1.0, 101: 2.0}, {100: 100, 101: 100})
     report = groups_with(clock, table).stop(RECORDS, marker="m", timeout=10)
     assert ("group", 100, signal.SIGTERM) in table.sent
     assert sorted(report.terminated) == [100, 101] and report.killed == [] and report.survivors == []
@@ -333,8 +271,8 @@ def test_stop_terminates_the_group_and_waits_for_it() -> None:
 
 
 def test_stop_kills_what_ignores_sigterm_after_the_timeout() -> None:
-    clock = Clock()
-    table = Table(clock, {100: None, 101: 0.5}, {100: 100, 101: 100})
+    clock = FakeClock()
+    table = FakeProcessTable(clock, {100: None, 101: 0.5}, {100: 100, 101: 100})
     report = groups_with(clock, table).stop(RECORDS, marker="m", timeout=10)
     assert report.killed == [100] and report.terminated == [101] and report.survivors == []
     assert ("group", 100, signal.SIGKILL) in table.sent
@@ -342,15 +280,15 @@ def test_stop_kills_what_ignores_sigterm_after_the_timeout() -> None:
 
 
 def test_an_interrupt_cuts_the_wait_short() -> None:
-    clock = Clock()
-    table = Table(clock, {100: None}, {100: 100})
+    clock = FakeClock()
+    table = FakeProcessTable(clock, {100: None}, {100: 100})
     report = groups_with(clock, table).stop(RECORDS, marker="m", timeout=10, interrupt=lambda: clock.now > 0.3)
     assert report.killed == [100]
     assert report.seconds < 1.0
 
 
 def test_nothing_left_is_success_and_signals_nobody() -> None:
-    clock = Clock()
-    table = Table(clock, {}, {})
+    clock = FakeClock()
+    table = FakeProcessTable(clock, {}, {})
     report = groups_with(clock, table).stop(RECORDS, marker="m")
     assert report.already_gone and table.sent == []
