@@ -9,12 +9,14 @@
 - a module or package name used twice for different things (``rendered.py`` for a renderer's
   File, for k8s records and for a client-config result): a name says what its module holds, so
   ``from launcher.x import name`` reads the same everywhere. ``SAME_MEANING`` lists the names
-  that do mean one thing wherever they appear.
+  that do mean one thing wherever they appear;
+- a package or module the README's "How the code is laid out" does not name (it follows the tree).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from collections import defaultdict
 from collections.abc import Iterator
@@ -124,8 +126,25 @@ def repeated_names() -> list[str]:
             for name, paths in sorted(where.items()) if len(paths) > 1 and name not in SAME_MEANING]  # fmt: skip
 
 
+def unexplained() -> list[str]:
+    """Packages (as ``path/``) and modules (as ``name.py``) the README's layout section leaves out."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## How the code is laid out", 1)[-1].split("\n## ", 1)[0]
+    out = []
+    for path in _sources():
+        rel = path.relative_to(ROOT)
+        if any(rel.as_posix().startswith(skip + "/") for skip in NAMES_SETTLED_ELSEWHERE):
+            continue
+        if path.name == "__init__.py":
+            if rel.parent.as_posix() not in PACKAGES and f"{rel.parent.name}/`" not in section:
+                out.append(f"README: the layout section does not name the package {rel.parent.as_posix()}/")
+        elif not re.search(rf"[`/]{re.escape(path.name)}`", section):
+            out.append(f"README: the layout section does not name {rel.as_posix()}")
+    return out
+
+
 def main() -> int:
-    problems = [*long_modules(), *long_functions(), *import_cycles(), *repeated_names()]
+    problems = [*long_modules(), *long_functions(), *import_cycles(), *repeated_names(), *unexplained()]
     for line in problems:
         print(line)
     print(f"layout: {len(problems)} problem(s) in {len(list(_sources()))} modules", file=sys.stderr)
