@@ -36,8 +36,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from backends.base import Availability, Backend, BackendOptions, EngineInfo, NoContainer, PlanContext
-from backends.ollama.api import OllamaAPI, create_from_gguf, pull
 from backends.ollama.binary import DEFAULT_BINARY, binary_version, find_binary, host_port, server_env
+from backends.ollama.client import OllamaAPI, create_from_gguf, pull
 from backends.ollama.probes import OllamaModelListed, OllamaVersion
 from backends.ollama.progress import PullProgress, human_bytes, progress_lines
 from backends.ollama.source import (

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from launcher.core.probe import Probe, to_dict
 
 if TYPE_CHECKING:
+    from launcher.core.deployment_spec import LoadedSpec
     from launcher.core.launch import LaunchPlan
-    from launcher.core.spec import LoadedSpec
     from launcher.lifecycle.down import DownResult
     from launcher.lifecycle.fleet import FleetUpResult
     from launcher.lifecycle.listing import BackendRow

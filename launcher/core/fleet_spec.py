@@ -18,8 +18,8 @@ from typing import Any
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from launcher.core.deployment import NAME_RE, AgentScopeSettings, StrictModel, default_name
+from launcher.core.deployment_spec import LoadedSpec, Loc, YamlDoc, load, read_yaml, sub_document
 from launcher.core.errors import ConfigError
-from launcher.core.spec import LoadedSpec, Loc, YamlDoc, load, read_yaml, sub_document
 
 LOOPBACK = "127.0.0.1"
 FLEET_ONLY_KEYS = ("preload",)  # member keys the gateway reads, not the deployment

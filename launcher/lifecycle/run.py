@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from launcher.core.spec import LoadedSpec
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.lifecycle import up as starting
 from launcher.process.groups import ProcessGroups, Started
 from launcher.process.notify import Notifier

@@ -13,9 +13,9 @@ from typing import Any
 
 import backends
 from launcher import devices, models
-from launcher.core import spec
+from launcher.core import deployment_spec
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.fleet_spec import is_fleet_file
-from launcher.core.spec import LoadedSpec
 from launcher.k8s.render import K8sRender, render
 from launcher.lifecycle import fleet as fleets
 from launcher.store import paths
@@ -24,7 +24,7 @@ from launcher.systemd.units import File, UnitInputs, render_unit
 
 def load(config_file: str | Path | None = None, overrides: Mapping[str, Any] | None = None) -> LoadedSpec:
     """Defaults < YAML < flags, with backend sections checked by their backends' options models."""
-    return spec.load(config_file, overrides, sections=backends.option_models())
+    return deployment_spec.load(config_file, overrides, sections=backends.option_models())
 
 
 def find(name: str | None, config_file: str | None) -> Path:

@@ -17,9 +17,9 @@ from pathlib import Path
 from launcher.agents import config_files
 from launcher.agents.agentscope import agentscope_entries
 from launcher.core.deployment import Deployment
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import AlreadyRunning
 from launcher.core.probe import Probe, to_dict
-from launcher.core.spec import LoadedSpec
 from launcher.lifecycle.choose import Engines, choose
 from launcher.lifecycle.prepare import Prepared, prepare
 from launcher.process import logs, ports, readiness

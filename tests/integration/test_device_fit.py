@@ -10,8 +10,8 @@ import pytest
 
 from launcher import devices
 from launcher.cli import output
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import DeviceError
-from launcher.core.spec import LoadedSpec
 from launcher.lifecycle import prepare as preparing
 from launcher.lifecycle import specs
 from launcher.lifecycle import up as starting

@@ -13,8 +13,8 @@ import psutil
 import pytest
 import yaml
 
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import ReadinessTimeout, StartupFailed
-from launcher.core.spec import LoadedSpec
 from launcher.lifecycle import down as stopping
 from launcher.lifecycle import specs
 from launcher.lifecycle import status as querying

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 ENGINES = {"torch", "transformers", "flask", "werkzeug", "numpy", "vllm", "fastchat", "modelscope", "tokenizers"}
-SPEC = {"pydantic", "pydantic_core", "yaml", "launcher.core.spec", "launcher.core.deployment", "http.client"}
+SPEC = {"pydantic", "pydantic_core", "yaml", "launcher.core.deployment_spec", "launcher.core.deployment", "http.client"}
 
 PROBE = """
 import atexit, json, sys

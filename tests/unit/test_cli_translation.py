@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from launcher import cli
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import PortInUse
-from launcher.core.spec import LoadedSpec
 from launcher.lifecycle import up as starting
 from launcher.store import records
 

@@ -6,8 +6,8 @@ import pytest
 
 from launcher.core import resources
 from launcher.core.deployment import Deployment
+from launcher.core.deployment_spec import read_yaml
 from launcher.core.errors import ConfigError
-from launcher.core.spec import read_yaml
 from launcher.lifecycle import specs
 
 
