@@ -81,7 +81,7 @@ class ModelserveGroup(click.Group):
 def main(ctx: click.Context, debug: bool) -> None:
     """Start a local model server, prove it answers, and hand agents a config that works.
 
-    \\b
+    \b
     modelserve up -m smollm2-135m -p 8000      # the built-in demo model, on CPU
     modelserve status
     modelserve down smollm2-135m
