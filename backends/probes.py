@@ -110,6 +110,34 @@ class HttpProbe(ABC):
     @abstractmethod
     def _what(self) -> str: ...
 
+    def _not_ok(self, status: int, request_line: str, payload: Any) -> ProbeResult:
+        """A non-200 answer to ``request_line`` (``GET /v1/models``). 401, 403 and 404 are final:
+        the server is up, and waiting will not change a missing or refused key or a route or model
+        it does not serve. Anything else (a 503 while loading, ...) may pass on a later try."""
+        detail = f"{request_line} -> HTTP {status}: {short(payload)}"
+        if status == 401 and not self.api_key:
+            return ProbeResult(False, f"the server demands an API key (HTTP 401 on {request_line}): {short(payload)}",
+                               final=True, fix=KEY_DEMANDED)  # fmt: skip
+        if status == 401:
+            return ProbeResult(False, f"the server refused the API key it was given (HTTP 401 on {request_line}): "
+                                      f"{short(payload)}", final=True, fix=KEY_REFUSED)  # fmt: skip
+        if status == 403:
+            return ProbeResult(False, f"the server forbids {request_line} (HTTP 403): {short(payload)}", final=True,
+                               fix="check the API key and the server's own access settings")  # fmt: skip
+        if status == 404:
+            return ProbeResult(False, f"the server has no such route or model (HTTP 404 on {request_line}): "
+                                      f"{short(payload)}", final=True, fix=NOT_SERVED)  # fmt: skip
+        return ProbeResult(False, detail)
+
+
+KEY_DEMANDED = ("give `up` the key the server expects (MODELSERVE_API_KEY, --api-key-file or --api-key), or start "
+                "the server without one (a key it reads elsewhere, such as VLLM_API_KEY in its environment or "
+                "--api-key in its extra arguments)")  # fmt: skip
+KEY_REFUSED = ("the server checks another key than the one `up` gave it: look for a second one it reads (VLLM_API_KEY "
+               "in its environment, --api-key in its extra arguments)")  # fmt: skip
+NOT_SERVED = ("this is not the server the backend expects, or it serves the model under another name: check the "
+              "backend (-b), --served-model-name and the server's log")  # fmt: skip
+
 
 @dataclass(frozen=True)
 class HttpOk(HttpProbe):
@@ -119,8 +147,10 @@ class HttpOk(HttpProbe):
         return f"GET {self.path or '/'} answers 200"
 
     def _check(self, base: str, timeout: float) -> ProbeResult:
-        status, _ = request(base + (self.path or "/"), api_key=self.api_key, timeout=timeout)
-        return ProbeResult(status == 200, f"GET {self.path or '/'} -> HTTP {status}")
+        status, payload = request(base + (self.path or "/"), api_key=self.api_key, timeout=timeout)
+        if status != 200:
+            return self._not_ok(status, f"GET {self.path or '/'}", payload)
+        return ProbeResult(True, f"GET {self.path or '/'} -> HTTP {status}")
 
 
 @dataclass(frozen=True)
@@ -133,7 +163,7 @@ class OpenAIModelListed(HttpProbe):
     def _check(self, base: str, timeout: float) -> ProbeResult:
         status, payload = request(base + "/v1/models", api_key=self.api_key, timeout=timeout)
         if status != 200:
-            return ProbeResult(False, f"GET /v1/models -> HTTP {status}: {short(payload)}")
+            return self._not_ok(status, "GET /v1/models", payload)
         ids = [m.get("id") for m in (payload or {}).get("data", []) if isinstance(m, dict)]
         if self.model not in ids:
             return ProbeResult(False, f"/v1/models lists {ids}, not {self.model!r} yet")
@@ -153,7 +183,7 @@ class OpenAIChatAnswers(HttpProbe):
                 "temperature": 0}  # fmt: skip
         status, payload = request(base + "/v1/chat/completions", body=body, api_key=self.api_key, timeout=timeout)
         if status != 200:
-            return ProbeResult(False, f"POST /v1/chat/completions -> HTTP {status}: {short(payload)}")
+            return self._not_ok(status, "POST /v1/chat/completions", payload)
         try:
             payload["choices"][0]["message"]
         except (KeyError, IndexError, TypeError):
@@ -174,7 +204,7 @@ class PostLlmAnswers(HttpProbe):
         body = {"messages": [{"role": "user", "content": "Hi"}], "max_new_tokens": 1}
         status, payload = request(base + "/llm/", body=body, api_key=self.api_key, timeout=timeout)
         if status != 200:
-            return ProbeResult(False, f"POST /llm/ -> HTTP {status}: {short(payload)}")
+            return self._not_ok(status, "POST /llm/", payload)
         try:
             content = payload["data"]["response"]["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -193,7 +223,9 @@ class ControllerAnswers(HttpProbe):
 
     def _models(self, base: str, timeout: float) -> tuple[ProbeResult | None, list[Any]]:
         status, payload = request(base + "/list_models", body={}, timeout=timeout)
-        if status != 200 or not isinstance(payload, dict) or "models" not in payload:
+        if status != 200:
+            return self._not_ok(status, "controller POST /list_models", payload), []
+        if not isinstance(payload, dict) or "models" not in payload:
             return ProbeResult(False, f"controller POST /list_models -> HTTP {status}: {short(payload)}"), []
         return None, list(payload["models"])
 

@@ -17,7 +17,9 @@ class OllamaVersion(HttpProbe):
 
     def _check(self, base: str, timeout: float) -> ProbeResult:
         status, payload = request(base + "/api/version", timeout=timeout)
-        ok = status == 200 and isinstance(payload, dict) and "version" in payload
+        if status != 200:
+            return self._not_ok(status, "GET /api/version", payload)
+        ok = isinstance(payload, dict) and "version" in payload
         return ProbeResult(ok, f"GET /api/version -> HTTP {status}: {short(payload)}")
 
 
@@ -33,7 +35,7 @@ class OllamaModelListed(HttpProbe):
     def _check(self, base: str, timeout: float) -> ProbeResult:
         status, payload = request(base + "/api/tags", timeout=timeout)
         if status != 200:
-            return ProbeResult(False, f"GET /api/tags -> HTTP {status}")
+            return self._not_ok(status, "GET /api/tags", payload)
         names = [m.get("name") for m in (payload or {}).get("models", []) if isinstance(m, dict)]
         wanted = self.model or ""
         found = wanted in names or (":" not in wanted and f"{wanted}:latest" in names)

@@ -70,6 +70,12 @@ class ReadinessTimeout(StartupFailed):
     exit_code = 8
 
 
+class ReadinessRefused(StartupFailed):
+    """The server answers, but in a way waiting cannot change (HTTP 401, 403, or 404 on the probed route)."""
+
+    exit_code = 18
+
+
 class StartupCancelled(ModelserveError):
     """A stop was requested (SIGTERM/SIGINT) while the server was still starting."""
 

@@ -18,6 +18,10 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 class ProbeResult:
     ok: bool
     detail: str
+    # True when waiting cannot change the answer (a 401, 403 or 404 from a server that is up):
+    # readiness stops at once instead of repeating it until the deadline. ``fix`` says what to do.
+    final: bool = False
+    fix: str | None = None
 
 
 @runtime_checkable

@@ -3,7 +3,8 @@
 "Alive" is never enough: each probe (a backend's :class:`~launcher.core.probe.Probe`) makes the
 request a real client makes. ``wait_until_ready`` polls the probes, checks every child on every
 turn (so a crash is reported within one interval, with its exit code and the tail of its log),
-and on timeout says how long it waited and the last error it saw.
+and on timeout says how long it waited and the last error it saw. An answer waiting cannot change
+(a key demanded or refused, a route the server does not have) stops the wait at once.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from launcher.core.errors import ReadinessTimeout, StartupCancelled, StartupFailed
+from launcher.core.errors import ReadinessRefused, ReadinessTimeout, StartupCancelled, StartupFailed
 from launcher.core.probe import Probe, ProbeResult
 from launcher.process.logs import tail
 
@@ -65,8 +66,9 @@ def wait_until_ready(
 ) -> float:
     """Poll until every probe passes; return the seconds it took.
 
-    Raises StartupFailed as soon as a watched child has exited, ReadinessTimeout at the deadline,
-    StartupCancelled when ``cancelled()`` turns true (a signal arrived while waiting).
+    Raises StartupFailed as soon as a watched child has exited, ReadinessRefused as soon as a probe
+    gets an answer waiting cannot change, ReadinessTimeout at the deadline, StartupCancelled when
+    ``cancelled()`` turns true (a signal arrived while waiting).
     """
     start = clock()
     deadline = start + timeout
@@ -92,6 +94,12 @@ def wait_until_ready(
         per_request = max(0.5, min(30.0, deadline - now))
         while pending:
             last = pending[0].check(per_request)
+            if not last.ok and last.final:
+                raise ReadinessRefused(
+                    f"{last.detail} (after {clock() - start:.1f} s; waiting would not change this answer)",
+                    last.fix or "read the server's log: `modelserve logs NAME`",
+                    log_tail=tail(watched[-1].log_path, 10) if watched else "",
+                )
             if not last.ok:
                 break
             pending.pop(0)

@@ -5,6 +5,7 @@
   --never-ready      answer /health with 503 forever
   --ready-after S    answer /health with 503 for S seconds, then 200
   --exit-after S     exit with code 3 S seconds after it started listening (a crash after ready)
+  --status CODE      answer /health with CODE forever (401: a server that demands a key it was not given)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ parser.add_argument("--spawn-child", action="store_true")
 parser.add_argument("--never-ready", action="store_true")
 parser.add_argument("--ready-after", type=float, default=0.0)
 parser.add_argument("--exit-after", type=float, default=0.0)
+parser.add_argument("--status", type=int, default=0)
 args = parser.parse_args()
 
 if args.ignore_sigterm:
@@ -44,7 +46,11 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         ready = not args.never_ready and time.monotonic() - started >= args.ready_after
         code = 200 if ready and self.path == "/health" else 503
+        if args.status:
+            code = args.status
         body = b'{"status": "ok"}' if code == 200 else b'{"status": "loading"}'
+        if args.status:
+            body = b'{"error": "answered as told (--status)"}'
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

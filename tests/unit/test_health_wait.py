@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import pytest
 
-from launcher.core.errors import ReadinessTimeout, StartupFailed
+from launcher.core.errors import ReadinessRefused, ReadinessTimeout, StartupFailed
 from launcher.core.probe import ProbeResult
 from launcher.process import logs, readiness
 from tests.fakes import FakeClock
@@ -38,6 +38,26 @@ class Script:
 
     def probes(self) -> tuple[ScriptedProbe, ...]:
         return (ScriptedProbe("openai-models", self), ScriptedProbe("openai-chat", self))
+
+
+@dataclass(frozen=True)
+class RefusingProbe:
+    """Connection refused until ``answers_at``, then a 401 (the server is up and demands a key)."""
+
+    clock: Clock
+    answers_at: float
+    calls: list[float] = field(default_factory=list)
+    generates: ClassVar[bool] = False
+
+    def check(self, timeout: float) -> ProbeResult:
+        self.calls.append(self.clock.now)
+        if self.clock.now < self.answers_at:
+            return ProbeResult(False, "connection refused")
+        return ProbeResult(False, "the server demands an API key (HTTP 401 on GET /v1/models)", final=True,
+                           fix="give `up` the key")  # fmt: skip
+
+    def describe(self) -> str:
+        return "refusing"
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,21 @@ def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
     assert err.value.exit_code == 8
     assert 5.0 <= clock.now <= 5.3
     assert all(s > 0 for s in clock.sleeps)  # every turn sleeps: no busy loop
+
+
+def test_an_answer_waiting_cannot_change_stops_the_wait_at_once(tmp_path: Path) -> None:
+    clock = Clock()
+    log = tmp_path / "server.log"
+    log.write_text("listening\n")
+    probe = RefusingProbe(clock, answers_at=2.0)
+    with pytest.raises(ReadinessRefused) as err:
+        readiness.wait_until_ready([probe], [Child(clock, log)], timeout=600, clock=clock, sleep=clock.sleep)
+    assert clock.now < 2.3  # the first answer ended it, not the 600 s deadline
+    assert probe.calls[-1] >= 2.0 and len([t for t in probe.calls if t >= 2.0]) == 1  # asked once, not again
+    assert err.value.exit_code == 18
+    assert str(err.value).startswith("the server demands an API key (HTTP 401 on GET /v1/models) (after 2.")
+    assert "waiting would not change this answer" in str(err.value)
+    assert err.value.hint == "give `up` the key" and err.value.log_tail == "listening"
 
 
 def test_progress_is_reported(tmp_path: Path) -> None:
