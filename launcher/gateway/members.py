@@ -17,6 +17,7 @@ import psutil
 from launcher.core.errors import DeviceError
 from launcher.gateway.plan import MemberPlan
 from launcher.gateway.pool import StartError, Upstream
+from launcher.process.groups import inherited_environment
 from launcher.process.ports import free_port
 from launcher.store import records
 
@@ -24,8 +25,9 @@ STOP_GRACE = 15.0  # seconds an interrupted `up` gets to stop what it started
 
 
 def member_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop(records.MARKER_ENV, None)  # the gateway's own marker: members are not its processes
+    # Not the gateway's own marker (members are not its processes), nor any other MODELSERVE_*
+    # setting: a member's `up` takes its key from its own file, never from an ambient variable.
+    env = inherited_environment(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

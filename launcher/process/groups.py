@@ -12,6 +12,11 @@ group is signalled, one of its members must carry the marker (or be the recorded
 recorded start time), so a recycled pgid is never hit; processes that left the group but kept
 the marker are found and stopped too.
 
+A child inherits the environment of the command that starts it, minus systemd's notify
+variables and minus modelserve's own settings (``MODELSERVE_*``): our servers read those (the API
+key among them), so they reach a child only through its plan. Where state and cache live is
+passed on, since the gateway's `modelserve up` of a member must see the same ones.
+
 Process creation, the process table, the clock and sleeping are constructor arguments, so tests
 drive start and stop with scripted processes and a fake clock.
 """
@@ -32,6 +37,13 @@ from launcher.core.launch import ProcessSpec
 from launcher.process.notify import child_environment
 from launcher.process.table import ProcessTable, SystemProcesses
 from launcher.store.records import MARKER_ENV, ProcessRecord
+
+PASSED_ON = ("MODELSERVE_HOME", "MODELSERVE_CACHE")
+
+
+def inherited_environment(env: Mapping[str, str]) -> dict[str, str]:
+    """What a child gets of ``env`` before its plan's own variables are added."""
+    return {k: v for k, v in child_environment(env).items() if not k.startswith("MODELSERVE_") or k in PASSED_ON}
 
 
 class PopenLike(Protocol):
@@ -95,8 +107,9 @@ class ProcessGroups:
         """Start ``spec`` detached: its own session, stdin closed, output to a log file."""
         log_dir.mkdir(parents=True, exist_ok=True)
         log_path = log_dir / f"{spec.role}.log"
-        # systemd's NOTIFY_SOCKET/WATCHDOG_* are for `modelserve run`, never for the engines.
-        env = child_environment(os.environ if base_env is None else base_env)
+        # systemd's NOTIFY_SOCKET/WATCHDOG_* are for `modelserve run`, never for the engines; a
+        # MODELSERVE_API_KEY exported in the user's shell must not make the server demand a key.
+        env = inherited_environment(os.environ if base_env is None else base_env)
         env.update(spec.env)
         env[MARKER_ENV] = marker
         log: IO[bytes] = log_path.open("ab")
