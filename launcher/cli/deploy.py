@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -23,7 +24,10 @@ UP_OPTIONS = [
     click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Deployment YAML file."),
     click.option("--name", help="Deployment name [from the model]."),
     click.option("--host", help="Address to bind [127.0.0.1]."),
-    click.option("--api-key", help="Require 'Authorization: Bearer KEY' on every route but /health."),
+    click.option("--api-key", help="Require 'Authorization: Bearer KEY' on every route but /health (shows in `ps`: "
+                                    "prefer $MODELSERVE_API_KEY or --api-key-file) [$MODELSERVE_API_KEY]."),
+    click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False),
+                 help="Read the API key from this file (the key alone, on one line)."),
     click.option("--timeout", type=float, help="Seconds to wait until the server answers [600]."),
     click.option("--agentscope-config", help="AgentScope model_config.json to merge into [./model_config.json]."),
     click.option("--served-model-name", help="Name clients send as 'model' [from the model]."),
@@ -33,36 +37,52 @@ UP_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Print the plan (argv, env, probes) and start nothing."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
 ]
-SPEC_KEYS = ("model", "port", "backend", "device", "gpus", "force", "max_model_len", "name", "host", "api_key",
-             "timeout", "served_model_name", "dtype", "threads", "python")  # fmt: skip
+SPEC_KEYS = ("model", "port", "backend", "device", "gpus", "force", "max_model_len", "name", "host", "timeout",
+             "served_model_name", "dtype", "threads", "python")  # fmt: skip
+# Where a fleet file says what these flags say for one deployment (`up -c FLEET.yaml` refuses them).
+FLEET_KEYS = {"port": "gateway.port (members get free ones)", "host": "gateway.host", "api_key": "gateway.api_key",
+              "api_key_file": "gateway.api_key", "name": "name",
+              "timeout": "deployments[].timeout (a member's start) or policy.start_timeout (a request's wait)"}  # fmt: skip
 
 
 @main.command()
 @apply(UP_OPTIONS)
-def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as_json: bool, **flags: Any) -> None:
+def up(config_file: str | None, agentscope_config: str | None, api_key: str | None, api_key_file: str | None,
+       dry_run: bool, as_json: bool, **flags: Any) -> None:  # fmt: skip
     """Start a model server, wait until it answers, write the AgentScope config.
 
     \b
     modelserve up -m smollm2-135m -p 8000
-    modelserve up -m ./my-model --device cuda --api-key s3cret --host 0.0.0.0
+    modelserve up -m ./my-model --device cuda --api-key-file ~/.config/modelserve/key --host 0.0.0.0
     modelserve up -c configs/flask-transformers.yaml --port 8001
+    modelserve up -c fleet.yaml --dry-run      # every member's plan and the gateway's; starts nothing
     """
-    from launcher.cli import output
     from launcher.core.fleet_spec import is_fleet_file
+    from launcher.process import stop_signals
+
+    overrides = {k: flags[k] for k in SPEC_KEYS}
+    with stop_signals.raising():  # SIGTERM/SIGHUP stop what was started, as Ctrl-C does
+        if config_file and is_fleet_file(config_file):
+            given = {k: v for k, v in {**overrides, "api_key": api_key, "api_key_file": api_key_file}.items()
+                     if v is not None}  # fmt: skip
+            _up_fleet(config_file, given, agentscope_config, dry_run, as_json)
+        else:
+            _up_one(config_file, {**overrides, "agentscope.config": agentscope_config}, api_key, api_key_file, dry_run,
+                    as_json)  # fmt: skip
+
+
+def _up_one(config_file: str | None, overrides: dict[str, Any], api_key: str | None, api_key_file: str | None,
+            dry_run: bool, as_json: bool) -> None:  # fmt: skip
+    from launcher.cli import output
     from launcher.lifecycle import prepare, specs
     from launcher.lifecycle import up as starting
 
-    overrides = {k: flags[k] for k in SPEC_KEYS}
-    overrides["agentscope.config"] = agentscope_config
-    if config_file and is_fleet_file(config_file):
-        _up_fleet(config_file, [k for k, v in overrides.items() if v is not None] + (["--dry-run"] if dry_run else []),
-                  as_json)  # fmt: skip
-        return
-    loaded = specs.load(config_file, overrides)
+    loaded = specs.load_for_up(config_file, overrides, specs.given_api_key(api_key, api_key_file, os.environ))
     if dry_run:
         for note in loaded.notes:
             warn(note)
-        click.echo(output.plan_text(loaded, prepare.prepare(loaded.deployment, report=report, dry_run=True)))
+        prep = prepare.prepare(loaded.deployment, report=report, dry_run=True)
+        click.echo(json.dumps(output.plan_json(loaded, prep), indent=2) if as_json else output.plan_text(loaded, prep))
         return
     result = starting.up(loaded, report=report)
     for warning in result.warnings:
@@ -70,18 +90,31 @@ def up(config_file: str | None, agentscope_config: str | None, dry_run: bool, as
     click.echo(json.dumps(output.up_json(result), indent=2) if as_json else output.up_text(result))
 
 
-def _up_fleet(config_file: str, flags: list[str], as_json: bool) -> None:
+def _up_fleet(config_file: str, given: dict[str, Any], agentscope_config: str | None, dry_run: bool,
+              as_json: bool) -> None:  # fmt: skip
     from launcher.cli import output
     from launcher.core.errors import ConfigError
-    from launcher.lifecycle import fleet
+    from launcher.lifecycle import fleet, fleet_plan, specs
 
-    if flags:
-        raise ConfigError(f"{config_file} is a fleet: {', '.join(f.replace('_', '-') for f in flags)} would apply to "
-                          "one deployment", "set them in the fleet file (per member, or under gateway:)")  # fmt: skip
-    result = fleet.up_fleet(config_file, report=report)
-    for warning in result.warnings:
+    if given:
+        flags = [f"--{k.replace('_', '-')}" for k in given]
+        where = [f"--{k.replace('_', '-')}: {FLEET_KEYS.get(k, f'deployments[].{k} (per member)')}" for k in given]
+        raise ConfigError(f"{config_file} is a fleet: {', '.join(flags)} set(s) one deployment's value, and a fleet "
+                          "has a gateway and several members", "write it in the fleet file: " + "; ".join(where))  # fmt: skip
+    if dry_run:
+        plan = fleet_plan.dry_run(config_file, agentscope_config=agentscope_config, report=report)
+        warnings, key = plan.warnings, plan.fleet.gateway.api_key
+        text = json.dumps(output.fleet_plan_json(plan), indent=2) if as_json else output.fleet_plan_text(plan)
+    else:
+        result = fleet.up_fleet(config_file, report=report, agentscope_config=agentscope_config)
+        warnings, key = result.warnings, result.fleet.gateway.api_key
+        text = json.dumps(output.fleet_up_json(result), indent=2) if as_json else output.fleet_up_text(result)
+    if os.environ.get(specs.API_KEY_ENV, "").strip() not in ("", key):
+        warnings = [*warnings, f"{specs.API_KEY_ENV} is not read for a fleet: its key is gateway.api_key in "
+                               f"{config_file}"]  # fmt: skip
+    for warning in warnings:
         warn(warning)
-    click.echo(json.dumps(output.fleet_up_json(result), indent=2) if as_json else output.fleet_up_text(result))
+    click.echo(text)
 
 
 @main.command()

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from launcher.core.launch import LaunchPlan
     from launcher.lifecycle.down import DownResult
     from launcher.lifecycle.fleet import FleetUpResult
+    from launcher.lifecycle.fleet_plan import FleetDryRun
     from launcher.lifecycle.listing import BackendRow
     from launcher.lifecycle.prepare import Prepared
     from launcher.lifecycle.status import Status
@@ -207,6 +208,74 @@ def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def plan_json(loaded: LoadedSpec, prep: Prepared) -> dict[str, Any]:
+    """What plan_text shows, as data (`up --dry-run --json`); secrets masked."""
+    dep, choice, plan = loaded.deployment, prep.choice, prep.launch
+    return {
+        "deployment": dep.deployment_name,
+        "backend": choice.backend.name,
+        "backend_reason": choice.reason,
+        "devices": choice.devices.describe(),
+        "model": prep.model.description,
+        "served_model_name": plan.served_model_name,
+        "engine_python": prep.python,
+        "fit": None if prep.fit is None else {"fits": prep.fit.fits, "message": prep.fit.message},
+        "sources": dict(sorted(loaded.sources.items())),
+        "processes": [{"role": p.role, "argv": list(p.argv),
+                       "env": {k: "***" if k in p.secret_env else v for k, v in sorted(p.env.items())},
+                       "ready_when": [probe.describe() for probe in p.ready]} for p in plan.processes],  # fmt: skip
+        "then_ready_when": [probe.describe() for probe in plan.final_probes],
+        "endpoints": dict(plan.endpoints),
+        "engine": dict(plan.engine),
+        "tools": plan.tools,
+        "notes": list(plan.notes),
+    }
+
+
+def fleet_plan_text(run: FleetDryRun) -> str:
+    """`up -c FLEET.yaml --dry-run`: the gateway's plan, then each member's as its start makes it."""
+    fleet, plan = run.fleet, run.plan
+    policy = plan.policy
+    lines = [
+        f"fleet {fleet.name}: gateway on {run.base_url}/v1, "
+        f"{len(run.members)} member(s); a dry run: nothing started, nothing written",
+        f"  policy: max_loaded {policy.max_loaded or 'no limit'}, idle_ttl "
+        f"{f'{policy.idle_ttl:g} s' if policy.idle_ttl else 'never'}, start_timeout {policy.start_timeout:g} s",
+        f"  api key: {'gateway.api_key (every route but /health)' if plan.api_key else 'none'}",
+        f"  agentscope: {run.config_path}  (config_name: {', '.join(run.config_names)})" if run.config_path
+        else "  agentscope: none (agentscope.config is null)",
+        "process gateway:",
+        "  argv: " + shlex.join(run.gateway_argv),
+        f"  ready when: {run.gateway_probe.describe()}",
+    ]  # fmt: skip
+    for member, d in zip(plan.members, run.members, strict=True):
+        when = "loaded by `up` (preload)" if member.preload else "started on its first request"
+        port = "its port from the fleet file" if d.port_fixed else "a free loopback port at each start (one shown below)"
+        lines += [f"member {member.name}: model id {member.model_id!r}, {when}; {port}",
+                  "  start: " + shlex.join(member.start_argv) + " --port PORT",
+                  "  stop:  " + shlex.join(member.stop_argv),
+                  plan_text(d.loaded, d.prep)]  # fmt: skip
+    return "\n".join(lines)
+
+
+def fleet_plan_json(run: FleetDryRun) -> dict[str, Any]:
+    plan = run.plan
+    return {
+        "version": 1,
+        "dry_run": True,
+        "fleet": run.fleet.name,
+        "gateway": {"host": plan.host, "port": plan.port, "api_key": bool(plan.api_key), "argv": list(run.gateway_argv),
+                    "ready_when": run.gateway_probe.describe(), "policy": plan.policy.model_dump()},  # fmt: skip
+        "members": [{"name": m.name, "deployment": m.deployment, "model": m.model_id, "preload": m.preload,
+                     "port": m.port, "start_argv": [*m.start_argv, "--port", "PORT"], "stop_argv": m.stop_argv,
+                     "plan": plan_json(d.loaded, d.prep)}
+                    for m, d in zip(plan.members, run.members, strict=True)],  # fmt: skip
+        "agentscope_config": run.config_path,
+        "config_names": run.config_names,
+        "warnings": run.warnings,
+    }
 
 
 def launch_plan_text(plan: LaunchPlan) -> str:

@@ -9,12 +9,13 @@ shows the traceback). Command modules import the launcher inside the command fun
 from __future__ import annotations
 
 import importlib
+import signal
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from launcher.core.errors import ModelserveError
+from launcher.core.errors import ModelserveError, Terminated
 
 F = TypeVar("F", bound=Callable[..., Any])
 JSON_VERSION = 1
@@ -72,6 +73,9 @@ class ModelserveGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        except Terminated as exc:  # SIGTERM/SIGHUP, where a command turned them into an exception
+            click.echo(f"stopped by {signal.Signals(exc.signum).name}", err=True)
+            ctx.exit(128 + exc.signum)
 
 
 @click.group(cls=ModelserveGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -130,3 +130,15 @@ class StateError(ModelserveError):
     """modelserve's own state folder cannot be written (read-only, not a folder, disk full)."""
 
     exit_code = 17
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived while `up` was starting (see ``process.stop_signals``).
+
+    Not a ModelserveError, and a BaseException like KeyboardInterrupt, so that no ``except
+    Exception`` on the way swallows it: everything between the signal and the CLI unwinds, and
+    whatever holds started processes stops them."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -14,7 +14,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from launcher.core.launch import ClientEndpoint, ProcessSpec
 from launcher.core.probe import to_dict
 from launcher.gateway.plan import GatewayPlan, MemberPlan
 from launcher.lifecycle.down import stop_members
-from launcher.lifecycle.prepare import prepare
+from launcher.lifecycle.prepare import Prepared, prepare
 from launcher.lifecycle.up import refuse_if_running
 from launcher.process import logs, ports, readiness
 from launcher.process.groups import ProcessGroups
@@ -58,8 +58,13 @@ class FleetUpResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def load(path: str | Path) -> Fleet:
-    return load_fleet(path, sections=backends.option_models(), backends=tuple(backends.names()))
+def load(path: str | Path, *, agentscope_config: str | None = None) -> Fleet:
+    """The fleet file, checked whole; ``agentscope_config`` (`up --agentscope-config`) replaces
+    its top-level ``agentscope.config``."""
+    fleet = load_fleet(path, sections=backends.option_models(), backends=tuple(backends.names()))
+    if agentscope_config is not None:
+        fleet.agentscope = fleet.agentscope.model_copy(update={"config": agentscope_config})
+    return fleet
 
 
 def fleet_dir(name: str) -> Path:
@@ -70,7 +75,16 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "launcher.cli"]
 
 
-def member_file(fleet: Fleet, member: Member, folder: Path, backend: str) -> Path:
+def member_file(fleet: Fleet, member: Member, folder: Path, backend: str, *, write: bool = True) -> Path:
+    """Where the member's deployment file is (written unless ``write`` is false: a dry run)."""
+    path = folder / f"{member.name}.yaml"
+    if write:
+        data = member_spec(fleet, member, backend)
+        write_atomic(path, yaml.safe_dump(data, sort_keys=False), mode=0o600, keep_mode=False)
+    return path
+
+
+def member_spec(fleet: Fleet, member: Member, backend: str) -> dict[str, Any]:
     """The member as one deployment file: its own settings, its fleet name, loopback, no config.
     It serves its model under the id clients use (so answers name it too), except on an engine
     that keeps its own model names (Ollama: a new name is a copy under a new tag): the gateway
@@ -82,12 +96,11 @@ def member_file(fleet: Fleet, member: Member, folder: Path, backend: str) -> Pat
     if model.startswith((".", "~")) or Path(model).is_dir():  # a folder: the gateway runs elsewhere
         data["model"] = str(Path(model).expanduser().absolute())
     data.update(name=fleet.member_deployment(member), host=LOOPBACK, agentscope={"config": None}, fleet=fleet.name)
-    path = folder / f"{member.name}.yaml"
-    write_atomic(path, yaml.safe_dump(data, sort_keys=False), mode=0o600, keep_mode=False)
-    return path
+    return data
 
 
-def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, Planned]) -> GatewayPlan:
+def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, Planned], *, write: bool = True) -> GatewayPlan:
+    """The plan the gateway reads; each member's file is written to ``folder`` unless ``write`` is false."""
     members = []
     for m in fleet.members:
         dep = m.spec.deployment
@@ -96,7 +109,7 @@ def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, Planned]) -> Gat
             aliases=[a for a in (m.name, dep.served_model_name) if a and a != m.model_id],
             preload=m.preload, port=m.port, api_key=dep.api_key, post_path=planned[m.name].post_path,
             memory_bytes=planned[m.name].memory_bytes,
-            start_argv=[*_cli(), "up", "-c", str(member_file(fleet, m, folder, planned[m.name].backend))],
+            start_argv=[*_cli(), "up", "-c", str(member_file(fleet, m, folder, planned[m.name].backend, write=write))],
             stop_argv=[*_cli(), "down", fleet.member_deployment(m)],
         ))  # fmt: skip
     stop = max((m.spec.deployment.stop_timeout for m in fleet.members), default=10.0)
@@ -111,13 +124,14 @@ class Planned:
     memory_bytes: int  # host memory it needs on the CPU (0: unknown, or on a GPU)
 
 
-def _planned(fleet: Fleet, report: Report) -> dict[str, Planned]:
+def plan_members(fleet: Fleet, report: Report, prepared: Mapping[str, Prepared] | None = None) -> dict[str, Planned]:
     """What each member's plan says (a dry run: nothing starts, but an unknown model or backend
-    fails here, before the gateway does): its backend, POST route and memory need."""
+    fails here, before the gateway does): its backend, POST route and memory need.
+    ``prepared``: the members' plans, when the caller made them already."""
     out: dict[str, Planned] = {}
     for m in fleet.members:
         dep = m.spec.deployment
-        prep = prepare(dep, report=report, dry_run=True)
+        prep = prepared[m.name] if prepared is not None else prepare(dep, report=report, dry_run=True)
         post = next((c for c in prep.launch.clients if c.kind == "post_api_chat"), None)
         memory = 0
         if prep.choice.devices.kind == "cpu" and prep.model.path and Path(prep.model.path).is_dir():
@@ -147,8 +161,8 @@ def client_endpoints(fleet: Fleet, plan: GatewayPlan) -> list[tuple[str, ClientE
 
 
 def up_fleet(path: str | Path, *, report: Report = _quiet, groups: ProcessGroups | None = None,
-             mode: str = "detached") -> FleetUpResult:  # fmt: skip
-    fleet = load(path)
+             mode: str = "detached", agentscope_config: str | None = None) -> FleetUpResult:  # fmt: skip
+    fleet = load(path, agentscope_config=agentscope_config)
     groups = groups or ProcessGroups()
     with records.locked(fleet.name):
         session = begin(fleet, report=report, mode=mode)
@@ -190,12 +204,12 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
     ports.ensure_free(gw.host, gw.port)
     folder = fleet_dir(fleet.name)
     folder.mkdir(parents=True, exist_ok=True)
-    plan = gateway_plan(fleet, folder, _planned(fleet, report))
+    plan = gateway_plan(fleet, folder, plan_members(fleet, report))
     plan_path = folder / "gateway.json"
     write_atomic(plan_path, plan.model_dump_json(indent=2), mode=0o600, keep_mode=False)
     base = f"http://{client_host(gw.host)}:{gw.port}"
     endpoints = client_endpoints(fleet, plan)
-    probe = OpenAIModelListed(base, gw.api_key, model=plan.members[0].model_id)
+    probe = gateway_probe(fleet, plan)
     record = records.DeploymentRecord(
         name=fleet.name, backend="gateway", api="openai", model=f"fleet {fleet.path}", model_path=None,
         served_model_name=", ".join(m.model_id for m in plan.members), host=gw.host, port=gw.port,
@@ -210,9 +224,19 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
     return FleetSession(fleet, plan, plan_path, record, endpoints, warnings)
 
 
+def gateway_probe(fleet: Fleet, plan: GatewayPlan) -> OpenAIModelListed:
+    """The gateway answers when its /v1/models lists the first member (loaded or not)."""
+    base = f"http://{client_host(fleet.gateway.host)}:{fleet.gateway.port}"
+    return OpenAIModelListed(base, fleet.gateway.api_key, model=plan.members[0].model_id)
+
+
+def gateway_argv(plan_path: Path) -> tuple[str, ...]:
+    return (sys.executable, "-m", "launcher.gateway", str(plan_path))
+
+
 def gateway_spec(session: FleetSession) -> ProcessSpec:
     """The gateway's process, gated on the probe its record holds (the one `status` asks again)."""
-    return ProcessSpec(role="gateway", argv=(sys.executable, "-m", "launcher.gateway", str(session.plan_path)),
+    return ProcessSpec(role="gateway", argv=gateway_argv(session.plan_path),
                        ready=tuple(session.record.readiness_probes()), env={"PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
@@ -262,23 +286,31 @@ def write_clients(session: FleetSession, result: FleetUpResult) -> None:
     if not settings.config:
         return
     path = Path(settings.config).expanduser().absolute()
-    entries = []
-    for _, endpoint in session.endpoints:  # named by model id, as `modelserve config FLEET --member ID` does
-        entries += agentscope_entries([endpoint], settings, f"{settings.config_name or session.fleet.name}-{endpoint.model_name}")
+    entries = config_entries(session.fleet, session.endpoints)
     config_files.merge(path, entries)
     result.config_path = str(path)
     result.config_names = [e["config_name"] for e in entries]
     session.record.clients = [records.ClientRecord("agentscope", str(path), result.config_names)]
 
 
+def config_entries(fleet: Fleet, endpoints: list[tuple[str, ClientEndpoint]]) -> list[dict[str, Any]]:
+    """The AgentScope entries of the fleet's one config, named by model id, as `modelserve config
+    FLEET --member ID` names them."""
+    settings = fleet.agentscope
+    entries = []
+    for _, endpoint in endpoints:
+        entries += agentscope_entries([endpoint], settings, f"{settings.config_name or fleet.name}-{endpoint.model_name}")
+    return entries
+
+
 def stop_gateway(session: FleetSession, groups: ProcessGroups, *, timeout: float | None = None,
                  interrupt: Callable[[], bool] | None = None) -> None:  # fmt: skip
     """SIGTERM to the gateway (it stops its members first), bounded wait, SIGKILL; then any
-    member it left (a gateway killed hard leaves them)."""
-    if session.started:
-        groups.stop([s.record() for s in session.started], marker=session.record.marker,
-                    timeout=session.record.stop_timeout if timeout is None else timeout, interrupt=interrupt)  # fmt: skip
-        session.started.clear()
+    member it left (a gateway killed hard leaves them). Also when ``started`` is empty: a signal
+    just after the spawn leaves the gateway out of it, but not without its marker."""
+    groups.stop([s.record() for s in session.started], marker=session.record.marker,
+                timeout=session.record.stop_timeout if timeout is None else timeout, interrupt=interrupt)  # fmt: skip
+    session.started.clear()
     stop_members(session.record.name, groups)
 
 

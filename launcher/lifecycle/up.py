@@ -171,11 +171,12 @@ def write_clients(session: Session) -> list[str]:
 
 def stop_started(session: Session, groups: ProcessGroups, *, timeout: float | None = None,
                  interrupt: Callable[[], bool] | None = None) -> None:  # fmt: skip
-    """Stop whatever the session started so far."""
-    if session.started:
-        groups.stop([s.record() for s in session.started], marker=session.record.marker,
-                    timeout=session.dep.stop_timeout if timeout is None else timeout, interrupt=interrupt)  # fmt: skip
-        session.started.clear()
+    """Stop whatever the session started so far: what ``started`` holds, and anything carrying
+    the session's marker (a signal that lands just after a process was spawned leaves it out of
+    ``started``)."""
+    groups.stop([s.record() for s in session.started], marker=session.record.marker,
+                timeout=session.dep.stop_timeout if timeout is None else timeout, interrupt=interrupt)  # fmt: skip
+    session.started.clear()
 
 
 def abort(session: Session, groups: ProcessGroups) -> None:

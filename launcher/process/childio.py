@@ -14,6 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,21 @@ def run_streaming(
                             env=dict(env) if env is not None else None)  # fmt: skip
     if proc.stdout is None:  # never with stdout=PIPE; narrows the type
         raise RuntimeError("subprocess.Popen returned no stdout pipe")
+    try:
+        return _follow(proc, proc.stdout, timeout=timeout, show=show, progress=progress, keep=keep, clock=clock)
+    except BaseException:  # Ctrl-C, or SIGTERM while `up` converts a model: the helper stops too
+        proc.kill()
+        proc.wait()
+        raise
+
+
+def _follow(proc: subprocess.Popen[bytes], stdout: IO[bytes], *, timeout: float, show: Callable[[str], bool],
+            progress: Callable[[str], None], keep: int, clock: Callable[[], float]) -> ChildResult:  # fmt: skip
     tail: deque[str] = deque(maxlen=keep)
     deadline = clock() + timeout
     pending = b""
     with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(stdout, selectors.EVENT_READ)
         while True:
             left = deadline - clock()
             if left <= 0:
@@ -57,7 +68,7 @@ def run_streaming(
                 return ChildResult(None, tuple(tail))
             if not sel.select(timeout=min(left, 1.0)):
                 continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
+            chunk = os.read(stdout.fileno(), 65536)
             if not chunk:
                 break
             *lines, pending = (pending + chunk).split(b"\n")
@@ -65,7 +76,7 @@ def run_streaming(
                 _take(raw, tail, show, progress)
     if pending:
         _take(pending, tail, show, progress)
-    proc.stdout.close()
+    stdout.close()
     return ChildResult(proc.wait(), tuple(tail))
 
 

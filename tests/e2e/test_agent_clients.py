@@ -1,6 +1,6 @@
 """Real agent clients against the demo server, each driven by what `modelserve config` rendered.
 
-`modelserve up -m smollm2-135m --api-key KEY`, then per client: `modelserve config NAME --format
+`MODELSERVE_API_KEY=KEY modelserve up -m smollm2-135m` (the README's first form), then per client: `modelserve config NAME --format
 F --temperature 0` -> the printed (or --write-n) text, unchanged -> executed by that client
 inside its own venv (tests/envs.py, built on first use) -> "What is the capital of France?".
 With greedy settings every client below answered "The capital of France is Paris." here; the
@@ -62,10 +62,12 @@ def modelscope_agent_python() -> str:
 
 
 @pytest.fixture()
-def demo(modelserve, in_tmp: Path, tmp_path: Path) -> str:
-    """The demo model, serving with an API key (its entries written to a scratch file)."""
-    modelserve("up", "-m", "smollm2-135m", "-p", str(ports.free_port()), "--name", NAME, "--api-key", KEY,
-               "--agentscope-config", str(tmp_path / "up_model_config.json"))  # fmt: skip
+def demo(cli_env: dict[str, str], in_tmp: Path, tmp_path: Path) -> str:
+    """The demo model, serving with an API key from the environment (its entries written to a scratch file)."""
+    proc = subprocess.run([*modelserve_cmd(), "up", "-m", "smollm2-135m", "-p", str(ports.free_port()), "--name", NAME,
+                           "--agentscope-config", str(tmp_path / "up_model_config.json")],
+                          env={**cli_env, "MODELSERVE_API_KEY": KEY}, capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
     return NAME
 
 

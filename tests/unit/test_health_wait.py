@@ -44,7 +44,7 @@ class Script:
 class RefusingProbe:
     """Connection refused until ``answers_at``, then a 401 (the server is up and demands a key)."""
 
-    clock: Clock
+    clock: FakeClock
     answers_at: float
     calls: list[float] = field(default_factory=list)
     generates: ClassVar[bool] = False
@@ -113,7 +113,7 @@ def test_timeout_says_how_long_and_last_error(tmp_path: Path) -> None:
 
 
 def test_an_answer_waiting_cannot_change_stops_the_wait_at_once(tmp_path: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     log = tmp_path / "server.log"
     log.write_text("listening\n")
     probe = RefusingProbe(clock, answers_at=2.0)
