@@ -1,22 +1,21 @@
 """`up`'s key sources (--api-key, --api-key-file, MODELSERVE_API_KEY, the spec) and its flags on a
-fleet file: the ones that mean something there work, the others are refused naming the fleet
-file's key. The lifecycle is replaced where a test only checks the translation."""
+fleet file: --agentscope-config names its one config, the flags that set one deployment's values
+are refused naming the fleet file's key (--dry-run: tests/integration/test_fleet_dry_run.py). The
+lifecycle is replaced where a test only checks the translation."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from launcher.core.spec import LoadedSpec
 
 from launcher import cli
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.lifecycle import fleet as fleets
 from launcher.lifecycle import up as starting
 from launcher.store import records
-from tests.procs import with_home
 
 
 @pytest.fixture()
@@ -139,37 +138,3 @@ def test_agentscope_config_names_the_fleets_one_config(monkeypatch: pytest.Monke
     result = up("-c", str(fleet_file(tmp_path)), "--agentscope-config", "agents.json")
     assert result.exit_code == 0, result.output
     assert seen["config"] == "agents.json"
-
-
-def test_a_fleet_dry_run_shows_every_plan_and_starts_nothing(tmp_path: Path, modelserve_home: Path,
-                                                             script_backend: None) -> None:  # fmt: skip
-    path = fleet_file(tmp_path)
-    result = up("-c", str(path), "--dry-run", "--agentscope-config", str(tmp_path / "agents.json"))
-    assert result.exit_code == 0, result.output
-    text = result.output
-    assert text.startswith("fleet lab: gateway on http://127.0.0.1:18123/v1, 2 member(s); a dry run: nothing started")
-    assert f"  agentscope: {tmp_path / 'agents.json'}  (config_name: lab-chat-openai, lab-coder-v1-openai)" in text
-    assert "  api key: gateway.api_key (every route but /health)" in text
-    assert f"launcher.gateway {modelserve_home / 'fleets' / 'lab' / 'gateway.json'}\n" in text
-    assert "member chat: model id 'chat', loaded by `up` (preload); a free loopback port at each start" in text
-    assert "member coder: model id 'coder-v1', started on its first request; its port from the fleet file" in text
-    assert "deployment lab.chat: script (asked for)" in text and "deployment lab.coder: script (asked for)" in text
-    assert "  name from fleet lab (fleet.yaml)" in text and "tests/programs/http_server.py 18124\n" in text
-    assert "gw-key" not in text
-    as_json = json.loads(up("-c", str(path), "--dry-run", "--json").output)
-    assert [m["plan"]["deployment"] for m in as_json["members"]] == ["lab.chat", "lab.coder"]
-    assert (as_json["dry_run"], as_json["gateway"]["port"], as_json["gateway"]["api_key"]) == (True, 18123, True)
-    assert as_json["members"][1]["plan"]["processes"][0]["argv"][-1] == "18124"
-    assert not modelserve_home.exists() and not (tmp_path / "agents.json").exists()  # nothing written
-    assert with_home(modelserve_home) == []
-
-
-def test_a_fleet_dry_run_says_what_would_stop_up(tmp_path: Path, script_backend: None) -> None:
-    import socket
-
-    with socket.socket() as held:
-        held.bind(("127.0.0.1", 0))
-        held.listen()
-        result = up("-c", str(fleet_file(tmp_path, port=held.getsockname()[1])), "--dry-run")
-    assert result.exit_code == 0, result.output
-    assert "warning: `up` would stop here: port" in result.output
