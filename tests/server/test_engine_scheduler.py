@@ -114,7 +114,7 @@ def test_different_settings_share_steps_and_rows_keep_their_own_budget(make_engi
 def test_a_failed_step_fails_its_rows_only_and_the_engine_goes_on(make_engine: Any,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     engine: Engine = make_engine()
-    real_step = engine.batch.step
+    real_step = engine.store.step
     calls = {"n": 0}
 
     def flaky_step() -> Any:
@@ -123,14 +123,14 @@ def test_a_failed_step_fails_its_rows_only_and_the_engine_goes_on(make_engine: A
             raise RuntimeError("boom")
         return real_step()
 
-    monkeypatch.setattr(engine.batch, "step", flaky_step)
+    monkeypatch.setattr(engine.store, "step", flaky_step)
     engine.start()
     with pytest.raises(ApiError) as info:
         engine.submit(request("hello", 4, Sampling(do_sample=False, min_new_tokens=4))).result(timeout=60)
     assert info.value.status == 500 and "RuntimeError: boom" in info.value.message
     assert engine.submit(request("hello", 2)).result(timeout=60).prompt_tokens > 0
     assert engine.alive() and engine.metrics.registry.get_sample_value("modelserve_generate_errors_total") == 1
-    assert len(engine.batch) == 0 and engine.rows == []
+    assert len(engine.store) == 0 and engine.rows == []
 
 
 def test_a_cancelled_stream_stops_using_compute_within_one_step(make_engine: Any) -> None:
@@ -146,7 +146,7 @@ def test_a_cancelled_stream_stops_using_compute_within_one_step(make_engine: Any
     wait_for("the cancelled row to leave", lambda: len(engine.rows) == 1)
     # The step running when the client left may finish its token; no step after it includes the row.
     assert len(row.ids) - generated <= 1 and row.reason == "cancelled"
-    assert len(engine.batch) == 1 and not companion.done()  # the other row decodes on, alone
+    assert len(engine.store) == 1 and not companion.done()  # the other row decodes on, alone
     wait_for("a few more steps", lambda: len(engine.rows[0].ids) >= len(row.ids) + 3)
     events = run_stream(handle)
     assert isinstance(events[-1], StreamFinished)
@@ -357,26 +357,26 @@ def test_logit_bias_steers_a_greedy_reply(make_engine: Any, tiny: tuple[Any, Any
 
 def test_a_long_prompt_is_prefilled_a_chunk_per_step_while_others_decode(make_engine: Any,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    from backends.builtin_server.engine import batch
     from backends.builtin_server.engine import scheduler as engine_module
 
     long_text = " ".join(["cats and dogs"] * 300)  # ~900 tokens: four chunks of 256
     steady = Sampling(do_sample=False, min_new_tokens=8)
-    whole = make_engine()
     monkeypatch.setattr(engine_module, "PREFILL_TOKENS_PER_TURN", 4096)  # one forward pass for any prompt
+    whole = make_engine()
     whole.start()
     reference = whole.submit(request(long_text, 8, steady)).result(timeout=60)
     monkeypatch.setattr(engine_module, "PREFILL_TOKENS_PER_TURN", 256)
 
     chunked: Engine = make_engine()
     steps_at_chunk: list[int] = []
-    real_advance = batch.ChunkedPrefill.advance
+    real_prefill = chunked.store.prefill
 
-    def advance(self: batch.ChunkedPrefill) -> Any:
-        steps_at_chunk.append(chunked.steps)
-        return real_advance(self)
+    def prefill() -> Any:
+        if any(len(p.ids) > 256 for p in chunked._prefilling):  # the long prompt's passes
+            steps_at_chunk.append(chunked.steps)
+        return real_prefill()
 
-    monkeypatch.setattr(batch.ChunkedPrefill, "advance", advance)
+    monkeypatch.setattr(chunked.store, "prefill", prefill)
     chunked.start()
     runner = chunked.submit(request("keep going", 200, Sampling(do_sample=False, min_new_tokens=200)))
     wait_for("the first request to decode", lambda: chunked.steps > 0)
@@ -418,4 +418,4 @@ def test_a_row_whose_sampling_fails_fails_its_request_alone(make_engine: Any, mo
     assert isinstance(failed, StreamFailed) and failed.error.status == 500
     assert neighbour.result(timeout=60).completion_tokens == 6
     assert engine.alive() and engine.metrics.registry.get_sample_value("modelserve_generate_errors_total") == 2
-    wait_for("the rows to leave", lambda: engine.rows == [] and len(engine.batch) == 0)
+    wait_for("the rows to leave", lambda: engine.rows == [] and len(engine.store) == 0)

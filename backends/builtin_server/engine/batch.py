@@ -109,22 +109,24 @@ class KvBatch:
 
     def add(self, group: Prefilled, rows: Sequence[int], first_tokens: Sequence[int]) -> None:
         """Join one new row per entry of ``rows``, each a copy of that prompt of ``group`` (a
-        request with n > 1 lists its prompt n times: prefilled once, decoded n times)."""
-        cache, mask = group.cache, group.mask
+        request with n > 1 lists its prompt n times: prefilled once, decoded n times). ``group``
+        itself is left as it was: another of its prompts may join later."""
+        keys = [layer.keys for layer in _layers(group.cache)]
+        values = [layer.values for layer in _layers(group.cache)]
+        mask = group.mask
         if list(rows) != list(range(len(group.lengths))):
             index = torch.tensor(list(rows), dtype=torch.long, device=mask.device)
-            for layer in _layers(cache):
-                layer.keys, layer.values = layer.keys[index], layer.values[index]
-            mask = mask[index]
+            keys, values, mask = [k[index] for k in keys], [v[index] for v in values], mask[index]
         if self.cache is None:
-            self.cache, self.mask = cache, mask
+            self.cache, self.mask = DynamicCache(), mask
+            for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+                self.cache.update(k, v, i)
         else:
             width, theirs_width = max(self.width, mask.shape[1]), int(mask.shape[1])
-            for mine, theirs in zip(_layers(self.cache), _layers(cache), strict=True):
-                mine.keys = torch.cat([_left_pad(mine.keys, width - self.width, 2),
-                                       _left_pad(theirs.keys, width - theirs_width, 2)])  # fmt: skip
+            for mine, k, v in zip(_layers(self.cache), keys, values, strict=True):
+                mine.keys = torch.cat([_left_pad(mine.keys, width - self.width, 2), _left_pad(k, width - theirs_width, 2)])
                 mine.values = torch.cat([_left_pad(mine.values, width - self.width, 2),
-                                         _left_pad(theirs.values, width - theirs_width, 2)])  # fmt: skip
+                                         _left_pad(v, width - theirs_width, 2)])  # fmt: skip
             self.mask = torch.cat([_left_pad(self.mask, width - self.width, 1), _left_pad(mask, width - theirs_width, 1)])
         self.positions += [group.lengths[r] for r in rows]
         self.last += list(first_tokens)

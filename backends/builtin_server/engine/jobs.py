@@ -42,6 +42,7 @@ class Choice:
 class Completion:
     prompt_tokens: int
     choices: tuple[Choice, ...]
+    cached_tokens: int = 0  # of the prompt tokens, those whose KV came from the prefix cache
 
     # The first choice, for the routes and callers that ask for one reply (n = 1).
     @property
@@ -91,6 +92,7 @@ class StreamFinished:
     finish_reason: str  # the first choice's (every choice sent its own StreamChoiceFinished)
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,12 +1,18 @@
 """What operators look at, in Prometheus's text format (prometheus-client, one registry per
 server): requests by route and status, tokens, running rows, the queue, time to first token,
-the gap between tokens, KV-cache use, and requests turned away."""
+the gap between tokens, KV-cache use, the prefix cache, and requests turned away."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from backends.builtin_server.engine.kv_store import KvStore
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -37,20 +43,47 @@ class Metrics:
         self.generate_errors = Counter("modelserve_generate_errors", "Decoding steps that raised.", registry=r)
         self.running = Gauge("modelserve_running_requests", "Rows decoding now.", registry=r)
         self.queue_depth = Gauge("modelserve_queue_depth", "Requests waiting to be admitted.", registry=r)
-        self.kv_tokens = Gauge("modelserve_kv_cache_tokens", "KV-cache tokens held by the rows (padding included).",
+        self.kv_tokens = Gauge("modelserve_kv_cache_tokens", "KV-cache tokens held by the running rows and prompts.",
                                registry=r)  # fmt: skip
+        self.kv_allocated = Gauge("modelserve_kv_cache_allocated_tokens",
+                                  "KV-cache tokens allocated: rows, room to grow and the prefix cache (<= the budget).",
+                                  registry=r)  # fmt: skip
         self.kv_budget = Gauge("modelserve_kv_cache_budget_tokens", "The KV-cache budget (--kv-budget-tokens).",
                                registry=r)  # fmt: skip
+        self.prefix_hits = Counter("modelserve_prefix_cache_hits", "Requests whose prompt began with a cached prefix.",
+                                   registry=r)  # fmt: skip
+        self.prefix_hit_tokens = Counter("modelserve_prefix_cache_hit_tokens",
+                                         "Prompt tokens whose KV came from the prefix cache.", registry=r)  # fmt: skip
 
     def watch(self, *, running: Callable[[], int], queue_depth: Callable[[], int], kv_tokens: Callable[[], int],
-              kv_budget: int) -> None:  # fmt: skip
+              kv_allocated: Callable[[], int], kv_budget: int) -> None:  # fmt: skip
         self.running.set_function(running)
         self.queue_depth.set_function(queue_depth)
         self.kv_tokens.set_function(kv_tokens)
+        self.kv_allocated.set_function(kv_allocated)
         self.kv_budget.set(kv_budget)
+
+    def watch_prefix_cache(self, store: KvStore) -> None:
+        self.registry.register(_PrefixCacheCollector(store))
 
     def count_request(self, route: str, status: int) -> None:
         self.requests.labels(route=route, status=str(status)).inc()
 
     def render(self) -> str:
         return generate_latest(self.registry).decode()
+
+
+class _PrefixCacheCollector(Collector):
+    """The prefix cache's size and evictions, read at scrape time (the scheduler thread owns it)."""
+
+    def __init__(self, store: KvStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        cache = getattr(self._store, "cache", None)
+        yield GaugeMetricFamily("modelserve_prefix_cache_tokens", "Tokens of KV held by the prefix cache.",
+                                value=cache.cached_tokens if cache else 0)  # fmt: skip
+        yield GaugeMetricFamily("modelserve_prefix_cache_bytes", "Memory allocated to the prefix cache, in bytes.",
+                                value=cache.bytes if cache else 0)  # fmt: skip
+        yield CounterMetricFamily("modelserve_prefix_cache_evictions", "Cached blocks evicted to make room.",
+                                  value=cache.evictions if cache else 0)  # fmt: skip

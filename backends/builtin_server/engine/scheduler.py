@@ -1,13 +1,14 @@
 """The scheduler: one thread owns the model and decodes every admitted request one token per step.
 
 HTTP threads only enqueue a :class:`Job` and wait on its Future (or read its event queue, for a
-stream). Each turn of the loop admits newcomers (prefilled together in one forward pass, within
-a per-turn token allowance, as long as rows and the KV budget allow; a longer prompt is
-prefilled a chunk per turn), decodes one token for every running row (``batch.KvBatch``), lets
+stream). Each turn of the loop admits newcomers into the KV store (``kv_store.py``: each prompt
+behind its longest cached prefix, the turn's prefill work in one forward pass within a per-turn
+token allowance, a long prompt a chunk per turn), decodes one token for every running row, lets
 each row pick its own token (``sampling.RowSampler``: its own settings, seed and grammar), and
-retires the rows that are done, freeing their cache at once. Streams and plain requests share
-the same steps. Above the budget requests wait in a bounded queue; past that they get a 503
-with Retry-After. Nothing a request does can end the loop: a failure resolves that request.
+retires the rows that are done: their KV stays in the prefix cache for the next turn of their
+conversation. Streams and plain requests share the same steps. Above the budget requests wait in a
+bounded queue; past that they get a 503 with Retry-After. Nothing a request does can end the loop:
+a failure resolves that request.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from typing import Any
 
 import torch
 
-from backends.builtin_server.engine.batch import ChunkedPrefill, KvBatch, Prefilled, prefill
 from backends.builtin_server.engine.jobs import (
     Choice,
     Completion,
@@ -33,6 +33,7 @@ from backends.builtin_server.engine.jobs import (
     StreamHandle,
     StreamStarted,
 )
+from backends.builtin_server.engine.kv_store import KvStore, Prefilled, Wait
 from backends.builtin_server.engine.memory import kv_tokens_per_gib
 from backends.builtin_server.engine.metrics import Metrics
 from backends.builtin_server.engine.prompts import Prepared, PromptBuilder
@@ -45,6 +46,7 @@ from backends.builtin_server.engine.request import (
 )
 from backends.builtin_server.engine.rows import Row
 from backends.builtin_server.engine.sampling import RowSampler
+from backends.builtin_server.engine.stores import choose_store
 from backends.builtin_server.errors import ApiError
 
 log = logging.getLogger("modelserve.server")
@@ -71,6 +73,7 @@ class _Request:
     job: Job
     prepared: Prepared
     rows: list[Row]
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     choices: dict[int, Choice] = field(default_factory=dict)
 
 
@@ -86,6 +89,7 @@ class Engine:
         tool_parser: str = "generic",
         kv_budget_tokens: int | None = None,
         max_queue: int = 256,
+        prefix_cache: bool = True,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.limit = max_new_tokens_limit
@@ -101,13 +105,18 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._stopping = False
         self._abort = threading.Event()  # set on shutdown: running rows end at the next step
-        self.batch = KvBatch(model)
-        self.rows: list[Row] = []
+        self.store: KvStore = choose_store(model, budget=self.kv_budget, max_rows=max_batch_size,
+                                           turn_tokens=PREFILL_TOKENS_PER_TURN, prefix_cache=prefix_cache,
+                                           context=self.prompts.context)  # fmt: skip
+        self.rows: list[Row] = []  # decoding, in the store's row order
+        self._prefilling: list[Prepared] = []  # taken by the store, prompt not complete yet
+        self._prepared: dict[int, Prepared] = {}  # id(job) -> its tokenised prompt, while it waits
         self._requests: dict[int, _Request] = {}  # id(job) -> its rows
-        self._chunked: tuple[Prepared, ChunkedPrefill] | None = None  # a long prompt, part-way in
         self.steps = 0  # decoding steps begun (tests and the log count compute by them)
         self.metrics.watch(running=lambda: len(self.rows), queue_depth=self.queue_depth,
-                           kv_tokens=lambda: len(self.batch) * self.batch.width, kv_budget=self.kv_budget)  # fmt: skip
+                           kv_tokens=lambda: self.store.row_tokens, kv_allocated=lambda: self.store.tokens,
+                           kv_budget=self.kv_budget)  # fmt: skip
+        self.metrics.watch_prefix_cache(self.store)
         self._thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
 
     # -- life cycle (main thread) ---------------------------------------------------------------
@@ -176,6 +185,12 @@ class Engine:
     # -- scheduler thread -----------------------------------------------------------------------
 
     def _loop(self) -> None:
+        # Every tensor the scheduler makes (the KV store's too) is an inference tensor, made and
+        # changed on this thread only.
+        with torch.inference_mode():
+            self._run()
+
+    def _run(self) -> None:
         while self._wait_for_work():
             try:
                 self._admit()
@@ -191,51 +206,77 @@ class Engine:
     def _wait_for_work(self) -> bool:
         """Block until something is queued, prefilling or running; False once the server stops."""
         with self._cond:
-            while not self._queue and not self.rows and self._chunked is None and not self._stopping:
+            while not self._queue and not self.rows and not self._prefilling and not self._stopping:
                 self._cond.wait()
             return not self._stopping
 
-    def _next_job(self, pending_rows: int) -> Job | None:
-        """The next queued job, if ``pending_rows`` more rows leave room for its choices."""
-        with self._cond:
-            while self._queue:
-                job = self._queue[0]
-                if job.cancelled.is_set():
-                    self._queue.popleft()
-                    job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
-                    continue
-                if len(self.rows) + pending_rows + job.request.n > self.max_batch_size:
-                    return None
-                return self._queue.popleft()
-        return None
-
     def _admit(self) -> None:
-        """One prefill per turn: the next chunk of a long prompt, or a group of newcomers."""
-        if self._chunked is not None:
-            self._advance_chunked()
-            return
-        if not self.rows:
+        """One prefill pass per turn: the next chunks of prompts already taken, and newcomers."""
+        if not self.rows and not self._prefilling:
             self._gather_arrivals()
-        group: list[Prepared] = []
-        while (job := self._next_job(sum(p.job.request.n for p in group))) is not None:
-            prepared = self._prepare(job)
+        self._drop_cancelled_prompts()
+        self.store.continuing()
+        self._take_newcomers()
+        if not self._prefilling:
+            return
+        try:
+            done = self.store.prefill()
+        except Exception as exc:  # fails the prompts of this pass; the running rows go on
+            log.exception("scheduler: prefill failed for %d request(s)", len(self._prefilling))
+            self.metrics.generate_errors.inc()
+            for p in list(self._prefilling):
+                self._drop_prompt(p, ApiError(500, f"generation failed: {type(exc).__name__}: {exc}",
+                                              error_type="server_error"))  # fmt: skip
+            return
+        for prefilled in done:
+            self._join(prefilled)
+
+    def _take_newcomers(self) -> None:
+        """Queued jobs in order, while the store takes them; one whose prefix another prompt is
+        computing now waits for it without holding up the jobs behind it."""
+        with self._cond:
+            waiting = list(self._queue)
+        for job in waiting:
+            if job.cancelled.is_set():
+                self._unqueue(job)
+                job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
+                continue
+            rows = len(self.rows) + self.store.prefilling()
+            if rows + job.request.n > self.max_batch_size:
+                return
+            prepared = self._prepared.get(id(job)) or self._prepare(job)
             if prepared is None:
+                self._unqueue(job)
                 continue
-            fits = self._fits(prepared, group)
-            if job.resolved:  # refused by _fits: it could never fit
+            self._prepared[id(job)] = prepared
+            try:
+                taken = self.store.offer(prepared, rows=rows)
+            except ApiError as error:  # it could never fit
+                self._unqueue(job)
+                job.fail(error)
                 continue
-            width = max([len(prepared.ids), *(len(p.ids) for p in group)])
-            if not fits or (group and width * (len(group) + 1) > PREFILL_TOKENS_PER_TURN):
-                with self._cond:
-                    self._queue.appendleft(job)  # next turn, or once rows finish and free the cache
-                break
-            if len(prepared.ids) > PREFILL_TOKENS_PER_TURN:
-                self._announce(prepared)
-                self._chunked = (prepared, ChunkedPrefill(self.model, prepared.ids, PREFILL_TOKENS_PER_TURN))
-                return  # alone: its first chunk goes next turn, after a step for the running rows
-            group.append(prepared)
-        if group:
-            self._start(group)
+            if taken is Wait.ROOM:
+                return
+            if taken is Wait.PREFIX:
+                continue
+            self._unqueue(job)
+            self._prefilling.append(prepared)
+            self.metrics.prompt_tokens.inc(len(prepared.ids))
+            job.emit(StreamStarted(prompt_tokens=len(prepared.ids)))
+
+    def _unqueue(self, job: Job) -> None:
+        with self._cond:
+            self._queue.remove(job)
+        self._prepared.pop(id(job), None)
+
+    def _drop_cancelled_prompts(self) -> None:
+        for p in [p for p in self._prefilling if p.job.cancelled.is_set()]:
+            self._drop_prompt(p, ApiError(499, "the client closed the connection", error_type="cancelled"))
+
+    def _drop_prompt(self, prepared: Prepared, error: ApiError) -> None:
+        self.store.drop_prefill(prepared)
+        self._prefilling.remove(prepared)
+        prepared.job.fail(error)
 
     def _gather_arrivals(self) -> None:
         deadline = time.monotonic() + IDLE_GATHER_S
@@ -257,75 +298,31 @@ class Engine:
                               error_type="server_error"))  # fmt: skip
         return None
 
-    def _fits(self, prepared: Prepared, group: list[Prepared]) -> bool:
-        """Admission against the KV budget: every row at its widest (left padding included).
-        A request that could never fit is refused (a 400), and counts as fitting."""
-        need = prepared.job.request.n * (len(prepared.ids) + prepared.max_new)
-        if need > self.kv_budget:
-            prepared.job.fail(ApiError(400, f"this request needs {need} tokens of KV cache (prompt + max_tokens, "
-                                            f"x n), more than this server's budget of {self.kv_budget}; ask for "
-                                            "fewer tokens", param="max_tokens"))  # fmt: skip
-            return True
-        if not self.rows and not group:
-            return True
-        others = [*group, prepared]
-        widest = max([r.prompt_tokens + r.max_new for r in self.rows] + [len(p.ids) + p.max_new for p in others])
-        rows = len(self.rows) + sum(p.job.request.n for p in others)
-        return rows * widest <= self.kv_budget
-
-    def _announce(self, p: Prepared) -> None:
-        self.metrics.prompt_tokens.inc(len(p.ids))
-        p.job.emit(StreamStarted(prompt_tokens=len(p.ids)))
-
-    def _start(self, group: list[Prepared]) -> None:
-        for p in group:
-            self._announce(p)
-        try:
-            prefilled = prefill(self.model, [p.ids for p in group])
-        except Exception as exc:  # fails these requests; the running rows go on
-            log.exception("scheduler: prefill failed for %d request(s)", len(group))
-            self.metrics.generate_errors.inc()
-            for p in group:
-                p.job.fail(ApiError(500, f"generation failed: {type(exc).__name__}: {exc}", error_type="server_error"))
-            return
-        self._join(group, prefilled)
-
-    def _advance_chunked(self) -> None:
-        assert self._chunked is not None
-        prepared, chunked = self._chunked
-        if prepared.job.cancelled.is_set():
-            self._chunked = None
-            prepared.job.fail(ApiError(499, "the client closed the connection", error_type="cancelled"))
-            return
-        prefilled = chunked.advance()
-        if prefilled is not None:
-            self._chunked = None
-            self._join([prepared], prefilled)
-
-    def _join(self, group: list[Prepared], prefilled: Prefilled) -> None:
-        """Each request's first tokens from its prompt's logits, then its rows join the batch;
+    def _join(self, done: Prefilled) -> None:
+        """A request's first tokens from its prompt's logits, then its rows join the batch;
         rows done after their first token never join."""
-        index: list[int] = []
+        p = done.prepared
+        self._prefilling.remove(p)
+        if done.cached_tokens:
+            self.metrics.prefix_hits.inc()
+            self.metrics.prefix_hit_tokens.inc(done.cached_tokens)
+        seed = p.job.request.sampling.seed
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        entry = _Request(p.job, p, [], cached_tokens=done.cached_tokens)
+        self._requests[id(p.job)] = entry
         firsts: list[int] = []
         joining: list[Row] = []
-        for j, p in enumerate(group):
-            seed = p.job.request.sampling.seed
-            generator = torch.Generator().manual_seed(seed) if seed is not None else None
-            entry = _Request(p.job, p, [])
-            self._requests[id(p.job)] = entry
-            for k in range(p.job.request.n):
-                row = self._row(p, k, generator)
-                token = row.advance(prefilled.logits[j])
-                if row.done:
-                    self._finish_row(entry, row)
-                    continue
-                entry.rows.append(row)
-                index.append(j)
-                firsts.append(token)
-                joining.append(row)
-        if joining:
-            self.batch.add(prefilled, index, firsts)
-            self.rows += joining
+        for k in range(p.job.request.n):
+            row = self._row(p, k, generator)
+            token = row.advance(done.logits)
+            if row.done:
+                self._finish_row(entry, row)
+                continue
+            entry.rows.append(row)
+            firsts.append(token)
+            joining.append(row)
+        self.store.join(done, firsts)
+        self.rows += joining
 
     def _row(self, p: Prepared, choice: int, generator: torch.Generator | None) -> Row:
         request = p.job.request
@@ -339,33 +336,33 @@ class Engine:
         started = time.monotonic()
         self.steps += 1
         self.metrics.step_rows.observe(len(self.rows))
-        logits = self.batch.step()
+        logits = self.store.step()
         tokens = []
         for i, row in enumerate(self.rows):
             before = row.last_token_at
             tokens.append(row.advance(logits[i]))
             if before is not None and row.last_token_at is not None:
                 self.metrics.itl.observe(row.last_token_at - before)
-        self.batch.advance(tokens)
+        self.store.advance(tokens)
         self._retire()
         log.debug("step: %d rows in %.3f s", len(tokens), time.monotonic() - started)
 
     def _retire(self) -> None:
         """Done rows leave the batch (and free their cache) before their clients hear of it, so
         what a client sees next (/metrics, its next request) never counts them."""
-        keep: list[int] = []
         done: list[int] = []
         for i, row in enumerate(self.rows):
             if not row.done and (row.job.cancelled.is_set() or self._abort.is_set()):
                 row.cancel()
                 if not self._abort.is_set():
                     log.info("client went away after %d token(s); its row left the batch", len(row.ids))
-            (done if row.done else keep).append(i)
+            if row.done:
+                done.append(i)
         if not done:
             return
         finished = [self.rows[i] for i in done]
-        self.batch.keep(keep)
-        self.rows = [self.rows[i] for i in keep]
+        order = self.store.retire(done)
+        self.rows = [self.rows[i] for i in order]
         for row in finished:
             self._finish_row(self._requests[id(row.job)], row)
 
@@ -381,17 +378,18 @@ class Engine:
         if len(entry.choices) < entry.job.request.n:
             return
         self._requests.pop(id(entry.job), None)
-        done = Completion(len(entry.prepared.ids), tuple(entry.choices[k] for k in sorted(entry.choices)))
+        done = Completion(len(entry.prepared.ids), tuple(entry.choices[k] for k in sorted(entry.choices)),
+                          cached_tokens=entry.cached_tokens)  # fmt: skip
         entry.job.succeed(done)
-        entry.job.emit(StreamFinished(done.finish_reason, done.prompt_tokens, done.completion_tokens))
+        entry.job.emit(StreamFinished(done.finish_reason, done.prompt_tokens, done.completion_tokens,
+                                      cached_tokens=entry.cached_tokens))  # fmt: skip
 
     def _fail_all(self, error: ApiError) -> None:
-        if self._chunked is not None:
-            self._chunked[0].job.fail(error)
-            self._chunked = None
+        for p in self._prefilling:
+            p.job.fail(error)
         for row in self.rows:
             row.job.fail(error)
         for entry in self._requests.values():  # one failing mid-join has no row in self.rows yet
             entry.job.fail(error)
-        self.batch.keep([])
-        self.rows, self._requests = [], {}
+        self.store.clear()
+        self.rows, self._requests, self._prefilling = [], {}, []
