@@ -28,6 +28,8 @@ class FlaskOptions(BackendOptions):
                                          "in tokens; default: half the memory free after loading")  # fmt: skip
     max_queue: int = Field(default=256, ge=1, description="requests that may wait; past it: 503 with Retry-After")
     max_new_tokens_limit: int = Field(default=4096, ge=1, description="a larger max_new_tokens is a 400 error")
+    prefix_cache: bool = Field(default=True, description="keep the KV of what was sent and generated, so a request "
+                               "that starts the same way (an agent's next step) computes only the rest")  # fmt: skip
     tool_parser: Literal["generic", "hermes", "llama3_json", "mistral", "none"] | None = Field(
         default=None, description="how the model writes tool calls; default: from its chat template "
         "(configs/tool-families.yaml), generic when it has none; none: no tools"
@@ -74,6 +76,7 @@ class FlaskTransformersBackend(Backend):
             "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
             "--max-queue", str(opts.max_queue),
             *(["--kv-budget-tokens", str(opts.kv_budget_tokens)] if opts.kv_budget_tokens else []),
+            *([] if opts.prefix_cache else ["--no-prefix-cache"]),
             "--loader", self.loader,
             "--tool-parser", parser,
             *render_args(dep.backend_args),

@@ -223,3 +223,34 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StartServ
 def tiny_server(start_server: StartServer, tiny_model_dir: Path) -> ServerProcess:
     """One shared server on the tiny model (tests must leave it serving)."""
     return start_server(tiny_model_dir, "--max-batch-size", "8")
+
+
+# ----------------------------------------------------------------------------- engines in-process
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture()
+def make_engine(tiny: tuple[Any, Any]) -> Iterator[Any]:
+    """Engines on the tiny model (or ``model=`` another), stopped after the test."""
+    from backends.builtin_server.engine.scheduler import Engine
+
+    engines: list[Engine] = []
+
+    def make(tokenizer: Any = None, *, model: Any = None, **kwargs: Any) -> Engine:
+        kwargs.setdefault("max_batch_size", 8)
+        kwargs.setdefault("max_new_tokens_limit", 4096)
+        engine = Engine(model or tiny[0], tokenizer or tiny[1], **kwargs)
+        engines.append(engine)
+        return engine
+
+    yield make
+    for engine in engines:
+        engine.stop()

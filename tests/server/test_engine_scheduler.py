@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -31,32 +30,6 @@ from backends.builtin_server.engine.request import (
 from backends.builtin_server.engine.scheduler import Engine
 from backends.builtin_server.errors import ApiError
 from tests.server.conftest import wait_for
-
-
-@pytest.fixture(scope="module")
-def tiny(tiny_model_dir: Path) -> tuple[Any, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)
-    return AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval(), AutoTokenizer.from_pretrained(tiny_model_dir)
-
-
-@pytest.fixture()
-def make_engine(tiny: tuple[Any, Any]) -> Iterator[Any]:
-    engines: list[Engine] = []
-
-    def make(tokenizer: Any = None, **kwargs: Any) -> Engine:
-        model, tok = tiny
-        kwargs.setdefault("max_batch_size", 8)
-        kwargs.setdefault("max_new_tokens_limit", 4096)
-        engine = Engine(model, tokenizer or tok, **kwargs)
-        engines.append(engine)
-        return engine
-
-    yield make
-    for engine in engines:
-        engine.stop()
 
 
 def request(text: str, max_new: int, sampling: Sampling = GREEDY, **kwargs: Any) -> GenerationRequest:

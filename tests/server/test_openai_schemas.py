@@ -85,6 +85,29 @@ def test_completions_plain_and_streamed(tiny_server: ServerProcess, extra: dict[
         assert reasons[-1] in ("length", "stop") and all(r is None for r in reasons[:-1]), reasons
 
 
+def test_cached_tokens_are_reported_in_openais_usage_shape(smol: ServerProcess) -> None:
+    """A prompt sent twice: the second time its prefix comes from the cache, and usage says how
+    much (prompt_tokens_details.cached_tokens), plain and in the stream's usage chunk."""
+    long = [{"role": "user", "content": "Tell me three things about the Eiffel Tower in Paris. " * 4}]
+    body = {"model": "smol", "messages": long, "max_tokens": 3, "temperature": 0}
+    first = smol.post("/v1/chat/completions", body).json()
+    again = smol.post("/v1/chat/completions", body).json()
+    assert_valid("chat", again)
+    usage = again["usage"]
+    # The first time only the chat template's default system prompt can have been seen before.
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] < usage["prompt_tokens_details"]["cached_tokens"]
+    assert usage["prompt_tokens_details"]["cached_tokens"] == (usage["prompt_tokens"] - 1) // 16 * 16
+    chunks = chunks_of(smol, "/v1/chat/completions", {**body, "stream_options": {"include_usage": True}})
+    for chunk in chunks:
+        assert_valid("chat_chunk", chunk)
+    assert chunks[-1]["usage"]["prompt_tokens_details"] == usage["prompt_tokens_details"]
+    prompt = {"model": "smol", "prompt": long[0]["content"], "max_tokens": 3, "temperature": 0}
+    smol.post("/v1/completions", prompt)
+    completion = smol.post("/v1/completions", prompt).json()
+    assert_valid("completion", completion)
+    assert completion["usage"]["prompt_tokens_details"]["cached_tokens"] > 0
+
+
 def test_model_list(tiny_server: ServerProcess) -> None:
     assert_valid("models", tiny_server.get("/v1/models").json())
 

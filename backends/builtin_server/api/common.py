@@ -29,9 +29,20 @@ def within_limit(field: str, value: int | None, limit: int) -> int | None:
 
 
 def usage(result: Completion) -> dict[str, int]:
-    """OpenAI's usage object (also in AgentScope's /llm/ envelope)."""
+    """The token counts of AgentScope's /llm/ envelope."""
     return {
         "prompt_tokens": result.prompt_tokens,
         "completion_tokens": result.completion_tokens,
         "total_tokens": result.prompt_tokens + result.completion_tokens,
+    }
+
+
+def openai_usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
+    """OpenAI's usage object; ``prompt_tokens_details.cached_tokens``: prompt tokens served from the
+    prefix cache (OpenAI's and vLLM's field for prompt caching)."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }

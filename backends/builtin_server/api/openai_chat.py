@@ -7,7 +7,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from backends.builtin_server.api.common import check_model, usage
+from backends.builtin_server.api.common import check_model, openai_usage
 from backends.builtin_server.api.logprobs import chat_logprobs
 from backends.builtin_server.api.messages import to_chat_messages
 from backends.builtin_server.api.openai_params import include_usage, openai_budget, openai_sampling
@@ -91,7 +91,8 @@ def response_format(req: ChatCompletionRequest) -> ResponseFormat | None:
 def chat_completion_body(result: Completion, *, rid: str, served_name: str) -> dict[str, Any]:
     choices = [_chat_choice(i, c) for i, c in enumerate(result.choices)]
     return {"id": rid, "object": "chat.completion", "created": int(time.time()), "model": served_name,
-            "choices": choices, "usage": usage(result)}  # fmt: skip
+            "choices": choices,
+            "usage": openai_usage(result.prompt_tokens, result.completion_tokens, result.cached_tokens)}  # fmt: skip
 
 
 def _chat_choice(index: int, choice: Choice) -> dict[str, object]:

@@ -6,7 +6,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from backends.builtin_server.api.common import check_model, usage
+from backends.builtin_server.api.common import check_model, openai_usage
 from backends.builtin_server.api.logprobs import completion_logprobs
 from backends.builtin_server.api.openai_chat import finish_reason
 from backends.builtin_server.api.openai_params import include_usage, openai_budget, openai_sampling
@@ -49,4 +49,5 @@ def completion_body(result: Completion, *, rid: str, served_name: str) -> dict[s
                 "logprobs": completion_logprobs(c.logprobs) if c.logprobs is not None else None}
                for i, c in enumerate(result.choices)]  # fmt: skip
     return {"id": rid, "object": "text_completion", "created": int(time.time()), "model": served_name,
-            "choices": choices, "usage": usage(result)}  # fmt: skip
+            "choices": choices,
+            "usage": openai_usage(result.prompt_tokens, result.completion_tokens, result.cached_tokens)}  # fmt: skip

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from backends.builtin_server.api.common import openai_usage
 from backends.builtin_server.api.logprobs import chat_logprobs, completion_logprobs
 from backends.builtin_server.api.sse import Frames, StreamOutcome, sse
 from backends.builtin_server.engine.jobs import (
@@ -38,7 +39,7 @@ def openai_frames(*, rid: str, model: str, chat: bool, include_usage: bool) -> F
                 reason = "stop" if event.finish_reason == "cancelled" else event.finish_reason
                 yield chunks.delta(event.choice, None if chat else "", reason)
             elif isinstance(event, StreamFinished):
-                outcome.completion_tokens = event.completion_tokens
+                outcome.completion_tokens, outcome.cached_tokens = event.completion_tokens, event.cached_tokens
                 if include_usage:
                     yield chunks.usage(event)
                 break
@@ -87,9 +88,5 @@ class _Chunks:
         return self._wrap(choices=[choice])
 
     def usage(self, event: StreamFinished) -> str:
-        usage = {
-            "prompt_tokens": event.prompt_tokens,
-            "completion_tokens": event.completion_tokens,
-            "total_tokens": event.prompt_tokens + event.completion_tokens,
-        }
+        usage = openai_usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
         return self._wrap(choices=[], usage=usage)

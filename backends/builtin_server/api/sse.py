@@ -17,6 +17,7 @@ class StreamOutcome:
 
     status: int = 200
     completion_tokens: int = 0
+    cached_tokens: int = 0
 
 
 # A surface's stream: the engine's events in, SSE frames out; the first event (the prompt's

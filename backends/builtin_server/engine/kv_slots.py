@@ -54,9 +54,13 @@ def gqa_attention(module: Any, query: torch.Tensor, key: torch.Tensor, value: to
 
 
 def register_attention() -> None:
+    """Make ``ATTENTION`` a name models can be switched to. Masks for it are built as for sdpa (boolean,
+    4-D) when a caller gives a 2-D one: a model switched to it still serves plain forward passes."""
     from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     AttentionInterface.register(ATTENTION, gqa_attention)
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTENTION, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
 
 
 @dataclass(frozen=True)

@@ -142,7 +142,8 @@ def _record(status: int) -> None:
     current_state().engine.metrics.count_request(route, status)
     tokens = ""
     if g.get("prompt_tokens") is not None:
-        tokens = f" prompt_tokens={g.prompt_tokens} completion_tokens={g.completion_tokens}"
+        tokens = (f" prompt_tokens={g.prompt_tokens} completion_tokens={g.completion_tokens}"
+                  f" cached_tokens={g.cached_tokens}")  # fmt: skip
     who = "".join(f" {key}={g.get(key)!r}" for key in ("user", "metadata") if g.get(key) is not None)
     log.info("%s %s -> %d%s %.3fs%s", request.method, request.path, status, tokens, seconds, who)
 

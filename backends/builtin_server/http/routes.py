@@ -47,7 +47,7 @@ def prometheus() -> Response:
 
 def _complete(state: ServerState, req: GenerationRequest) -> Completion:
     result = state.engine.submit(req).result()
-    g.prompt_tokens, g.completion_tokens = result.prompt_tokens, result.completion_tokens
+    g.prompt_tokens, g.completion_tokens, g.cached_tokens = result.prompt_tokens, result.completion_tokens, result.cached_tokens
     return result
 
 

@@ -61,7 +61,7 @@ def _body(handle: StreamHandle, started: StreamStarted, frames: Frames, done: _S
     finally:
         # Runs on normal end and when the server closes us after a failed write (client gone).
         handle.cancel()
-        done.finish(outcome.status, outcome.completion_tokens)
+        done.finish(outcome)
 
 
 @dataclass(frozen=True)
@@ -76,15 +76,16 @@ class _StreamLog:
     prompt_tokens: int
     who: str = ""  # the request's user and metadata, as the log line shows them
 
-    def finish(self, status: int, completion_tokens: int) -> None:
-        self.metrics.count_request(self.route, status)
+    def finish(self, outcome: StreamOutcome) -> None:
+        self.metrics.count_request(self.route, outcome.status)
         log.info(
-            "%s %s -> %d (stream) prompt_tokens=%d completion_tokens=%d %.3fs%s",
+            "%s %s -> %d (stream) prompt_tokens=%d completion_tokens=%d cached_tokens=%d %.3fs%s",
             self.method,
             self.path,
-            status,
+            outcome.status,
             self.prompt_tokens,
-            completion_tokens,
+            outcome.completion_tokens,
+            outcome.cached_tokens,
             time.monotonic() - self.started,
             self.who,
         )
