@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from backends.builtin_server.engine.request import ChatMessage, GenerationRequest, Sampling, TokenBudget
-from backends.builtin_server.engine.scheduler import Engine
 from backends.builtin_server.tools.spec import Function, ResponseFormat, ToolCall, ToolRequest
 
 pytestmark = pytest.mark.e2e
