@@ -143,11 +143,17 @@ class StreamHandle:
     def __init__(self, job: Job, events: queue.Queue[StreamEvent]) -> None:
         self._job = job
         self._events = events
+        # When the first token (text or a tool call) was handed to the HTTP thread: the time to
+        # first token the client sees, whatever surface frames it.
+        self.first_token_at: float | None = None
 
     def next_event(self) -> StreamEvent:
         # No timeout: the scheduler always ends a stream with StreamFinished or StreamFailed,
         # and stop() fails every queued job.
-        return self._events.get()
+        event = self._events.get()
+        if self.first_token_at is None and isinstance(event, StreamDelta | StreamToolCall):
+            self.first_token_at = time.monotonic()
+        return event
 
     @property
     def n(self) -> int:

@@ -139,7 +139,13 @@ def _log_request(response: Response) -> Response:
 def _record(status: int) -> None:
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     seconds = time.monotonic() - g.get("started", time.monotonic())
-    current_state().engine.metrics.count_request(route, status)
+    state = current_state()
+    state.engine.metrics.count_request(route, status)
+    if request.method == "POST":  # the generation routes: what the dashboard's request table lists
+        state.recent.add(method=request.method, route=route, model=state.served_name, status=status, stream=False,
+                         duration_s=seconds, prompt_tokens=g.get("prompt_tokens"),
+                         completion_tokens=g.get("completion_tokens"), cached_tokens=g.get("cached_tokens"),
+                         client=request.remote_addr)  # fmt: skip
     tokens = ""
     if g.get("prompt_tokens") is not None:
         tokens = (f" prompt_tokens={g.prompt_tokens} completion_tokens={g.completion_tokens}"

@@ -16,13 +16,15 @@ from backends.builtin_server.api.openai_stream import openai_frames
 from backends.builtin_server.engine.jobs import Completion
 from backends.builtin_server.engine.metrics import CONTENT_TYPE
 from backends.builtin_server.engine.request import GenerationRequest
+from backends.builtin_server.errors import ApiError
 from backends.builtin_server.http.state import ServerState, current_state, json_response
 from backends.builtin_server.http.streaming import stream_response
 
 api = Blueprint("modelserve", __name__)
 
 # For the 404 body: a client that got a path wrong learns the right one.
-ROUTES_HELP = "POST /llm/, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics"
+ROUTES_HELP = ("POST /llm/, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, "
+               "GET /modelserve/requests")
 
 
 @api.get("/health")
@@ -43,6 +45,15 @@ def models() -> Response:
 @api.get("/metrics")
 def prometheus() -> Response:
     return Response(current_state().engine.metrics.render(), content_type=CONTENT_TYPE)
+
+
+@api.get("/modelserve/requests")
+def recent_requests() -> Response:
+    """Summaries of the last answered requests (the dashboard's table): ``?after=ID`` for newer ones."""
+    after = request.args.get("after", "0")
+    if not after.isdigit():
+        raise ApiError(400, f"after must be a request id (a whole number >= 0), not {after!r}", param="after")
+    return json_response(current_state().recent.page(int(after)))
 
 
 def _complete(state: ServerState, req: GenerationRequest) -> Completion:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import Response, current_app
+
+from backends.builtin_server.http.recent_requests import RecentRequests
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.scheduler import Engine
@@ -20,6 +22,7 @@ class ServerState:
     served_name: str
     api_key: str | None
     created: int  # the model card's "created" (Unix seconds)
+    recent: RecentRequests = field(default_factory=RecentRequests, compare=False)  # GET /modelserve/requests
 
 
 def current_state() -> ServerState:

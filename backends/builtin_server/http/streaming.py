@@ -19,6 +19,8 @@ from backends.builtin_server.api.sse import Frames, StreamOutcome
 from backends.builtin_server.engine.jobs import StreamFailed, StreamHandle, StreamStarted
 from backends.builtin_server.engine.metrics import Metrics
 from backends.builtin_server.engine.request import GenerationRequest
+from backends.builtin_server.http.recent_requests import RecentRequests
+from backends.builtin_server.http.state import current_state
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.scheduler import Engine
@@ -35,6 +37,7 @@ def stream_response(engine: Engine, req: GenerationRequest, frames: Frames) -> R
         raise first.error
     started = first if isinstance(first, StreamStarted) else StreamStarted(prompt_tokens=0)
     g.streaming = True
+    state = current_state()
     done = _StreamLog(
         metrics=engine.metrics,
         route=request.url_rule.rule if request.url_rule else request.path,
@@ -43,6 +46,10 @@ def stream_response(engine: Engine, req: GenerationRequest, frames: Frames) -> R
         started=g.started,
         prompt_tokens=started.prompt_tokens,
         who="".join(f" {key}={g.get(key)!r}" for key in ("user", "metadata") if g.get(key) is not None),
+        recent=state.recent,
+        model=state.served_name,
+        client=request.remote_addr,
+        handle=handle,
     )
     return Response(
         _body(handle, started, frames, done),
@@ -75,9 +82,19 @@ class _StreamLog:
     started: float
     prompt_tokens: int
     who: str = ""  # the request's user and metadata, as the log line shows them
+    recent: RecentRequests | None = None
+    model: str = ""
+    client: str | None = None
+    handle: StreamHandle | None = None  # knows when the first token went out
 
     def finish(self, outcome: StreamOutcome) -> None:
         self.metrics.count_request(self.route, outcome.status)
+        first = self.handle.first_token_at if self.handle is not None else None
+        if self.recent is not None:
+            self.recent.add(method=self.method, route=self.route, model=self.model, status=outcome.status, stream=True,
+                            duration_s=time.monotonic() - self.started, prompt_tokens=self.prompt_tokens,
+                            completion_tokens=outcome.completion_tokens, cached_tokens=outcome.cached_tokens,
+                            client=self.client, ttft_s=None if first is None else first - self.started)  # fmt: skip
         log.info(
             "%s %s -> %d (stream) prompt_tokens=%d completion_tokens=%d cached_tokens=%d %.3fs%s",
             self.method,
