@@ -6,12 +6,14 @@
   sees as a disconnect and cancels.
 - ``POST /llm/<name>/`` goes to a member's POST route (the AgentScope ``post_api_chat`` one).
 - ``GET /v1/models`` lists every member, loaded or not; ``/health``, ``/metrics`` (Prometheus),
-  ``GET /fleet`` (what ``modelserve status`` shows), ``POST /fleet/load|unload/<name>``.
+  ``GET /fleet`` (what ``modelserve status`` shows), ``POST /fleet/load|unload/<name>``,
+  ``GET /modelserve/requests`` (summaries of the last requests, for the dashboard: activity.py).
 Errors are OpenAI-shaped: ``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +23,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from launcher.gateway.activity import Activity, UsageWatch
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import GatewayPlan
 from launcher.gateway.pool import Busy, MemberState, Pool, Unavailable, Upstream
@@ -30,6 +33,8 @@ PLAN: web.AppKey[GatewayPlan] = web.AppKey("plan", GatewayPlan)
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("client", aiohttp.ClientSession)
 CREATED: web.AppKey[int] = web.AppKey("created", int)
+ACTIVITY: web.AppKey[Activity] = web.AppKey("activity", Activity)
+WATCH = "modelserve.usage"  # request key: the UsageWatch of the answer being relayed
 PASS_HEADERS = ("content-type", "accept")
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"}
 READ_TIMEOUT = 600.0  # seconds of upstream silence before the request fails (a generation is slow, not silent)
@@ -49,6 +54,38 @@ async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         return error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", type_="invalid_request_error",
                      code="invalid_api_key")  # fmt: skip
     return await handler(request)
+
+
+@web.middleware
+async def record_activity(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A summary of every POST the fleet answers (not the load/unload actions) in the ring."""
+    if request.method != "POST" or request.path.startswith("/fleet/"):
+        return await handler(request)
+    started = time.monotonic()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    except asyncio.CancelledError:
+        status = 499  # the client went away: its handler was cancelled (nginx's "client closed request")
+        raise
+    finally:
+        watch = request.get(WATCH)
+        request.app[ACTIVITY].add(route=request.path, model=request.get("model"), member=request.get("member"),
+                                  status=status, stream=bool(request.get("stream")), watch=watch, started=started,
+                                  duration_s=time.monotonic() - started, client=request.remote)  # fmt: skip
+
+
+async def recent_requests(request: web.Request) -> web.Response:
+    after = request.query.get("after", "0")
+    if not after.isdigit():
+        return error(400, f"after must be a request id (a whole number >= 0), not {after!r}",
+                     type_="invalid_request_error", param="after")  # fmt: skip
+    return web.json_response(request.app[ACTIVITY].page(int(after)))
 
 
 async def health(request: web.Request) -> web.Response:
@@ -129,9 +166,11 @@ async def openai(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return error(400, "'model' is required: the fleet routes by it (GET /v1/models lists them)",
                      type_="invalid_request_error", param="model")  # fmt: skip
+    request["model"] = body["model"]
     m = request.app[POOL].lookup(body["model"])
     if m is None:
         return web.json_response(_unknown(request, body["model"]), status=404)
+    request["member"] = m.plan.name
 
     def rewrite(up: Upstream) -> bytes:
         if up.model == body["model"]:
@@ -143,6 +182,7 @@ async def openai(request: web.Request) -> web.StreamResponse:
 
 async def post_route(request: web.Request) -> web.StreamResponse:
     m = _named(request)
+    request["member"], request["model"] = m.plan.name, m.plan.model_id
     if not m.plan.post_path:
         return error(404, f"{m.plan.name} has no POST route (its backend serves only the OpenAI API)",
                      type_="invalid_request_error", code="no_post_route")  # fmt: skip
@@ -196,13 +236,17 @@ async def _relay(request: web.Request, m: MemberState, url: str, data: bytes, he
     async with upstream:
         request.app[METRICS].requests.labels(m.plan.name, str(upstream.status)).inc()
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
+        request[WATCH] = watch = UsageWatch()
         if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
             payload = await upstream.read()
+            watch.body(payload)
             return web.Response(body=payload, status=upstream.status, headers=out_headers)
+        request["stream"] = True
         response = web.StreamResponse(status=upstream.status, headers=out_headers)
         await response.prepare(request)
         try:
             async for chunk in upstream.content.iter_any():
+                watch.chunk(chunk, time.monotonic())
                 await response.write(chunk)
             await response.write_eof()
         except ConnectionResetError:
@@ -219,14 +263,16 @@ async def _session(app: web.Application) -> Any:
 
 
 def create_app(plan: GatewayPlan, pool: Pool, metrics_: Metrics) -> web.Application:
-    app = web.Application(middlewares=[auth], client_max_size=64 * 1024 * 1024)
+    app = web.Application(middlewares=[auth, record_activity], client_max_size=64 * 1024 * 1024)
     app[PLAN], app[POOL], app[METRICS] = plan, pool, metrics_
+    app[ACTIVITY] = Activity()
     app[CREATED] = int(time.time())
     app.cleanup_ctx.append(_session)
     app.router.add_get("/health", health)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/fleet", fleet)
+    app.router.add_get("/modelserve/requests", recent_requests)
     app.router.add_post("/fleet/load/{name}", load)
     app.router.add_post("/fleet/unload/{name}", unload)
     app.router.add_post("/llm/{name}", post_route)
