@@ -139,6 +139,29 @@ def down(names: tuple[str, ...], all_: bool, forget_config: bool, timeout: float
 
 
 @main.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def restart(name: str, as_json: bool) -> None:
+    """Stop a deployment (or fleet) and start it again with the settings it was started with.
+
+    \b
+    modelserve restart smollm2-135m
+    modelserve restart lab          # a fleet: from its file, read again
+    """
+    from launcher.cli import output
+    from launcher.lifecycle.fleet import FleetUpResult
+    from launcher.lifecycle.restart import restart as restarting
+
+    result = restarting(name, report=report)
+    for warning in result.warnings:
+        warn(warning)
+    if isinstance(result, FleetUpResult):
+        click.echo(json.dumps(output.fleet_up_json(result), indent=2) if as_json else output.fleet_up_text(result))
+    else:
+        click.echo(json.dumps(output.up_json(result), indent=2) if as_json else output.up_text(result))
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Versioned JSON envelope.")
 @click.option("--no-probe", is_flag=True, help="Do not ask the servers for live health.")
 def status(as_json: bool, no_probe: bool) -> None:

@@ -44,7 +44,7 @@ def warn(message: str) -> None:
 # Which module defines each command. The group imports a command's module when that command
 # runs (or when --help lists them all), so `modelserve status` loads only launcher.cli.deploy.
 COMMAND_MODULES = {
-    "up": "deploy", "down": "deploy", "status": "deploy", "logs": "deploy", "health": "deploy",
+    "up": "deploy", "down": "deploy", "status": "deploy", "logs": "deploy", "health": "deploy", "restart": "deploy",
     "backends": "machine", "devices": "machine", "env": "machine",
     "run": "ops", "systemd": "ops",
     "config": "config",

@@ -142,3 +142,10 @@ class Terminated(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class ManagedElsewhere(ModelserveError):
+    """Something else starts and stops this deployment (a fleet's gateway, `modelserve run`, or a
+    server modelserve did not start): `restart` leaves it to that."""
+
+    exit_code = 19

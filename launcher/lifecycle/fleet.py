@@ -217,7 +217,7 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
         marker=uuid.uuid4().hex, started_at=time.time(), log_dir=str(paths.deployment_dir(fleet.name) / "logs"),
         probes=[to_dict(probe)], api_key=gw.api_key, device="-", stop_timeout=plan.stop_timeout * 2 + 15,
         engine={"entry": "python -m launcher.gateway"}, mode=mode, agentscope=fleet.agentscope.model_dump(),
-        members=[m.deployment for m in plan.members],
+        members=[m.deployment for m in plan.members], spec_file=str(fleet.path),
         client_endpoints=[{"kind": e.kind, "url": e.url, "model_name": e.model_name, "api_key": e.api_key}
                           for _, e in endpoints],
     )  # fmt: skip

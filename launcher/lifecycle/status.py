@@ -10,8 +10,9 @@ from urllib.parse import urlsplit
 
 from launcher.core.errors import ModelserveError
 from launcher.core.probe import Probe, ProbeResult
+from launcher.process.liveness import deployment_state
 from launcher.process.readiness import check_all
-from launcher.process.table import pid_alive, runner_alive
+from launcher.process.table import pid_alive
 from launcher.store import records
 
 
@@ -44,23 +45,9 @@ def status(*, probe: bool = True, damaged: list[Path] | None = None) -> list[Sta
     return [_status_of(record, probe) for record in records.list_all(damaged)]
 
 
-def _state_of(record: records.DeploymentRecord, alive: list[bool]) -> str:
-    if record.status == "restarting" and runner_alive(record.supervisor_pid, record.started_at):
-        # Between a crash and the next start the runner has stopped the old processes on
-        # purpose: "exited" would read as if nobody were bringing it back.
-        return "restarting"
-    running = record.external or (bool(alive) and all(alive))
-    if record.status in ("starting", "restarting") and running:
-        return record.status
-    if running:
-        return "running"
-    return "failed" if any(alive) else "exited"  # failed: part of it died (FastChat's worker, say)
-
-
 def _status_of(record: records.DeploymentRecord, probe: bool) -> Status:
     alive = [pid_alive(p) for p in record.processes]
-    dead = [p.role for p, a in zip(record.processes, alive, strict=True) if not a]
-    st = _state_of(record, alive)
+    st, dead = deployment_state(record)
     last_exit = record.last_exit
     if dead and not last_exit and record.mode == "detached":
         # Nobody waits on a detached process (init reaps it), so its exit code is lost;

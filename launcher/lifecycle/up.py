@@ -116,6 +116,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         agentscope=dep.agentscope.model_dump(),
         tools=launch.tools,
         fleet=dep.fleet,
+        spec=dep.model_dump(mode="json"),
     )
 
 

@@ -153,3 +153,8 @@ def runner_alive(pid: int | None, started_at: float) -> bool:
         return proc.create_time() <= started_at + 1.0 and _alive(proc)
     except psutil.Error:
         return False
+
+
+def live_process(rec: ProcessRecord) -> psutil.Process | None:
+    """The recorded process when it is still the one we started and alive, else None."""
+    return _verified(rec)

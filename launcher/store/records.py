@@ -82,6 +82,9 @@ class DeploymentRecord:
     tools: str = ""  # how it serves tool calls (LaunchPlan.tools)
     fleet: str | None = None  # a fleet member: the fleet (its gateway's record) it belongs to
     members: list[str] = field(default_factory=list)  # a fleet's gateway: its members' deployment names
+    # What `restart` starts again: the resolved Deployment (its fields as JSON), or a fleet's file.
+    spec: dict[str, Any] = field(default_factory=dict)
+    spec_file: str | None = None
 
     version: int = STATE_VERSION
 

@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from launcher.core.fleet import Policy
+from launcher.core.fleet_spec import Policy
 from launcher.gateway.activity import Activity, UsageWatch
 from launcher.gateway.app import create_app
 from launcher.gateway.members import CommandStarter
