@@ -14,10 +14,19 @@ from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.telemetry import Telemetry
 from launcher.devices import DevicePlan
 from launcher.models.families import family_of
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
+# The built-in server's /metrics (builtin_server/engine/metrics.py) and its request ring
+# (builtin_server/http/recent_requests.py); the dashboard's browser test reads them live.
+TELEMETRY = Telemetry(
+    metrics_path="/metrics", requests_path="/modelserve/requests",
+    generated_tokens="modelserve_completion_tokens", running="modelserve_running_requests",
+    queued="modelserve_queue_depth", ttft="modelserve_time_to_first_token_seconds",
+    kv_used="modelserve_kv_cache_tokens", kv_budget="modelserve_kv_cache_budget_tokens",
+)  # fmt: skip
 
 
 class FlaskOptions(BackendOptions):
@@ -100,6 +109,7 @@ class FlaskTransformersBackend(Backend):
             ),
             notes=placement.notes,
             tools=tools,
+            telemetry=TELEMETRY,
         )
 
 

@@ -42,6 +42,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.errors import ConfigError
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.telemetry import Telemetry
 from launcher.devices import DevicePlan
 from launcher.models.families import family_of, load_table
 
@@ -53,6 +54,12 @@ RAY_VERSION = "2.60.0"  # configs/envs/vllm-cuda.txt pins the same ray
 # The tag pattern of KubeRay v1.7.0's LLM samples (rayproject/ray-llm:2.56.0-py312-cu130); not
 # checked against the registry from here: set ray.image to the image you run.
 KUBERAY_IMAGE = f"rayproject/ray-llm:{RAY_VERSION}-py312-cu130"
+# vLLM's own /metrics (vllm/v1/metrics/loggers.py, 0.33): what the dashboard charts.
+TELEMETRY = Telemetry(
+    metrics_path="/metrics", generated_tokens="vllm:generation_tokens", running="vllm:num_requests_running",
+    queued="vllm:num_requests_waiting", ttft="vllm:time_to_first_token_seconds", kv_fraction="vllm:kv_cache_usage_perc",
+    prefix_hit_tokens="vllm:prefix_cache_hits", prefix_query_tokens="vllm:prefix_cache_queries",
+)  # fmt: skip
 
 # Runs in the engine's interpreter; imports nothing heavy (find_spec of a top-level package
 # does not execute it), so it answers in well under a second.
@@ -298,6 +305,7 @@ class VLLMBackend(Backend):
             notes=tuple(notes),
             engine={"entry": entry_name, **{k: str(v) for k, v in info.items() if k in ("distribution", "version")}},
             tools=tools,
+            telemetry=TELEMETRY,
         )
 
     def _tools(self, dep: Deployment, model: ResolvedModel, ours: dict[str, Any], *, strict_level: bool) -> str:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from launcher.core.names import Api, ClientKind
 from launcher.core.probe import Probe
+from launcher.core.telemetry import Telemetry
 
 __all__ = ["ClientEndpoint", "ClientKind", "LaunchPlan", "ProcessSpec"]
 
@@ -59,6 +60,8 @@ class LaunchPlan:
     final_probes: tuple[Probe, ...] = ()
     # How this deployment serves tool calls, for the summary ("hermes parser", "not supported").
     tools: str = ""
+    # Where its load can be read (Prometheus names, request summaries): the dashboard's charts.
+    telemetry: Telemetry | None = None
 
     @property
     def probes(self) -> tuple[Probe, ...]:

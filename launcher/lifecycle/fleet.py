@@ -31,6 +31,7 @@ from launcher.core.errors import StartupFailed
 from launcher.core.fleet_spec import LOOPBACK, Fleet, Member, load_fleet
 from launcher.core.launch import ClientEndpoint, ProcessSpec
 from launcher.core.probe import to_dict
+from launcher.core.telemetry import Telemetry
 from launcher.gateway.plan import GatewayPlan, MemberPlan
 from launcher.lifecycle.down import stop_members
 from launcher.lifecycle.prepare import Prepared, prepare
@@ -218,6 +219,7 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
         probes=[to_dict(probe)], api_key=gw.api_key, device="-", stop_timeout=plan.stop_timeout * 2 + 15,
         engine={"entry": "python -m launcher.gateway"}, mode=mode, agentscope=fleet.agentscope.model_dump(),
         members=[m.deployment for m in plan.members], spec_file=str(fleet.path),
+        telemetry=Telemetry(requests_path="/modelserve/requests").to_dict(),
         client_endpoints=[{"kind": e.kind, "url": e.url, "model_name": e.model_name, "api_key": e.api_key}
                           for _, e in endpoints],
     )  # fmt: skip

@@ -117,6 +117,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         tools=launch.tools,
         fleet=dep.fleet,
         spec=dep.model_dump(mode="json"),
+        telemetry=launch.telemetry.to_dict() if launch.telemetry else {},
     )
 
 

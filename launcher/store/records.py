@@ -85,6 +85,7 @@ class DeploymentRecord:
     # What `restart` starts again: the resolved Deployment (its fields as JSON), or a fleet's file.
     spec: dict[str, Any] = field(default_factory=dict)
     spec_file: str | None = None
+    telemetry: dict[str, str] = field(default_factory=dict)  # core.telemetry.Telemetry: what the dashboard reads
 
     version: int = STATE_VERSION
 
