@@ -149,13 +149,16 @@ def restart(name: str, as_json: bool) -> None:
     modelserve restart lab          # a fleet: from its file, read again
     """
     from launcher.cli import output
+    from launcher.lifecycle.dashboard import DashboardResult
     from launcher.lifecycle.fleet import FleetUpResult
     from launcher.lifecycle.restart import restart as restarting
 
     result = restarting(name, report=report)
     for warning in result.warnings:
         warn(warning)
-    if isinstance(result, FleetUpResult):
+    if isinstance(result, DashboardResult):
+        click.echo(json.dumps({"name": name, "url": result.url}) if as_json else f"dashboard ready: {result.url}")
+    elif isinstance(result, FleetUpResult):
         click.echo(json.dumps(output.fleet_up_json(result), indent=2) if as_json else output.fleet_up_text(result))
     else:
         click.echo(json.dumps(output.up_json(result), indent=2) if as_json else output.up_text(result))

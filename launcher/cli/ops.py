@@ -64,10 +64,13 @@ def systemd() -> None:
     """
 
 
-def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None) -> File:
+def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None,
+          ui_address: str | None = None) -> File:  # fmt: skip
     from launcher.core.fleet_spec import is_fleet_file
     from launcher.lifecycle import specs
 
+    if ui_address:
+        return _dashboard_unit(ui_address, user_unit, run_as)
     path = _spec_path(name, config_file)
     if is_fleet_file(path):
         from launcher.lifecycle import fleet_run
@@ -76,31 +79,45 @@ def _unit(name: str | None, config_file: str | None, user_unit: bool, run_as: st
     return specs.systemd_unit(path, user_unit=user_unit, run_as=run_as)
 
 
+def _dashboard_unit(address: str, user_unit: bool, run_as: str | None) -> File:
+    from launcher.lifecycle import dashboard
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise click.BadParameter(f"{address!r}: expected HOST:PORT, e.g. 127.0.0.1:8090", param_hint="--ui")
+    return dashboard.systemd_unit(host=host.strip("[]"), port=int(port), user_unit=user_unit, run_as=run_as)
+
+
 UNIT_OPTIONS = [
     click.argument("name", required=False),
     click.option("-c", "--config", "config_file", type=click.Path(dir_okay=False), help="Deployment YAML file."),
     click.option("--user", "user_unit", is_flag=True, help="A user unit (systemctl --user)."),
     click.option("--run-as", help="User= for a system unit [root]."),
+    click.option("--ui", "ui_address", is_flag=False, flag_value="127.0.0.1:8090", default=None, metavar="[HOST:PORT]",
+                 help="The dashboard's unit instead (`modelserve ui --foreground`) [127.0.0.1:8090]."),
 ]
 
 
 @systemd.command("render")
 @apply(UNIT_OPTIONS)
 @click.option("-o", "--output", type=click.Path(file_okay=False), help="Write into this folder instead of printing.")
-def render(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None, output: str | None) -> None:
-    """Print (or write to -o DIR) the unit for one deployment."""
-    _emit(_unit(name, config_file, user_unit, run_as), Path(output) if output else None)
+def render(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None, ui_address: str | None,
+           output: str | None) -> None:  # fmt: skip
+    """Print (or write to -o DIR) the unit for one deployment (or the dashboard, with --ui)."""
+    _emit(_unit(name, config_file, user_unit, run_as, ui_address), Path(output) if output else None)
 
 
 @systemd.command("install")
 @apply(UNIT_OPTIONS)
 @click.option("--template", is_flag=True, help="Install modelserve@.service instead (one instance per /etc/modelserve/NAME.yaml).")
-def install(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None, template: bool) -> None:
+def install(name: str | None, config_file: str | None, user_unit: bool, run_as: str | None, ui_address: str | None,
+            template: bool) -> None:  # fmt: skip
     """Write the unit into systemd's folder and print the systemctl lines to run."""
     from launcher.lifecycle.specs import modelserve_executable
     from launcher.systemd import units
 
-    unit = units.render_template(modelserve_executable()) if template else _unit(name, config_file, user_unit, run_as)
+    unit = (units.render_template(modelserve_executable()) if template
+            else _unit(name, config_file, user_unit, run_as, ui_address))  # fmt: skip
     _emit(unit, units.unit_dir(user_unit=user_unit))
     target = "modelserve@NAME.service" if template else unit.name
     click.echo("now run:\n  " + "\n  ".join(units.systemctl_lines(target, user_unit=user_unit)))

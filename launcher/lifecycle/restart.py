@@ -10,10 +10,11 @@ from collections.abc import Callable
 from launcher.core.deployment import Deployment
 from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import ManagedElsewhere
+from launcher.lifecycle import dashboard, fleet
 from launcher.lifecycle import down as stopping
-from launcher.lifecycle import fleet
 from launcher.lifecycle import up as starting
 from launcher.store import records
+from launcher.ui import BACKEND
 
 Report = Callable[[str], None]
 
@@ -22,9 +23,11 @@ def _quiet(msg: str) -> None:
     """The default report sink: the CLI passes one that prints."""
 
 
-def restart(name: str, *, report: Report = _quiet) -> starting.UpResult | fleet.FleetUpResult:
+def restart(name: str, *, report: Report = _quiet) -> starting.UpResult | fleet.FleetUpResult | dashboard.DashboardResult:
     record = records.load(name)
     _refuse_if_managed_elsewhere(record)
+    if record.backend == BACKEND:
+        return dashboard.restart_ui(record, report=report)
     if record.members:
         if not record.spec_file:
             raise _no_settings(name)

@@ -74,3 +74,14 @@ def test_tokens_per_second_counts_the_time_after_the_first_token() -> None:
     assert tokens_per_second(10, 2.0, None) == 5.0  # unknown first token: the whole request
     assert tokens_per_second(0, 2.0, 1.0) is None and tokens_per_second(None, 2.0, None) is None
     assert tokens_per_second(1, 2.0, 1.0) == 0.5  # one token: no time after the first to count
+
+
+def test_polled_routes_stay_out_of_the_log_at_info(client: FlaskClient, caplog: pytest.LogCaptureFixture) -> None:
+    """The dashboard asks /metrics and /modelserve/requests every second: the log keeps the requests."""
+    caplog.set_level("INFO", logger="modelserve.server")
+    client.get("/metrics")
+    client.get("/modelserve/requests")
+    client.get("/health")
+    client.post("/v1/chat/completions", json={"model": "m", "messages": USER})
+    assert [r.getMessage().split(" -> ")[0] for r in caplog.records if r.levelname == "INFO"] == [
+        "POST /v1/chat/completions"]  # fmt: skip

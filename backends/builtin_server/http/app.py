@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("modelserve.server")
 
 OPEN_PATHS = frozenset({"/health"})
+# Polled every second or so by probes, Prometheus and the dashboard: their successes are logged
+# at DEBUG only, or the log would hold nothing else.
+POLLED_PATHS = frozenset({"/health", "/metrics", "/modelserve/requests"})
 # While draining, /metrics still answers (the drain is worth watching) and /health says "draining".
 DRAIN_OPEN_PATHS = frozenset({"/metrics"})
 ADMITTED = "modelserve.admitted"  # WSGI environ key: False for a request that arrived while draining
@@ -151,7 +154,8 @@ def _record(status: int) -> None:
         tokens = (f" prompt_tokens={g.prompt_tokens} completion_tokens={g.completion_tokens}"
                   f" cached_tokens={g.cached_tokens}")  # fmt: skip
     who = "".join(f" {key}={g.get(key)!r}" for key in ("user", "metadata") if g.get(key) is not None)
-    log.info("%s %s -> %d%s %.3fs%s", request.method, request.path, status, tokens, seconds, who)
+    level = logging.DEBUG if request.path in POLLED_PATHS and status < 400 else logging.INFO
+    log.log(level, "%s %s -> %d%s %.3fs%s", request.method, request.path, status, tokens, seconds, who)
 
 
 # ----------------------------------------------------------------------------- errors
