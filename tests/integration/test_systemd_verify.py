@@ -14,6 +14,7 @@ import pytest
 from launcher.core.deployment import Deployment
 from launcher.lifecycle import fleet_run
 from launcher.systemd import units as systemd
+from launcher.systemd.dashboard_unit import DashboardUnit, render_dashboard_unit
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,6 +46,9 @@ def units(tmp_path: Path) -> list[systemd.File]:
         systemd.render_unit(gpu, systemd.UnitInputs(**base, gpu=True, cuda_visible_devices="0,1",  # type: ignore[arg-type]
                                                     model_path="/home/ml/models/llama")),  # fmt: skip
         systemd.render_template(exe),
+        render_dashboard_unit(DashboardUnit(name="ui", host="0.0.0.0", port=8090, exe=exe, version="test",
+                                            state_dir=Path("/var/lib/modelserve"), cache_dir=Path("/var/cache/modelserve"),
+                                            env_file=tmp_path / "etc" / "ui.env", key_env="MODELSERVE_UI_API_KEY")),  # fmt: skip
     ]
 
 

@@ -117,9 +117,14 @@ function renderAll() {
 function facts(card) {
   const dl = h("dl", {class: "facts"});
   const add = (k, v, attrs) => dl.append(h("dt", {}, k), h("dd", attrs || {}, v));
-  add("backend", card.backend);
-  add("model", card.model + (card.served_model_name && card.served_model_name !== card.model ? ` (as ${card.served_model_name})` : ""));
-  add("device", card.device);
+  if (card.kind === "fleet") {
+    add("fleet file", card.model.replace(/^fleet /, ""));
+    add("models", card.served_model_name);
+  } else {
+    add("backend", card.backend);
+    add("model", card.model + (card.served_model_name && card.served_model_name !== card.model ? ` (as ${card.served_model_name})` : ""));
+    add("device", card.device);
+  }
   add("memory", bytes(card.memory_bytes), {"data-memory-of": card.name});
   add("uptime", duration(card.uptime_s), {"data-uptime-of": card.name});
   add("endpoint", card.endpoint);
@@ -238,10 +243,11 @@ function renderCharts() {
     c.holder.dataset.points = String(state.t.length);
     c.holder.dataset.values = String(values);
     c.holder.dataset.series = keys.map((k) => k.label).join(",");
+    c.holder.dataset.peaks = keys.map((k) => `${k.label}=${Math.max(0, ...state.series[k.key].filter((v) => v !== null))}`).join(",");
     if (state.view !== "overview") continue;  // drawn when shown (a hidden chart has no width)
     if (!c.plot || c.signature !== signature) {
       if (c.plot) c.plot.destroy();
-      const width = Math.max(280, c.holder.clientWidth - 16);
+      const width = Math.max(240, c.holder.clientWidth - 16);
       c.plot = new uPlot({
         width, height: 190, legend: {show: true}, cursor: {drag: {x: false, y: false}},
         scales: {x: {time: true}, y: {range: (u, min, max) => [0, Math.max(max || 0, fig.id === "cache" ? 100 : 1)]}},
@@ -255,7 +261,14 @@ function renderCharts() {
   }
 }
 
-window.addEventListener("resize", () => { for (const c of Object.values(charts)) if (c.plot) c.plot.setSize({width: Math.max(280, c.holder.clientWidth - 16), height: 190}); });
+function fitCharts() {
+  if (state.view !== "overview") return;  // a hidden chart has no width to fit
+  for (const c of Object.values(charts)) {
+    const width = Math.max(240, c.holder.clientWidth - 16);
+    if (c.plot && c.plot.width !== width) c.plot.setSize({width, height: 190});
+  }
+}
+window.addEventListener("resize", fitCharts);
 
 // ---- requests --------------------------------------------------------------------------------
 
@@ -444,12 +457,14 @@ function openConfig(name, model) {
 
 async function loadConfig() {
   const fmt = $("#config-format").value;
+  const asked = configState.asked = (configState.asked || 0) + 1;
   $("#config-text").textContent = "…";
   $("#config-note").textContent = "";
   const q = new URLSearchParams({format: fmt});
   if (configState.model) q.set("member", configState.model);
   const r = await fetch(`/api/config/${encodeURIComponent(configState.name)}?${q}`);
   const data = await r.json();
+  if (asked !== configState.asked) return;  // another format was picked meanwhile: its answer wins
   $("#config-text").textContent = data.ok ? data.message : "";
   $("#config-note").textContent = data.ok ? data.note : (data.message || (data.error || {}).message);
 }
@@ -475,7 +490,7 @@ function showView() {
   state.view = ["overview", "requests", "logs", "playground"].includes(view) ? view : "overview";
   for (const s of document.querySelectorAll(".view")) s.hidden = s.id !== `view-${state.view}`;
   for (const a of document.querySelectorAll("#tabs a")) a.classList.toggle("active", a.dataset.view === state.view);
-  if (state.view === "overview") renderCharts();
+  if (state.view === "overview") { renderCharts(); fitCharts(); }
   if (state.view === "logs" && !logState.key) openLog($("#log-target").value);
 }
 
