@@ -65,12 +65,14 @@ bench-reliability: setup
 	$(BIN)/python bench/reliability.py
 
 # Programs some tests need besides Python packages: systemd-analyze (Debian's systemd package;
-# only the binary is used, nothing is started).
+# only the binary is used, nothing is started) and Debian's chromium, which Playwright drives for
+# the dashboard's browser tests (tests/e2e/test_dashboard.py; Playwright's own download is not used).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 test-tools:
-	@command -v systemd-analyze >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -q --no-install-recommends systemd >/dev/null; \
-	  else sudo apt-get install -y -q --no-install-recommends systemd >/dev/null; fi; }
+	@command -v systemd-analyze >/dev/null || $(SUDO) apt-get install -y -q --no-install-recommends systemd >/dev/null
 	@command -v systemd-analyze >/dev/null || { echo "systemd-analyze is still missing" >&2; exit 1; }
+	@[ -x /usr/bin/chromium ] || $(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null
+	@[ -x /usr/bin/chromium ] || { echo "/usr/bin/chromium is still missing" >&2; exit 1; }
 
 down:
 	$(BIN)/modelserve down --all

@@ -45,7 +45,7 @@ def warn(message: str) -> None:
 # runs (or when --help lists them all), so `modelserve status` loads only launcher.cli.deploy.
 COMMAND_MODULES = {
     "up": "deploy", "down": "deploy", "status": "deploy", "logs": "deploy", "health": "deploy", "restart": "deploy",
-    "ui": "dashboard",
+    "ui": "webui",
     "backends": "machine", "devices": "machine", "env": "machine",
     "run": "ops", "systemd": "ops",
     "config": "config",

@@ -76,6 +76,16 @@ class UsageWatch:
         self.cached_tokens = cached if isinstance(cached, int) else self.cached_tokens
 
 
+@dataclass
+class Passage:
+    """What the handlers learn of one request on its way through, for its summary."""
+
+    model: str | None = None
+    member: str | None = None
+    stream: bool = False
+    watch: UsageWatch | None = None
+
+
 def _find_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
     """``usage`` at the top (OpenAI), in ``message`` (Anthropic's message_start), in ``response``
     (Responses' response.completed) or in ``data.response`` (AgentScope's /llm/ envelope)."""

@@ -23,7 +23,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from launcher.gateway.activity import Activity, UsageWatch
+from launcher.gateway.activity import Activity, Passage, UsageWatch
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import GatewayPlan
 from launcher.gateway.pool import Busy, MemberState, Pool, Unavailable, Upstream
@@ -34,7 +34,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics", Metrics)
 CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("client", aiohttp.ClientSession)
 CREATED: web.AppKey[int] = web.AppKey("created", int)
 ACTIVITY: web.AppKey[Activity] = web.AppKey("activity", Activity)
-WATCH = "modelserve.usage"  # request key: the UsageWatch of the answer being relayed
+PASSAGE: web.RequestKey[Passage] = web.RequestKey("passage", Passage)  # what the ring records of a request
 PASS_HEADERS = ("content-type", "accept")
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"}
 READ_TIMEOUT = 600.0  # seconds of upstream silence before the request fails (a generation is slow, not silent)
@@ -63,6 +63,7 @@ async def record_activity(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     started = time.monotonic()
     status = 500
+    request[PASSAGE] = passage = Passage()
     try:
         response = await handler(request)
         status = response.status
@@ -74,10 +75,14 @@ async def record_activity(request: web.Request, handler: Handler) -> web.StreamR
         status = 499  # the client went away: its handler was cancelled (nginx's "client closed request")
         raise
     finally:
-        watch = request.get(WATCH)
-        request.app[ACTIVITY].add(route=request.path, model=request.get("model"), member=request.get("member"),
-                                  status=status, stream=bool(request.get("stream")), watch=watch, started=started,
+        request.app[ACTIVITY].add(route=request.path, model=passage.model, member=passage.member, status=status,
+                                  stream=passage.stream, watch=passage.watch, started=started,
                                   duration_s=time.monotonic() - started, client=request.remote)  # fmt: skip
+
+
+def _passage(request: web.Request) -> Passage:
+    """The request's entry-to-be in the ring (a throwaway one outside the activity middleware)."""
+    return request.get(PASSAGE) or Passage()
 
 
 async def recent_requests(request: web.Request) -> web.Response:
@@ -166,11 +171,11 @@ async def openai(request: web.Request) -> web.StreamResponse:
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return error(400, "'model' is required: the fleet routes by it (GET /v1/models lists them)",
                      type_="invalid_request_error", param="model")  # fmt: skip
-    request["model"] = body["model"]
+    _passage(request).model = body["model"]
     m = request.app[POOL].lookup(body["model"])
     if m is None:
         return web.json_response(_unknown(request, body["model"]), status=404)
-    request["member"] = m.plan.name
+    _passage(request).member = m.plan.name
 
     def rewrite(up: Upstream) -> bytes:
         if up.model == body["model"]:
@@ -182,7 +187,7 @@ async def openai(request: web.Request) -> web.StreamResponse:
 
 async def post_route(request: web.Request) -> web.StreamResponse:
     m = _named(request)
-    request["member"], request["model"] = m.plan.name, m.plan.model_id
+    _passage(request).member, _passage(request).model = m.plan.name, m.plan.model_id
     if not m.plan.post_path:
         return error(404, f"{m.plan.name} has no POST route (its backend serves only the OpenAI API)",
                      type_="invalid_request_error", code="no_post_route")  # fmt: skip
@@ -236,12 +241,12 @@ async def _relay(request: web.Request, m: MemberState, url: str, data: bytes, he
     async with upstream:
         request.app[METRICS].requests.labels(m.plan.name, str(upstream.status)).inc()
         out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in HOP_HEADERS}
-        request[WATCH] = watch = UsageWatch()
+        _passage(request).watch = watch = UsageWatch()
         if not upstream.headers.get("Content-Type", "").startswith("text/event-stream"):
             payload = await upstream.read()
             watch.body(payload)
             return web.Response(body=payload, status=upstream.status, headers=out_headers)
-        request["stream"] = True
+        _passage(request).stream = True
         response = web.StreamResponse(status=upstream.status, headers=out_headers)
         await response.prepare(request)
         try:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from launcher.agents.names import FORMATS
+from launcher.agents.format_names import FORMATS
+from launcher.core.errors import ClientConfigError, DeploymentNotFound, ManagedElsewhere
 from launcher.store import records
 from launcher.ui import KEY_ENV
 
@@ -78,7 +79,7 @@ async def restart(name: str) -> Outcome:
     code, _, err = await run_cli("restart", name, timeout=START_TIMEOUT)
     if code == 0:
         return Outcome(True, f"{name} restarted")
-    return Outcome(False, _said(err), 409 if code == 18 else 502)
+    return Outcome(False, _said(err), 409 if code == ManagedElsewhere.exit_code else 502)
 
 
 async def member(session: aiohttp.ClientSession, fleet: records.DeploymentRecord, member_name: str, verb: str) -> Outcome:
@@ -103,7 +104,7 @@ async def config_text(name: str, fmt: str, member_id: str | None, secrets: set[s
     args = ["config", name, "-f", fmt, *(["--member", member_id] if member_id else [])]
     code, out, err = await run_cli(*args, timeout=CONFIG_TIMEOUT)
     if code != 0:
-        return Outcome(False, _said(err), 400 if code in (9, 10) else 502)
+        return Outcome(False, _said(err), 400 if code in (ClientConfigError.exit_code, DeploymentNotFound.exit_code) else 502)
     text, hidden = out, False
     for secret in secrets:
         if secret and secret in text:

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from launcher.agents.names import FORMATS
+from launcher.agents.format_names import FORMATS
 from launcher.store import records
 from launcher.ui import actions, guard, logview, relay
 from launcher.ui.collector import Collector

@@ -33,7 +33,7 @@ from tests.procs import with_home
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "artifacts" / "dashboard"
+SHOTS = Path(os.environ.get("MODELSERVE_ARTIFACTS", ROOT / "artifacts")) / "dashboard"  # kept by CI
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
