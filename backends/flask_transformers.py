@@ -26,6 +26,8 @@ TELEMETRY = Telemetry(
     generated_tokens="modelserve_completion_tokens", running="modelserve_running_requests",
     queued="modelserve_queue_depth", ttft="modelserve_time_to_first_token_seconds",
     kv_used="modelserve_kv_cache_tokens", kv_budget="modelserve_kv_cache_budget_tokens",
+    prefix_hit_tokens="modelserve_prefix_cache_hit_tokens", prefix_query_tokens="modelserve_prompt_tokens",
+    prefix_cached="modelserve_prefix_cache_tokens",
 )  # fmt: skip
 
 

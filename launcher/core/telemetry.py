@@ -24,6 +24,7 @@ class Telemetry:
     kv_fraction: str | None = None  # gauge: the share of the KV cache in use, 0..1
     prefix_hit_tokens: str | None = None  # counter: prompt tokens served from a prefix cache
     prefix_query_tokens: str | None = None  # counter: prompt tokens looked up in it
+    prefix_cached: str | None = None  # gauge: KV-cache tokens the prefix cache holds (with kv_budget: its share)
 
     def to_dict(self) -> dict[str, str]:
         return {k: v for k, v in asdict(self).items() if v is not None}

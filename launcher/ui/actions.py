@@ -16,8 +16,8 @@ from aiohttp import web
 
 from launcher.agents.format_names import FORMATS
 from launcher.core.errors import ClientConfigError, DeploymentNotFound, ManagedElsewhere
+from launcher.process.groups import inherited_environment
 from launcher.store import records
-from launcher.ui import KEY_ENV
 
 KEY_PLACEHOLDER = "YOUR_API_KEY"
 STOP_TIMEOUT = 300.0  # seconds `modelserve down` may take (a big engine's bounded stop, then SIGKILL)
@@ -37,11 +37,10 @@ class Outcome:
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    # The dashboard's marker would make whatever the command starts one of the dashboard's own
-    # processes (stopped with it); its key is its own business.
-    env.pop(records.MARKER_ENV, None)
-    env.pop(KEY_ENV, None)
+    # As the gateway's member commands get it: no MODELSERVE_* but where state and cache live. The
+    # dashboard's marker would make what a restart starts one of its own processes (stopped with
+    # it), and its key is its own business.
+    env = inherited_environment(os.environ)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 

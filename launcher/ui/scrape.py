@@ -31,7 +31,7 @@ class Reading:
 
 def wanted_names(t: Telemetry) -> set[str]:
     names = (t.generated_tokens, t.running, t.queued, t.kv_used, t.kv_budget, t.kv_fraction, t.prefix_hit_tokens,
-             t.prefix_query_tokens, t.ttft)  # fmt: skip
+             t.prefix_query_tokens, t.prefix_cached, t.ttft)  # fmt: skip
     return {n for n in names if n}
 
 
@@ -87,7 +87,8 @@ def figures(history: deque[Reading], t: Telemetry) -> dict[str, float | None]:
         "running": now.values.get(t.running) if t.running else None,
         "queued": now.values.get(t.queued) if t.queued else None,
         "ttft_p50_s": None,
-        "kv_use_pct": _kv_pct(now, t),
+        "kv_use_pct": _share(now, t.kv_used, t.kv_budget) if not t.kv_fraction else _kv_fraction(now, t.kv_fraction),
+        "prefix_cache_pct": _share(now, t.prefix_cached, t.kv_budget),
         "prefix_hit_pct": None,
     }
     if t.ttft and t.ttft in now.buckets and base is not now:
@@ -113,11 +114,14 @@ def _rate(now: Reading, prev: Reading | None, name: str | None) -> float | None:
     return None if change is None else round(change / (now.at - prev.at), 2)
 
 
-def _kv_pct(now: Reading, t: Telemetry) -> float | None:
-    if t.kv_fraction and t.kv_fraction in now.values:
-        return round(100.0 * now.values[t.kv_fraction], 1)
-    used = now.values.get(t.kv_used) if t.kv_used else None
-    budget = now.values.get(t.kv_budget) if t.kv_budget else None
+def _kv_fraction(now: Reading, name: str) -> float | None:
+    return round(100.0 * now.values[name], 1) if name in now.values else None
+
+
+def _share(now: Reading, part: str | None, whole: str | None) -> float | None:
+    """``part`` as a percentage of ``whole`` (two gauges of one reading)."""
+    used = now.values.get(part) if part else None
+    budget = now.values.get(whole) if whole else None
     if used is None or not budget:
         return None
     return round(100.0 * used / budget, 1)

@@ -6,6 +6,7 @@ class, and from a registry declaring vLLM's families (names and types of vllm/v1
 from __future__ import annotations
 
 from collections import deque
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -18,31 +19,39 @@ from launcher.ui.scrape import Reading, figures, parse, quantile
 from launcher.ui.timeline import Timeline
 
 
+def builtin_metrics(cache: object = None) -> Metrics:
+    """The server's real Metrics, its prefix-cache collector reading ``cache`` (the store's own)."""
+    m = Metrics()
+    m.watch_prefix_cache(SimpleNamespace(cache=cache))  # type: ignore[arg-type]
+    return m
+
+
 def test_the_builtin_servers_declared_names_are_its_metrics() -> None:
-    families = {f.name for f in text_string_to_metric_families(Metrics().render())}
+    families = {f.name for f in text_string_to_metric_families(builtin_metrics().render())}
     declared = {v for k, v in BUILTIN.to_dict().items() if not k.endswith("_path")}
     assert declared and declared <= families, declared - families
 
 
 def test_builtin_server_figures_over_two_scrapes() -> None:
-    m = Metrics()
-    running, queued = [3], [1]
-    m.watch(running=lambda: running[0], queue_depth=lambda: queued[0], kv_tokens=lambda: 512, kv_budget=2048)
+    m = builtin_metrics(SimpleNamespace(cached_tokens=256, bytes=1, evictions=0))
+    m.watch(running=lambda: 3, queue_depth=lambda: 1, kv_tokens=lambda: 512, kv_allocated=lambda: 768, kv_budget=2048)
     history: deque[Reading] = deque()
     history.append(parse(m.render(), 100.0, BUILTIN))
     m.completion_tokens.inc(50)
+    m.prompt_tokens.inc(400)
+    m.prefix_hit_tokens.inc(100)
     for seconds in (0.04, 0.06, 0.2, 0.3, 0.7):
         m.ttft.observe(seconds)
     history.append(parse(m.render(), 102.0, BUILTIN))
     got = figures(history, BUILTIN)
     assert got["tokens_per_s"] == 25.0 and (got["running"], got["queued"]) == (3, 1)
-    assert got["kv_use_pct"] == 25.0 and got["prefix_hit_pct"] is None
+    assert (got["kv_use_pct"], got["prefix_cache_pct"], got["prefix_hit_pct"]) == (25.0, 12.5, 25.0)
     # 5 observations: the 3rd (0.2 s) is the median; within the (0.1, 0.25] bucket, interpolated.
     assert got["ttft_p50_s"] == pytest.approx(0.1 + 0.15 * (2.5 - 2) / 1)
 
 
 def test_the_median_covers_the_last_minute_only() -> None:
-    m = Metrics()
+    m = builtin_metrics()
     m.ttft.observe(20.0)  # long ago
     history = deque([parse(m.render(), 0.0, BUILTIN)])
     history.append(parse(m.render(), 30.0, BUILTIN))

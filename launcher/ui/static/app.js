@@ -6,9 +6,10 @@
 const CSRF = document.querySelector('meta[name="csrf-token"]').content;
 const FIGURES = [
   {id: "tokens_per_s", title: "Tokens / s", series: [["tokens_per_s", ""]]},
-  {id: "load", title: "Requests in flight (solid) and queued (dashed)", series: [["running", ""], ["queued", " queued"]]},
+  {id: "load", title: "Requests in flight (solid) and queued (dashed)", series: [["running", ""], ["queued", " queued", [5, 4]]]},
   {id: "ttft_p50_s", title: "p50 time to first token (s), last minute", series: [["ttft_p50_s", ""]]},
-  {id: "cache", title: "KV cache in use (solid), prefix-cache hits (dashed), %", series: [["kv_use_pct", ""], ["prefix_hit_pct", " prefix hits"]]},
+  {id: "cache", title: "KV cache: rows (solid), prefix cache (dashed) of the budget, prefix hits (dotted), %",
+   series: [["kv_use_pct", ""], ["prefix_cache_pct", " prefix cache"], ["prefix_hit_pct", " prefix hits", [2, 3]]]},
   {id: "memory_mib", title: "Process memory (MiB)", series: [["memory_mib", ""]]},
 ];
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2", "#be185d", "#4d7c0f", "#7c3aed", "#0f766e"];
@@ -218,10 +219,10 @@ async function onCardClick(e) {
 function chartData(fig) {
   // One line per deployment and figure that has any value in the window.
   const keys = [];
-  for (const [figure, suffix] of fig.series) {
+  for (const [figure, suffix, dash] of fig.series) {
     for (const key of Object.keys(state.series).sort()) {
       const [name, f] = key.split("\t");
-      if (f === figure && state.series[key].some((v) => v !== null)) keys.push({key, name, label: name + suffix, dashed: suffix !== ""});
+      if (f === figure && state.series[key].some((v) => v !== null)) keys.push({key, name, label: name + suffix, dash: suffix ? dash || [5, 4] : undefined});
     }
   }
   return keys;
@@ -251,7 +252,7 @@ function renderCharts() {
       c.plot = new uPlot({
         width, height: 190, legend: {show: true}, cursor: {drag: {x: false, y: false}},
         scales: {x: {time: true}, y: {range: (u, min, max) => [0, Math.max(max || 0, fig.id === "cache" ? 100 : 1)]}},
-        series: [{}, ...keys.map((k) => ({label: k.label, stroke: colorOf(k.name), width: 1.5, dash: k.dashed ? [5, 4] : undefined, spanGaps: false, points: {show: false}}))],
+        series: [{}, ...keys.map((k) => ({label: k.label, stroke: colorOf(k.name), width: 1.5, dash: k.dash, spanGaps: false, points: {show: false}}))],
         axes: [{}, {size: 50}],
       }, data, c.holder);
       c.signature = signature;

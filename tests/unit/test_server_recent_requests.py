@@ -5,18 +5,48 @@ first token; never a body; behind the API key like every route but /health."""
 from __future__ import annotations
 
 import json
+import queue
+from concurrent.futures import Future
 
 import pytest
 from flask.testing import FlaskClient
 
+from backends.builtin_server.engine.jobs import (
+    Choice,
+    Completion,
+    Job,
+    StreamChoiceFinished,
+    StreamDelta,
+    StreamEvent,
+    StreamFinished,
+    StreamHandle,
+    StreamStarted,
+)
+from backends.builtin_server.engine.request import GenerationRequest
 from backends.builtin_server.http.app import create_app
 from backends.builtin_server.http.recent_requests import RecentRequests, tokens_per_second
 from tests.server.test_http_app import USER, FakeEngine
 
 
+class CachingEngine(FakeEngine):
+    """Answers as FakeEngine does, with 2 of the 3 prompt tokens from a prefix cache."""
+
+    def submit(self, request: GenerationRequest) -> Future[Completion]:
+        future: Future[Completion] = Future()
+        future.set_result(Completion(3, (Choice("hello", 1, "stop"),), cached_tokens=2))
+        return future
+
+    def submit_stream(self, request: GenerationRequest) -> StreamHandle:
+        events: queue.Queue[StreamEvent] = queue.Queue()
+        for event in (StreamStarted(3), StreamDelta("hel"), StreamDelta("lo"), StreamChoiceFinished(0, "stop"),
+                      StreamFinished("stop", 3, 2, cached_tokens=2)):  # fmt: skip
+            events.put(event)
+        return StreamHandle(Job(request=request, events=events), events)
+
+
 @pytest.fixture()
 def engine() -> FakeEngine:
-    return FakeEngine()
+    return CachingEngine()
 
 
 @pytest.fixture()
@@ -44,7 +74,7 @@ def test_plain_and_streamed_requests_are_summarised_without_their_bodies(client:
     assert (streamed["prompt_tokens"], streamed["completion_tokens"]) == (3, 2)
     assert 0 <= streamed["ttft_s"] <= streamed["duration_s"]
     assert (refused["prompt_tokens"], refused["completion_tokens"]) == (None, None)
-    assert all(r["client"] == "127.0.0.1" and r["cached_tokens"] is None for r in rows)
+    assert [(r["client"], r["cached_tokens"]) for r in rows] == [("127.0.0.1", 2), ("127.0.0.1", 2), ("127.0.0.1", None)]
     assert secret not in json.dumps(page)
 
     newer = client.get("/modelserve/requests?after=2").json

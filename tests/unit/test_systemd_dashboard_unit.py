@@ -3,14 +3,13 @@ a user unit; the key only ever comes from the EnvironmentFile."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from launcher import cli
 from launcher.systemd.dashboard_unit import DashboardUnit, render_dashboard_unit
 from tests.golden import assert_golden
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def unit(**over: object) -> DashboardUnit:
@@ -32,12 +31,10 @@ def test_system_and_user_units() -> None:
     assert_golden("systemd/dashboard-user.service", user.content)
 
 
-def test_the_cli_renders_it(cli_env: dict[str, str]) -> None:
-    out = subprocess.run([sys.executable, "-m", "launcher.cli", "systemd", "render", "--ui", "0.0.0.0:9000"],
-                         capture_output=True, text=True, env=cli_env, timeout=60, cwd=ROOT)  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    assert " ui --foreground --host 0.0.0.0 --port 9000 --name ui" in out.stdout
-    assert "EnvironmentFile=-/etc/modelserve/ui.env" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "launcher.cli", "systemd", "render", "--ui", "nowhere"],
-                         capture_output=True, text=True, env=cli_env, timeout=60, cwd=ROOT)  # fmt: skip
-    assert bad.returncode == 2 and "expected HOST:PORT" in bad.stderr
+def test_the_cli_renders_it() -> None:
+    out = CliRunner().invoke(cli.main, ["systemd", "render", "--ui", "0.0.0.0:9000"])
+    assert out.exit_code == 0, out.output
+    assert " ui --foreground --host 0.0.0.0 --port 9000 --name ui" in out.output
+    assert "EnvironmentFile=-/etc/modelserve/ui.env" in out.output
+    bad = CliRunner().invoke(cli.main, ["systemd", "render", "--ui", "nowhere"])
+    assert bad.exit_code == 2 and "expected HOST:PORT" in bad.output
