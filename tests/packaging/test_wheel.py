@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from launcher.process.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -30,6 +33,9 @@ def test_wheel_contains_data_files(wheel: Path) -> None:
     assert {"launcher/configs/envs/vllm-cpu.txt", "launcher/configs/envs/fastchat.txt"} <= names
     assert "launcher/systemd_units/modelserve@.service" in names
     assert "backends/builtin_server/__main__.py" in names
+    assert {"launcher/ui/static/index.html", "launcher/ui/static/app.js", "launcher/ui/static/style.css",
+            "launcher/ui/static/login.html", "launcher/ui/static/vendor/uplot/uPlot.iife.min.js",
+            "launcher/ui/static/vendor/uplot/LICENSE"} <= names  # fmt: skip
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -58,3 +64,14 @@ def test_installed_wheel_runs_outside_the_checkout(wheel: Path, tmp_path: Path) 
     dry = run("up", "--dry-run", "-m", str(model), "-b", "flask-transformers")
     assert dry.returncode == 0, dry.stderr
     assert "defaults.yaml" in dry.stdout and "site-packages/launcher/configs" in dry.stdout
+    # The dashboard serves its page and the vendored chart library from the installed package.
+    port = free_port()
+    started = run("ui", "-p", str(port))
+    assert started.returncode == 0, started.stderr
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            assert 'name="csrf-token"' in page.read().decode()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/static/vendor/uplot/uPlot.iife.min.js", timeout=10) as js:
+            assert js.status == 200 and b"uPlot" in js.read()
+    finally:
+        assert run("down", "ui").returncode == 0
