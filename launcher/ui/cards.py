@@ -69,14 +69,16 @@ def card_of(record: DeploymentRecord, *, state: str, dead: list[str], memory: in
         uptime_s=round(now - record.started_at, 1) if state != "exited" else None, endpoint=record.base_url,
         surfaces={k: v for k, v in record.endpoints.items() if k not in NOT_SURFACES}, memory_bytes=memory,
         pids=[p.pid for p in record.processes], mode=record.mode, restarts=record.restarts,
-        log_roles=[p.role for p in record.processes], chat="openai" in record.endpoints, embeds=_embeds(record),
+        log_roles=[p.role for p in record.processes], chat="openai" in record.endpoints and _task(record) == "generate",
+        embeds="openai" in record.endpoints and _task(record) == "embed",
         fleet=record.fleet,
     )  # fmt: skip
 
 
-def _embeds(record: DeploymentRecord) -> bool:
-    """A deployment whose task is embedding (the spec's ``task``, where the record keeps one)."""
-    return record.spec.get("task") == "embed"
+def _task(record: DeploymentRecord) -> str:
+    """What the deployment's model does: generate, embed or rerank. Records from issue 21's tasks
+    on keep ``task``; before that the resolved spec has it where the user set it."""
+    return str(getattr(record, "task", None) or record.spec.get("task") or "generate")
 
 
 def member_cards(fleet: dict[str, Any], details: dict[str, Card]) -> list[MemberCard]:
