@@ -163,3 +163,36 @@ def test_idle_cache_gives_way_before_a_request_waits(make_engine: Any) -> None:
                             messages=(ChatMessage("user", words(90, 500)),))  # fmt: skip
     (done,) = answers(engine, [big])
     assert done.completion_tokens == 8 and store.tokens <= engine.kv_budget
+
+
+def test_a_model_the_slot_store_refuses_runs_as_before_without_the_cache(make_engine: Any, tiny: tuple[Any, Any],
+                                                                         monkeypatch: pytest.MonkeyPatch,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:  # fmt: skip
+    from backends.builtin_server.engine import kv_slots, stores
+    from backends.builtin_server.engine.padded_store import PaddedStore
+
+    model = tiny[0]
+    # A sliding window: the slot store's masks would read tokens the model must not see.
+    monkeypatch.setattr(model.config, "sliding_window", 64, raising=False)
+    assert "sliding window of 64" in str(stores.slot_store_refusal(model))
+    monkeypatch.setattr(model.config, "sliding_window", None)
+    # An attention that computes something else is caught by the start-up check.
+    real = kv_slots.gqa_attention
+    monkeypatch.setattr(kv_slots, "gqa_attention", lambda *a, **k: (real(*a, **k)[0] * 1.5, None))
+    assert "different logits" in str(stores.slot_store_refusal(model))
+    monkeypatch.setattr(kv_slots, "gqa_attention", real)
+
+    monkeypatch.setattr(stores, "slot_store_refusal", lambda model: "a test says so")
+    with caplog.at_level("WARNING", logger="modelserve.server"):
+        padded = make_engine()
+    assert isinstance(padded.store, PaddedStore) and not padded.store.prefix_caching
+    assert [r.message for r in caplog.records if "prefix cache" in r.message] == [
+        "prefix cache: off for this model (a test says so); requests are served without it"]
+    monkeypatch.undo()
+    cached = make_engine()
+    padded.start()
+    cached.start()
+    requests = [chat(words(100 + i, 5 + i), n=1 + i % 2) for i in range(4)]
+    got, want = answers(padded, requests), answers(cached, requests)
+    assert [[c.text for c in r.choices] for r in got] == [[c.text for c in r.choices] for r in want]
+    assert all(r.cached_tokens == 0 for r in got)

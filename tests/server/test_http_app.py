@@ -109,7 +109,8 @@ def test_bad_field_is_a_400_naming_it_before_the_engine_sees_anything(client: Fl
 def test_chat_and_llm_answers(client: FlaskClient, engine: FakeEngine) -> None:
     chat = client.post("/v1/chat/completions", json={"model": "m", "messages": USER, "max_tokens": 4}).json
     assert chat is not None and chat["choices"][0]["message"] == {"role": "assistant", "content": "hello", "refusal": None}
-    assert chat["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}
+    assert chat["usage"] == {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4,
+                             "prompt_tokens_details": {"cached_tokens": 0}}
     llm = client.post("/llm/", json={"messages": USER}).json
     assert llm is not None and llm["data"]["response"]["choices"][0]["message"]["content"] == "hello"
     assert [r.budget.field for r in engine.requests] == ["max_tokens", "max_length"]
