@@ -49,6 +49,7 @@ COMMAND_MODULES = {
     "backends": "machine", "devices": "machine", "env": "machine",
     "run": "ops", "systemd": "ops",
     "config": "config",
+    "bench": "benchmark",
     "ray": "cluster",
     "k8s": "kubernetes",
 }  # fmt: skip

@@ -149,3 +149,15 @@ class ManagedElsewhere(ModelserveError):
     server modelserve did not start): `restart` leaves it to that."""
 
     exit_code = 19
+
+
+class TargetUnreachable(ModelserveError):
+    """`modelserve bench`: a deployment or URL to measure does not answer its OpenAI route."""
+
+    exit_code = 20
+
+
+class RequestsFailed(ModelserveError):
+    """`modelserve bench` ran, and some of its requests failed (the report says which and why)."""
+
+    exit_code = 21

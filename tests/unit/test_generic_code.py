@@ -13,7 +13,7 @@ import backends
 
 ROOT = Path(__file__).resolve().parents[2]
 GENERIC = ("launcher/lifecycle", "launcher/k8s", "launcher/gateway", "launcher/ui", "launcher/process", "launcher/store",
-           "launcher/core")  # fmt: skip
+           "launcher/core", "launcher/bench")  # fmt: skip
 # (file, name): a literal that is not the backend. Ollama's native API is an API kind of its own
 # (records' `api:`), served by Ollama and by any engine that speaks it.
 NOT_THE_BACKEND = {("launcher/core/names.py", "ollama")}
