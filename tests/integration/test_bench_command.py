@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +30,10 @@ LIMIT = 8  # the built-in server's --max-new-tokens-limit here: asking for more 
 
 
 @pytest.fixture(scope="module")
-def tiny(start_server: StartServer, tiny_model_dir: Path) -> ServerProcess:  # noqa: F811
-    return start_server(tiny_model_dir, "--max-batch-size", "4", "--max-new-tokens-limit", str(LIMIT))
+def tiny(start_server: StartServer, tiny_model_dir: Path) -> Iterator[ServerProcess]:  # noqa: F811
+    server = start_server(tiny_model_dir, "--max-batch-size", "4", "--max-new-tokens-limit", str(LIMIT))
+    yield server
+    server.stop()  # now, not when the session ends
 
 
 @pytest.fixture()
