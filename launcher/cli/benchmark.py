@@ -41,10 +41,12 @@ if TYPE_CHECKING:
 @click.option("--json", "as_json", is_flag=True, help="Versioned JSON envelope on stdout.")
 def bench(target: str, others: tuple[str, ...], model: str | None, as_json: bool, no_min_tokens: bool,
           timeout: float, salt: str | None, **shape: object) -> None:  # fmt: skip
-    """Closed-loop load on a deployment's OpenAI route: tokens/s from the server's usage, time to
-    first token and latency p50/p95, errors, cached prompt tokens where reported. --compare runs
-    the same workloads on other deployments, interleaved, and prints ratios. The API key of a
-    URL comes from MODELSERVE_API_KEY. Exit 21 when requests failed (the report says why).
+    """Measure a deployment under load, and compare it with others.
+
+    Closed-loop load on the OpenAI route of a deployment NAME or a server URL: tokens/s from the
+    server's usage, time to first token and latency p50/p95, errors, cached prompt tokens where
+    reported. --compare runs the same workloads on other deployments, interleaved, and prints
+    ratios. A URL's API key comes from MODELSERVE_API_KEY. Exit 21 when requests failed.
 
     \b
     modelserve bench smollm2-135m

@@ -91,12 +91,15 @@ def test_built_in_server_counts_match_its_own_counters(tiny: ServerProcess, ms: 
                        for key in ("prompt", "completion")}  # fmt: skip
     ok = 'modelserve_requests_total{route="/v1/chat/completions",status="200"}'
     assert after[ok] - before.get(ok, 0) == 19
+    hits = "modelserve_prefix_cache_hit_tokens_total"  # what its prefix cache served, from usage
+    assert sum(st["cached_tokens"] or 0 for st in stats.values()) == after[hits] - before.get(hits, 0)
 
     # Each turn resends the history with the real replies in it: every session's prompt grows.
     turns = stats["agent 3x3"]["turns"]
     assert [(t["turn"], t["requests"], t["errors"]) for t in turns] == [(1, 3, 0), (2, 3, 0), (3, 3, 0)]
     growth = [b["prompt_tokens"] - a["prompt_tokens"] for a, b in zip(turns, turns[1:], strict=False)]
     assert all(g >= 3 * 6 for g in growth), growth
+    assert all(t["cached_tokens"] > 0 for t in turns[1:]), turns  # the history before the new turn is cached
     assert stats["agent 3x3"]["first_turn_ttft_p50_s"] is not None
     assert stats["agent 3x3"]["later_turns_ttft_p50_s"] is not None
 
