@@ -18,7 +18,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from tests.server.conftest import VOCABULARY
+from tests.tiny_model import VOCABULARY
 
 MODEL = "fuzz"
 GENERATION_ROUTES = ("/llm/", "/v1/chat/completions", "/v1/completions")

@@ -9,7 +9,6 @@ otherwise built with the ``tokenizers`` library (WordLevel over a small vocabula
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -23,19 +22,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.tiny_model import build_llama, build_tokenizer, copy_tokenizer
+
 ROOT = Path(__file__).resolve().parents[2]
 MODEL_ENV = "MODELSERVE_TEST_MODEL"
-CHATML = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-# The small tokenizer's whole vocabulary (besides its special tokens), space-separated.
-VOCABULARY = (
-    "system user assistant you are a helpful the what is capital of france germany italy japan paris berlin rome "
-    "tokyo hello hi world please tell me about cats dogs and one two three four five six seven eight nine ten "
-    "write long story short answer question yes no , . ? !"
-)
-TINY_CONTEXT = 2048
 READY_TIMEOUT = 120.0  # first import of torch after an install is slow; a warm start takes ~4 s
 
 
@@ -46,63 +36,15 @@ def free_port() -> int:
         return port
 
 
-def _build_tokenizer(folder: Path) -> None:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<unk>", "<|im_start|>", "<|im_end|>", "<pad>"]
-    vocab = {tok: i for i, tok in enumerate([*specials, *VOCABULARY.split()])}
-    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        unk_token="<unk>",
-        bos_token="<|im_start|>",
-        eos_token="<|im_end|>",
-        pad_token="<pad>",
-        model_max_length=TINY_CONTEXT,
-    )
-    tok.chat_template = CHATML
-    tok.save_pretrained(folder)
-
-
-def _copy_tokenizer(source: Path, folder: Path) -> None:
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja"):
-        if (source / name).is_file():
-            shutil.copy(source / name, folder / name)
-
-
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
-
     folder = tmp_path_factory.mktemp("tiny-llama")
     source = os.environ.get(MODEL_ENV)
     if source and (Path(source) / "tokenizer.json").is_file():
-        _copy_tokenizer(Path(source), folder)
+        copy_tokenizer(Path(source), folder)
     else:
-        _build_tokenizer(folder)
-    tok = AutoTokenizer.from_pretrained(folder)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        vocab_size=len(tok),
-        max_position_embeddings=TINY_CONTEXT,
-        tie_word_embeddings=True,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-    )
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
-    )
-    model.save_pretrained(folder)
+        build_tokenizer(folder)
+    build_llama(folder)
     return folder
 
 
