@@ -132,6 +132,38 @@ def test_cuda_visible_devices_hides_and_renumbers() -> None:
     assert devices.plan("auto", discover("smi-8gpu-mixed.csv", visible="-1")).kind == "cpu"
 
 
+def recorded_sets() -> list[str]:
+    """Each NVML reading with nvidia-smi's CSV of the same moment: the constructed set, and every
+    set `tests/fixtures/gpu/record.py` wrote on a lent GPU machine (the device check runs it)."""
+    names = (p.stem.removeprefix("nvml-") for p in FIXTURES.glob("nvml-*.json"))
+    return sorted(n for n in names if (FIXTURES / f"smi-{n}.csv").is_file())
+
+
+@pytest.mark.parametrize("name", recorded_sets())
+def test_recorded_discovery_agrees_and_plans(name: str) -> None:
+    via_nvml = discover("smi-no-driver.txt", f"nvml-{name}.json")
+    via_smi = discover(f"smi-{name}.csv")
+    assert via_nvml and [(g.index, g.uuid, g.name) for g in via_nvml] == [(g.index, g.uuid, g.name) for g in via_smi]
+    for a, b in zip(via_nvml, via_smi, strict=True):
+        assert abs(a.memory_total_mib - b.memory_total_mib) <= 1  # NVML's bytes floored to MiB
+        assert abs(a.memory_free_mib - b.memory_free_mib) <= a.memory_total_mib // 50  # read moments apart
+    if (FIXTURES / f"smi-{name}-units.csv").is_file():  # --format=csv: header and units
+        assert discover(f"smi-{name}-units.csv") == via_smi
+    if (FIXTURES / f"devices-{name}.json").is_file():  # `modelserve devices --json` on that machine
+        listed = json.loads((FIXTURES / f"devices-{name}.json").read_text())["gpus"]
+        assert [(g["cuda"], g["index"], g["uuid"], g["name"]) for g in listed] == [
+            (f"cuda:{i}", g.index, g.uuid, g.name) for i, g in enumerate(via_nvml)]  # fmt: skip
+    plan = devices.plan("cuda", via_nvml)
+    (chosen,) = plan.gpus
+    assert chosen.memory_free_mib == max(g.memory_free_mib for g in via_nvml)
+    free = chosen.memory_free_mib * 1024 * 1024
+    half = devices.MemoryEstimate(weights=free // 2 - 2**30, kv_cache=0, overhead=2**30, how="half of it")
+    assert devices.check_fit(half, plan).fits
+    over = devices.MemoryEstimate(weights=free + free // 2, kv_cache=0, overhead=2**30, how="more than it")
+    verdict = devices.check_fit(over, plan)
+    assert not verdict.fits and f"GPU {chosen.index} has {chosen.free_gib:.1f} GiB free" in verdict.message
+
+
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
     header: dict[str, Any] = {}
     offset = 0
