@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-reliability setup down lint clean
+.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-reliability setup down lint clean wheelhouse device-check
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,24 @@ bench-gateway: setup
 # The figures of the README's Reliability table: fuzz, chaos, soak, drain in one run.
 bench-reliability: setup
 	$(BIN)/python bench/reliability.py
+
+# The prepared GPU check (README: GPUs). `make wheelhouse` here builds the carry (.wheelhouse:
+# Python 3.12 wheels of what the lent machine's image lacks, and modelserve's own); there,
+# `make device-check` (python3 is the image's) installs it and runs every step into $(OUT).
+# DEVICE=cpu runs the same steps here, building the carry first (CI: tests/packaging/test_device_check.py).
+DEVICE     ?= cuda
+WHEELHOUSE ?= .wheelhouse
+OUT        ?= build/device-check
+
+wheelhouse: setup
+	$(BIN)/python -m bench.device_check.wheelhouse --dest $(WHEELHOUSE)
+
+device-check:
+ifeq ($(DEVICE),cpu)
+	$(BIN)/python -m bench.device_check --device cpu --out $(OUT) --wheelhouse $(WHEELHOUSE)
+else
+	$(PYTHON) -m bench.device_check --device $(DEVICE) --out $(OUT) --wheelhouse $(WHEELHOUSE)
+endif
 
 # Programs some tests need besides Python packages: systemd-analyze (Debian's systemd package;
 # only the binary is used, nothing is started) and Debian's chromium, which Playwright drives for
