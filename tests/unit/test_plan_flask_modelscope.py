@@ -108,7 +108,8 @@ def test_the_lookup_agrees_with_modelscope_itself(tmp_path: Path, monkeypatch: p
 
 def test_a_typo_in_the_path_fails_at_once(tmp_path: Path, cli_env: dict[str, str]) -> None:
     """modelscope would take the missing path for a hub ID and retry modelscope.cn for ~25 s; the
-    launcher resolves the reference first, so a typo fails in well under 2 s with exit code 4."""
+    launcher resolves the reference first, so a typo fails at once with exit code 4 (the bound
+    leaves room for a loaded machine, and still tells a check from ~25 s of retries)."""
     typo = tmp_path / "smollm2-135m-instrcut"
     started = time.monotonic()
     proc = subprocess.run([*modelserve_cmd(), "up", "-b", "flask-modelscope", "-m", str(typo), "-p", "18999",
@@ -117,5 +118,5 @@ def test_a_typo_in_the_path_fails_at_once(tmp_path: Path, cli_env: dict[str, str
     elapsed = time.monotonic() - started
     assert proc.returncode == 4, proc.stderr
     assert f"model '{typo}' is not an existing folder" in proc.stderr
-    assert elapsed < 2.0, f"took {elapsed:.1f} s"
+    assert elapsed < 10.0, f"took {elapsed:.1f} s"
     assert not (tmp_path / "model_config.json").exists()
