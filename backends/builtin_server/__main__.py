@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kv-budget-tokens", type=_positive_int, default=None,
                    help="KV cache the running rows may hold, in tokens (padding included); above it requests wait "
                         "(default: half the memory free after loading)")  # fmt: skip
+    p.add_argument("--prefill-tokens-per-step", type=_positive_int, default=None, metavar="TOKENS",
+                   help="prompt tokens (left padding included) computed in one pass between two decoding steps: "
+                        "more is faster for long prompts, less stalls running replies for shorter (default: 192)")  # fmt: skip
     p.add_argument("--no-prefix-cache", dest="prefix_cache", action="store_false",
                    help="do not keep the KV of earlier requests for later ones that start the same way "
                         "(on by default: an agent's next step computes only what it added)")  # fmt: skip
@@ -187,6 +190,7 @@ def _engine(args: argparse.Namespace, loaded: LoadedModel) -> Engine:
         kv_budget_tokens=args.kv_budget_tokens or default_kv_budget(loaded.model, loaded.device),
         max_queue=args.max_queue,
         prefix_cache=args.prefix_cache,
+        prefill_tokens_per_step=args.prefill_tokens_per_step,
     )
     log.info("KV budget: %d tokens; queue limit: %d; prefix cache: %s", engine.kv_budget, engine.max_queue,
              "on" if engine.store.prefix_caching else "off")  # fmt: skip

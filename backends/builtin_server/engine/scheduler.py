@@ -90,6 +90,7 @@ class Engine:
         kv_budget_tokens: int | None = None,
         max_queue: int = 256,
         prefix_cache: bool = True,
+        prefill_tokens_per_step: int | None = None,
     ) -> None:
         self.max_batch_size = max_batch_size
         self.limit = max_new_tokens_limit
@@ -106,7 +107,7 @@ class Engine:
         self._stopping = False
         self._abort = threading.Event()  # set on shutdown: running rows end at the next step
         self.store: KvStore = choose_store(model, budget=self.kv_budget, max_rows=max_batch_size,
-                                           turn_tokens=PREFILL_TOKENS_PER_TURN, prefix_cache=prefix_cache,
+                                           turn_tokens=prefill_tokens_per_step or PREFILL_TOKENS_PER_TURN, prefix_cache=prefix_cache,
                                            context=self.prompts.context)  # fmt: skip
         self.rows: list[Row] = []  # decoding, in the store's row order
         self._prefilling: list[Prepared] = []  # taken by the store, prompt not complete yet
