@@ -33,6 +33,9 @@ CLIENT_ENVS: dict[str, list[str]] = {
     # 2.0.11 pins certifi beyond the newest one the index offers: see RELAXED. ollama: its
     # "ollama" extra (an extra of agentscope itself would pull the certifi pin back in).
     "agentscope-2.0.11": ["agentscope==2.0.11", "ollama==0.6.3"],
+    # The Anthropic and OpenAI SDKs for Messages and Responses (tests/e2e/test_surfaces*.py): the newest
+    # releases the index here offers; anthropic 2.17 is also what agentscope 1.0.21 pulls in.
+    "sdk-surfaces": ["anthropic==2.17.0", "openai==3.63.0"],
     # Pulls jupyter, spacy, llama-index, langchain, transformers (no torch): ~7 minutes.
     "modelscope-agent-0.7.2": ["modelscope-agent==0.7.2"],
     # The live single-node Ray cluster (tests/integration/test_ray_cluster.py): plain ray, no

@@ -32,6 +32,8 @@ KINDS = {
     "completion": "CreateCompletionResponse",  # streamed completions use the same object
     "models": "ListModelsResponse",
     "error": "ErrorResponse",
+    "response": "Response",  # the Responses API's object (non-streamed, and inside its stream events)
+    "response_event": "ResponseStreamEvent",  # any Responses stream event (event_problems picks the one by type)
 }
 REF = "#/components/schemas/"
 
@@ -83,6 +85,23 @@ def validator(kind: str) -> Draft202012Validator:
 def problems(kind: str, body: Any) -> list[str]:
     """Every way ``body`` breaks OpenAI's schema for ``kind``, as "path: message" lines."""
     found = sorted(validator(kind).iter_errors(body), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in found]
+
+
+def event_problems(event: Any) -> list[str]:
+    """``problems`` for one Responses stream event, against the schema of its own ``type`` (the
+    union's error would only say that it matches none of its members)."""
+    document = json.loads(VENDORED.read_text())
+    members = [m["$ref"][len(REF):] for m in document["components"]["schemas"][KINDS["response_event"]]["anyOf"]]
+    by_type = {}
+    for name in members:
+        for kind in document["components"]["schemas"][name].get("properties", {}).get("type", {}).get("enum", []):
+            by_type[kind] = name
+    name = by_type.get(event.get("type") if isinstance(event, dict) else None)
+    if name is None:
+        return [f"<root>: no Responses stream event has type {event.get('type')!r}"]
+    schema = {"$ref": REF + name, "components": _nullable(copy.deepcopy(document))["components"]}
+    found = sorted(Draft202012Validator(schema).iter_errors(event), key=lambda e: list(e.absolute_path))
     return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in found]
 
 
