@@ -105,9 +105,14 @@ def count(reply: Mapping[str, Any]) -> dict[str, int]:
     return {"input_tokens": usage.prompt_tokens if usage else 0}
 
 
-def stop_reason(finish: str | None, stop: str | int | None, stop_sequences: list[str] | None) -> tuple[str, str | None]:
-    """Chat's finish_reason (plus the engine's matched stop, if it says) -> (stop_reason, stop_sequence)."""
-    if finish == "tool_calls":
+def stop_reason(finish: str | None, stop: str | int | None, stop_sequences: list[str] | None, *,
+                called: bool = False) -> tuple[str, str | None]:  # fmt: skip
+    """Chat's finish_reason (plus the engine's matched stop, if it says) -> (stop_reason, stop_sequence).
+
+    ``called``: the reply holds whole tool calls. That is tool_use whatever the finish says: vLLM
+    holds a forced call to its grammar, which admits trailing whitespace, and reports "length"
+    for a call that is complete."""
+    if finish == "tool_calls" or called:
         return "tool_use", None
     if finish == "length":
         return "max_tokens", None
@@ -142,14 +147,17 @@ def message(reply: Mapping[str, Any], *, req: MessagesRequest) -> dict[str, Any]
     if not parsed.choices:
         raise SurfaceError(502, "the engine's reply has no choices", code="bad_upstream")
     choice = parsed.choices[0]
+    # A call cut off by max_tokens is no call: it is left out, and stop_reason says max_tokens.
+    calls = [c for c in choice.message.tool_calls or ()
+             if choice.finish_reason != "length" or chat.arguments_object(c.function.arguments) is not None]  # fmt: skip
     content: list[dict[str, Any]] = []
-    if choice.message.content or not choice.message.tool_calls:
+    if choice.message.content or not calls:
         content.append({"type": "text", "text": choice.message.content or ""})
-    for call in choice.message.tool_calls or ():
+    for call in calls:
         content.append({"type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:24]}",
                         "name": call.function.name or "", "input": tool_input(call.function.name,
                                                                                call.function.arguments)})  # fmt: skip
-    reason, sequence = stop_reason(choice.finish_reason, choice.stop_reason, req.stop_sequences)
+    reason, sequence = stop_reason(choice.finish_reason, choice.stop_reason, req.stop_sequences, called=bool(calls))
     return {"id": message_id(parsed.id), "type": "message", "role": "assistant", "model": req.model,
             "content": content, "stop_reason": reason, "stop_sequence": sequence, "usage": usage(parsed.usage)}  # fmt: skip
 

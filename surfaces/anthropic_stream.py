@@ -36,6 +36,7 @@ class MessagesStream:
         self._stop: str | int | None = None
         self._usage: chat.Usage | None = None
         self._pieces = 0  # content deltas seen: the output count when the engine reports no usage
+        self._arguments: dict[int, str] = {}  # each tool block's JSON so far: whole calls are tool_use
 
     def start(self) -> list[Out]:
         start = {"input_tokens": self._input_tokens or 0, "output_tokens": 0}
@@ -64,7 +65,8 @@ class MessagesStream:
         out = self._close()
         if self._blocks == 0:  # a reply with nothing in it still has its (empty) text block
             out += self._text("") + self._close()
-        reason, sequence = stop_reason(self._finish, self._stop, self._req.stop_sequences)
+        called = bool(self._arguments) and all(chat.arguments_object(a) is not None for a in self._arguments.values())
+        reason, sequence = stop_reason(self._finish, self._stop, self._req.stop_sequences, called=called)
         counts = usage(self._usage)
         delta_usage: dict[str, int] = {"output_tokens": counts["output_tokens"] if self._usage else self._pieces}
         if self._usage is not None and self._input_tokens is None:
@@ -95,6 +97,7 @@ class MessagesStream:
             block = {"type": "tool_use", "id": call.id or f"toolu_{uuid.uuid4().hex[:24]}",
                      "name": call.function.name or "", "input": {}}  # fmt: skip
             out.append(self._begin(block, ("tool", call.index)))
+        self._arguments[call.index] = self._arguments.get(call.index, "") + (call.function.arguments or "")
         if call.function.arguments:
             out.append(self._delta({"type": "input_json_delta", "partial_json": call.function.arguments}))
         return out

@@ -119,12 +119,19 @@ def call_item(call_id: str, name: str, arguments: str, *, item_id: str | None = 
             "arguments": arguments, "status": status}  # fmt: skip
 
 
+def whole_calls(choice: chat.Choice) -> list[chat.CallDelta]:
+    """The reply's tool calls, less one cut off by the token budget (its arguments do not parse)."""
+    return [c for c in choice.message.tool_calls or ()
+            if choice.finish_reason != "length" or chat.arguments_object(c.function.arguments) is not None]  # fmt: skip
+
+
 def output_items(reply: chat.Response) -> list[dict[str, Any]]:
     choice = reply.choices[0]
+    calls = whole_calls(choice)
     items = []
-    if choice.message.content or not choice.message.tool_calls:
+    if choice.message.content or not calls:
         items.append(message_item(choice.message.content or ""))
-    for call in choice.message.tool_calls or ():
+    for call in calls:
         items.append(call_item(call.id or f"call_{uuid.uuid4().hex[:24]}", call.function.name or "",
                                call.function.arguments or "{}"))  # fmt: skip
     return items
@@ -169,7 +176,9 @@ def response(reply: Mapping[str, Any], *, req: ResponsesRequest, rid: str, creat
     parsed = chat.Response.model_validate(reply)
     if not parsed.choices:
         raise SurfaceError(502, "the engine's reply has no choices", code="bad_upstream")
-    status = "incomplete" if parsed.choices[0].finish_reason == "length" else "completed"
+    # A reply with whole calls is complete even where the engine says "length" (see anthropic.stop_reason).
+    cut = parsed.choices[0].finish_reason == "length" and not whole_calls(parsed.choices[0])
+    status = "incomplete" if cut else "completed"
     return response_object(req, rid=rid, created_at=created_at, status=status, output=output_items(parsed),
                            usage_=usage(parsed.usage))  # fmt: skip
 

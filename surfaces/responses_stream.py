@@ -72,7 +72,9 @@ class ResponsesStream:
         out = self._close()
         if not self.output:  # nothing came: an empty message, as the plain answer has
             out += self._text_delta("") + self._close()
-        status = "incomplete" if self._finish == "length" else "completed"
+        calls = [i["arguments"] for i in self.output if i["type"] == "function_call"]
+        whole = bool(calls) and all(chat.arguments_object(a) is not None for a in calls)
+        status = "incomplete" if self._finish == "length" and not whole else "completed"
         self.final = self._snapshot(status, self.output, usage(self._usage))
         return [*out, self._event(f"response.{status}", response=self.final)]
 

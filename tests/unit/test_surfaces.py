@@ -135,6 +135,17 @@ def test_stop_reasons(finish: str, stop: str | None, reason: str, sequence: str 
     assert anthropic.stop_reason(finish, stop, ["END"]) == (reason, sequence)
 
 
+def test_a_whole_call_is_tool_use_even_at_length_and_a_cut_one_is_left_out() -> None:
+    req = anthropic.parse(messages_body())
+    call = {"id": "c", "function": {"name": "f", "arguments": '{"city": "Paris"}'}}
+    whole = {"choices": [{"message": {"content": "", "tool_calls": [call]}, "finish_reason": "length"}]}
+    assert anthropic.message(whole, req=req)["stop_reason"] == "tool_use"
+    cut = {"choices": [{"message": {"content": "x", "tool_calls": [{**call, "function": {"name": "f", "arguments": '{"ci'}}]},
+                        "finish_reason": "length"}]}  # fmt: skip
+    body = anthropic.message(cut, req=req)
+    assert body["stop_reason"] == "max_tokens" and [b["type"] for b in body["content"]] == ["text"]
+
+
 def test_arguments_that_are_not_an_object_are_a_502_not_a_wrong_block() -> None:
     reply = {"choices": [{"message": {"tool_calls": [{"id": "c", "function": {"name": "f", "arguments": "Paris"}}]},
                           "finish_reason": "tool_calls"}]}  # fmt: skip
@@ -235,10 +246,16 @@ def test_a_chat_reply_becomes_a_response_that_validates() -> None:
         "usage": {"prompt_tokens": 3, "completion_tokens": 2}}  # fmt: skip
     body = responses.response(reply, req=req, rid="resp_1", created_at=1)
     assert problems("response", body) == []
-    assert body["status"] == "incomplete" and body["incomplete_details"] == {"reason": "max_output_tokens"}
+    # A whole call is a complete reply, even where the engine says "length" (vLLM's grammar pads calls).
+    assert body["status"] == "completed" and body["incomplete_details"] is None
     assert [i["type"] for i in body["output"]] == ["message", "function_call"]
     assert body["output"][0]["content"][0]["text"] == "Hello" and body["output"][1]["call_id"] == "call_9"
     assert body["usage"]["total_tokens"] == 5
+    cut = {"choices": [{"message": {"content": "Hel", "tool_calls": [{"id": "c", "function": {"name": "f", "arguments": '{"ci'}}]},
+                        "finish_reason": "length"}]}  # fmt: skip
+    short = responses.response(cut, req=req, rid="resp_3", created_at=1)
+    assert short["status"] == "incomplete" and short["incomplete_details"] == {"reason": "max_output_tokens"}
+    assert [i["type"] for i in short["output"]] == ["message"] and problems("response", short) == []
     assert problems("error", responses.error_body(400, "bad", param="input")) == []
 
 
