@@ -66,7 +66,7 @@ def error_of(exc: Exception) -> dict:
 
 
 def messages_plain() -> None:
-    raw = ant.messages.with_raw_response.create(model=model, max_tokens=12, messages=ASK, extra_body=GREEDY)
+    raw = ant.messages.with_raw_response.create(model=model, max_tokens=8, messages=ASK, extra_body=GREEDY)
     msg = raw.parse()
     body = json.loads(raw.http_response.text)
     report("messages.plain", text=msg.content[0].text if msg.content else None, stop_reason=msg.stop_reason,
@@ -86,12 +86,14 @@ def raw_events(create) -> list[dict]:
 
 
 def messages_stream() -> None:
-    with ant.messages.stream(model=model, max_tokens=12, messages=ASK, extra_body=GREEDY) as stream:
+    with ant.messages.stream(model=model, max_tokens=8, messages=ASK, extra_body=GREEDY) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
     events = raw_events(lambda: ant.messages.with_streaming_response.create(
-        model=model, max_tokens=12, messages=ASK, stream=True, extra_body=GREEDY))  # fmt: skip
-    problems = [p for e in events for p in strict(RawMessageStreamEvent, e["data"])]
+        model=model, max_tokens=8, messages=ASK, stream=True, extra_body=GREEDY))  # fmt: skip
+    # ping is no RawMessageStreamEvent: the SDK reads it and moves on.
+    problems = [p for e in events if e["data"]["type"] != "ping" for p in strict(RawMessageStreamEvent, e["data"])]
+    problems += [f"ping event {e['data']}" for e in events if e["data"]["type"] == "ping" and e["data"] != {"type": "ping"}]
     problems += [f"event line {e['event']!r} != data type {e['data']['type']!r}" for e in events
                  if e["event"] != e["data"]["type"]]  # fmt: skip
     report("messages.stream", text="".join(texts), final_text=final.content[0].text, stop_reason=final.stop_reason,
@@ -111,7 +113,9 @@ def messages_tools() -> None:
     turn = [*ASK, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
                                           "content": "Sunny and 21 C in Paris."}]}]  # fmt: skip
-    after = ant.messages.create(model=model, max_tokens=16, messages=turn, tools=[TOOL], extra_body=GREEDY)
+    # The answer, not another call: tool_choice none (tools stay, as an agent's loop sends them).
+    after = ant.messages.create(model=model, max_tokens=16, messages=turn, tools=[TOOL], tool_choice={"type": "none"},
+                                extra_body=GREEDY)  # fmt: skip
     report("messages.tool_result", stop_reason=after.stop_reason, content=[b.model_dump() for b in after.content])
     with ant.messages.stream(model=model, max_tokens=48, messages=ASK, tools=[TOOL], tool_choice=forced,
                              extra_body=GREEDY) as stream:  # fmt: skip
@@ -143,19 +147,19 @@ def messages_errors() -> None:
 
 def responses_plain() -> None:
     raw = oai.responses.with_raw_response.create(model=model, input="What is the capital of France?",
-                                                 max_output_tokens=12, temperature=0)  # fmt: skip
+                                                 max_output_tokens=8, temperature=0)  # fmt: skip
     resp = raw.parse()
     report("responses.plain", text=resp.output_text, status=resp.status, body=json.loads(raw.http_response.text))
     try:
         follow = oai.responses.create(model=model, input="And of Italy?", previous_response_id=resp.id,
-                                      max_output_tokens=12, temperature=0)  # fmt: skip
+                                      max_output_tokens=8, temperature=0)  # fmt: skip
         report("responses.previous", text=follow.output_text, error=None)
     except openai.APIStatusError as exc:
         report("responses.previous", text=None, error=error_of(exc))
 
 
 def responses_stream() -> None:
-    stream = oai.responses.create(model=model, input="What is the capital of France?", max_output_tokens=12,
+    stream = oai.responses.create(model=model, input="What is the capital of France?", max_output_tokens=8,
                                   temperature=0, stream=True)  # fmt: skip
     kinds, deltas, final = [], [], None
     for event in stream:
@@ -165,7 +169,7 @@ def responses_stream() -> None:
         if event.type in ("response.completed", "response.incomplete"):
             final = event.response
     events = raw_events(lambda: oai.responses.with_streaming_response.create(
-        model=model, input="What is the capital of France?", max_output_tokens=12, temperature=0, stream=True))  # fmt: skip
+        model=model, input="What is the capital of France?", max_output_tokens=8, temperature=0, stream=True))  # fmt: skip
     report("responses.stream", order=kinds, text="".join(deltas), final_text=final.output_text if final else None,
            events=[e["data"] for e in events], event_names=[e["event"] for e in events])  # fmt: skip
 
@@ -181,7 +185,8 @@ def responses_tools() -> None:
         return
     turn = [*ASK, call.model_dump(exclude_none=True),
             {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny and 21 C in Paris."}]
-    after = oai.responses.create(model=model, input=turn, tools=[FUNCTION], max_output_tokens=16, temperature=0)
+    after = oai.responses.create(model=model, input=turn, tools=[FUNCTION], tool_choice="none", max_output_tokens=16,
+                                 temperature=0)  # fmt: skip
     report("responses.function_call_output", text=after.output_text, status=after.status,
            types=[item.type for item in after.output])  # fmt: skip
     stream = oai.responses.create(model=model, input=ASK, tools=[FUNCTION], max_output_tokens=48, temperature=0,

@@ -101,7 +101,10 @@ def _chat_choice(index: int, choice: Choice) -> dict[str, object]:
     if choice.tool_calls:
         message["tool_calls"] = [call.as_openai() for call in choice.tool_calls]
     logprobs = {"content": chat_logprobs(choice.logprobs), "refusal": None} if choice.logprobs is not None else None
-    return {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason(choice.finish_reason)}
+    out = {"index": index, "message": message, "logprobs": logprobs, "finish_reason": finish_reason(choice.finish_reason)}
+    if choice.stop is not None:  # which stop string ended it, as vLLM reports (the Anthropic surface's stop_sequence)
+        out["stop_reason"] = choice.stop
+    return out
 
 
 def finish_reason(reason: str) -> str:

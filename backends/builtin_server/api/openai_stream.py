@@ -23,34 +23,40 @@ from backends.builtin_server.engine.jobs import (
 
 
 def openai_frames(*, rid: str, model: str, chat: bool, include_usage: bool) -> Frames:
-    chunks = _Chunks(rid=rid, created=int(time.time()), model=model, chat=chat)
-
     def frames(handle: StreamHandle, started: StreamStarted, outcome: StreamOutcome) -> Iterator[str]:
-        if chat:
-            for choice in range(handle.n):
-                yield chunks.delta(choice, None, None, role=True)
-        while True:
-            event = handle.next_event()
-            if isinstance(event, StreamDelta):
-                yield chunks.delta(event.choice, event.text, None, logprobs=event.logprobs)
-            elif isinstance(event, StreamToolCall):
-                yield chunks.tool_call(event)
-            elif isinstance(event, StreamChoiceFinished):
-                reason = "stop" if event.finish_reason == "cancelled" else event.finish_reason
-                yield chunks.delta(event.choice, None if chat else "", reason)
-            elif isinstance(event, StreamFinished):
-                outcome.completion_tokens, outcome.cached_tokens = event.completion_tokens, event.cached_tokens
-                if include_usage:
-                    yield chunks.usage(event)
-                break
-            elif isinstance(event, StreamFailed):
-                # Headers are gone already; vLLM reports a late failure as an error event.
-                outcome.status = event.error.status
-                yield sse(event.error.body())
-                break
+        for chunk in chunk_objects(handle, outcome, rid=rid, model=model, chat=chat, include_usage=include_usage):
+            yield sse(chunk)
         yield "data: [DONE]\n\n"
 
     return frames
+
+
+def chunk_objects(handle: StreamHandle, outcome: StreamOutcome, *, rid: str, model: str, chat: bool,
+                  include_usage: bool) -> Iterator[dict[str, Any]]:  # fmt: skip
+    """The stream's chunk objects in order; a late failure is one error object, last (vLLM's way:
+    the headers are gone). Other surfaces translate these (api/anthropic_messages.py, ...)."""
+    chunks = _Chunks(rid=rid, created=int(time.time()), model=model, chat=chat)
+    if chat:
+        for choice in range(handle.n):
+            yield chunks.delta(choice, None, None, role=True)
+    while True:
+        event = handle.next_event()
+        if isinstance(event, StreamDelta):
+            yield chunks.delta(event.choice, event.text, None, logprobs=event.logprobs)
+        elif isinstance(event, StreamToolCall):
+            yield chunks.tool_call(event)
+        elif isinstance(event, StreamChoiceFinished):
+            reason = "stop" if event.finish_reason == "cancelled" else event.finish_reason
+            yield chunks.delta(event.choice, None if chat else "", reason, stop=event.stop)
+        elif isinstance(event, StreamFinished):
+            outcome.completion_tokens, outcome.cached_tokens = event.completion_tokens, event.cached_tokens
+            if include_usage:
+                yield chunks.usage(event)
+            return
+        elif isinstance(event, StreamFailed):
+            outcome.status = event.error.status
+            yield event.error.body()
+            return
 
 
 @dataclass(frozen=True)
@@ -62,12 +68,12 @@ class _Chunks:
     model: str
     chat: bool
 
-    def _wrap(self, **fields: Any) -> str:
+    def _wrap(self, **fields: Any) -> dict[str, Any]:
         obj = "chat.completion.chunk" if self.chat else "text_completion"
-        return sse({"id": self.rid, "object": obj, "created": self.created, "model": self.model, **fields})
+        return {"id": self.rid, "object": obj, "created": self.created, "model": self.model, **fields}
 
     def delta(self, index: int, text: str | None, finish: str | None, *, role: bool = False,
-              logprobs: tuple[TokenLogprob, ...] | None = None) -> str:  # fmt: skip
+              logprobs: tuple[TokenLogprob, ...] | None = None, stop: str | None = None) -> dict[str, Any]:  # fmt: skip
         if self.chat:
             content: dict[str, str] = {"role": "assistant", "content": ""} if role else {}
             if text is not None:
@@ -79,14 +85,16 @@ class _Chunks:
         else:
             lp = completion_logprobs(logprobs) if logprobs is not None else None
             choice = {"index": index, "text": text or "", "logprobs": lp, "finish_reason": finish}
+        if stop is not None:
+            choice["stop_reason"] = stop
         return self._wrap(choices=[choice])
 
-    def tool_call(self, event: StreamToolCall) -> str:
+    def tool_call(self, event: StreamToolCall) -> dict[str, Any]:
         """One whole call as OpenAI streams its first (and here only) piece: index, id, name, arguments."""
         entry = {"index": event.index, **event.call.as_openai()}
         choice = {"index": event.choice, "delta": {"tool_calls": [entry]}, "logprobs": None, "finish_reason": None}
         return self._wrap(choices=[choice])
 
-    def usage(self, event: StreamFinished) -> str:
+    def usage(self, event: StreamFinished) -> dict[str, Any]:
         usage = openai_usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
         return self._wrap(choices=[], usage=usage)

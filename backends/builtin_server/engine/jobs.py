@@ -36,6 +36,7 @@ class Choice:
     finish_reason: str  # "stop" (eos or a stop string) | "length" | "tool_calls" | "cancelled"
     tool_calls: tuple[ToolCall, ...] = ()
     logprobs: tuple[TokenLogprob, ...] | None = None  # when asked for
+    stop: str | None = None  # the stop string that ended it (finish_reason "stop")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class StreamToolCall:
 class StreamChoiceFinished:
     choice: int
     finish_reason: str
+    stop: str | None = None  # the stop string that ended it
 
 
 @dataclass(frozen=True)

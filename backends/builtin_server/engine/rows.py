@@ -23,7 +23,7 @@ from backends.builtin_server.engine.jobs import (
     TokenLogprob,
 )
 from backends.builtin_server.engine.sampling import Pick, RowSampler
-from backends.builtin_server.engine.stops import find_stop, held_back
+from backends.builtin_server.engine.stops import find_stop, held_back, matched_stop
 from backends.builtin_server.errors import ApiError
 from backends.builtin_server.tools.parsers import ToolParser
 from backends.builtin_server.tools.stream import CallDelta, ContentDelta, ToolStream
@@ -52,6 +52,7 @@ class Row:
     last_token_at: float | None = None
     reason: str | None = None  # set when the row is done; "failed": its request got a 500
     stopped_at: int | None = None  # tokens up to the one that completed a stop string
+    stop_string: str | None = None  # which stop string ended the reply
     _sent: int = 0  # characters of text already streamed
     _pending_logprobs: list[TokenLogprob] = field(default_factory=list)
     _logprobs: list[TokenLogprob] = field(default_factory=list)
@@ -105,10 +106,10 @@ class Row:
             self.reason = "stop"
         elif stops or self.streaming:
             text = self.decode(self.ids)
-            at = find_stop(text, stops) if stops else None
-            if at is not None:
-                self.reason, self.stopped_at = "stop", len(self.ids)
-                self._stream(text[:at], final=True)
+            matched = matched_stop(text, stops) if stops else None
+            if matched is not None:
+                self.reason, self.stopped_at, self.stop_string = "stop", len(self.ids), matched[1]
+                self._stream(text[: matched[0]], final=True)
             elif self.streaming:
                 end = len(text) - held_back(text, stops)
                 if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
@@ -168,6 +169,6 @@ class Row:
             if self.streaming and reason != "cancelled":
                 self._stream(text, final=True)
         if self.streaming:
-            self.job.emit(StreamChoiceFinished(self.choice, reason))
+            self.job.emit(StreamChoiceFinished(self.choice, reason, self.stop_string))
         logprobs = tuple(self._logprobs) if self.sampler.top_logprobs is not None else None
-        return Choice(text_out, self.completion_tokens, reason, calls, logprobs)
+        return Choice(text_out, self.completion_tokens, reason, calls, logprobs, self.stop_string)

@@ -11,6 +11,13 @@ def find_stop(text: str, stops: Sequence[str]) -> int | None:
     return min(found) if found else None
 
 
+def matched_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    """Where the earliest stop string starts in ``text``, and which one it is (clients such as the
+    Anthropic surface report it), or None."""
+    found = sorted((i, -len(s), s) for s in stops if (i := text.find(s)) >= 0)
+    return (found[0][0], found[0][2]) if found else None
+
+
 def held_back(text: str, stops: Sequence[str]) -> int:
     """How many trailing characters of ``text`` could still become a stop string (a stream keeps them back)."""
     keep = 0

@@ -21,6 +21,7 @@ from backends.builtin_server.api.validation import api_error_from_validation
 from backends.builtin_server.errors import ApiError
 from backends.builtin_server.http.routes import ROUTES_HELP, api
 from backends.builtin_server.http.state import EXTENSION, ServerState, current_state, json_response
+from surfaces import anthropic
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.scheduler import Engine
@@ -122,13 +123,13 @@ def _authenticate() -> Response | None:
     api_key = current_state().api_key
     if api_key is None or request.path in OPEN_PATHS:
         return None
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), api_key.encode()):
-        # Same shape as OpenAI's 401 so SDKs show the message.
-        err = ApiError(401, "missing or wrong API key: send Authorization: Bearer <key>",
-                       error_type="authentication_error", code="invalid_api_key")  # fmt: skip
-        return json_response(err.body(), 401)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    # Anthropic's clients send the key as x-api-key; it is checked the same way.
+    sent = token.strip() if scheme.lower() == "bearer" else request.headers.get("x-api-key", "").strip()
+    if not hmac.compare_digest(sent.encode(), api_key.encode()):
+        # In the surface's own shape, so SDKs show the message.
+        return _api_error(ApiError(401, "missing or wrong API key: send Authorization: Bearer <key> (or x-api-key)",
+                                   error_type="authentication_error", code="invalid_api_key"))  # fmt: skip
     return None
 
 
@@ -161,8 +162,16 @@ def _record(status: int) -> None:
 # ----------------------------------------------------------------------------- errors
 
 
+def _shaped(err: ApiError) -> dict[str, Any]:
+    """The error body in the shape of the surface the request was for: Anthropic's under
+    /v1/messages, OpenAI's everywhere else (the Responses API uses OpenAI's too)."""
+    if request.path.startswith("/v1/messages"):
+        return anthropic.error_body(err.status, err.message)
+    return err.body()
+
+
 def _api_error(err: ApiError) -> Response:
-    response = json_response(err.body(), err.status)
+    response = json_response(_shaped(err), err.status)
     if err.retry_after is not None:
         response.headers["Retry-After"] = str(err.retry_after)
     return response
@@ -192,5 +201,4 @@ def _http_error(err: HTTPException) -> Response:
 
 def _unexpected(err: Exception) -> Response:
     log.exception("unexpected error on %s %s", request.method, request.path)
-    body = ApiError(500, f"internal error: {type(err).__name__}: {err}", error_type="server_error").body()
-    return json_response(body, 500)
+    return _api_error(ApiError(500, f"internal error: {type(err).__name__}: {err}", error_type="server_error"))

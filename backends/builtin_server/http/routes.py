@@ -8,10 +8,17 @@ import uuid
 
 from flask import Blueprint, Response, g, request
 
+from backends.builtin_server.api.anthropic_messages import (
+    message_body,
+    messages_frames,
+    parse_count_request,
+    parse_messages_request,
+)
 from backends.builtin_server.api.body import parse_json_object
 from backends.builtin_server.api.llm import llm_envelope, parse_llm_request
 from backends.builtin_server.api.openai_chat import chat_completion_body, parse_chat_request
 from backends.builtin_server.api.openai_completions import completion_body, parse_completion_request
+from backends.builtin_server.api.openai_responses import parse_responses_request, response_body, responses_frames
 from backends.builtin_server.api.openai_stream import openai_frames
 from backends.builtin_server.engine.jobs import Completion
 from backends.builtin_server.engine.metrics import CONTENT_TYPE
@@ -23,7 +30,8 @@ from backends.builtin_server.http.streaming import stream_response
 api = Blueprint("modelserve", __name__)
 
 # For the 404 body: a client that got a path wrong learns the right one.
-ROUTES_HELP = ("POST /llm/, POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics, "
+ROUTES_HELP = ("POST /llm/, POST /v1/chat/completions, POST /v1/completions, POST /v1/messages, "
+               "POST /v1/messages/count_tokens, POST /v1/responses, GET /v1/models, GET /health, GET /metrics, "
                "GET /modelserve/requests")
 
 
@@ -94,3 +102,38 @@ def completions() -> Response:
         frames = openai_frames(rid=rid, model=state.served_name, chat=False, include_usage=req.include_usage)
         return stream_response(state.engine, req, frames)
     return json_response(completion_body(_complete(state, req), rid=rid, served_name=state.served_name))
+
+
+@api.post("/v1/messages")
+def messages() -> Response:
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    req, gen = parse_messages_request(body, served_name=state.served_name, limit=state.engine.limit)
+    g.user = req.metadata.user_id if req.metadata else None
+    rid = f"chatcmpl-{uuid.uuid4().hex}"
+    if gen.stream:
+        return stream_response(state.engine, gen, messages_frames(req, rid=rid, model=state.served_name))
+    return json_response(message_body(_complete(state, gen), req=req, rid=rid, served_name=state.served_name))
+
+
+@api.post("/v1/messages/count_tokens")
+def count_tokens() -> Response:
+    # A one-token generation of the same conversation: usage.prompt_tokens is the count the
+    # chat template, the tools and this tokenizer really give.
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    gen = parse_count_request(body, served_name=state.served_name, limit=state.engine.limit)
+    return json_response({"input_tokens": _complete(state, gen).prompt_tokens})
+
+
+@api.post("/v1/responses")
+def responses() -> Response:
+    state = current_state()
+    body = parse_json_object(request.get_data())
+    turn, gen = parse_responses_request(body, served_name=state.served_name, limit=state.engine.limit,
+                                        store=state.responses)  # fmt: skip
+    g.user, g.metadata = turn.req.user or turn.req.safety_identifier, turn.req.metadata
+    if gen.stream:
+        return stream_response(state.engine, gen, responses_frames(turn, model=state.served_name, store=state.responses))
+    result = _complete(state, gen)
+    return json_response(response_body(result, turn=turn, served_name=state.served_name, store=state.responses))

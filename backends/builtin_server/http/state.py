@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, current_app
 
 from backends.builtin_server.http.recent_requests import RecentRequests
+from surfaces.store import ResponseStore
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.scheduler import Engine
@@ -23,6 +24,8 @@ class ServerState:
     api_key: str | None
     created: int  # the model card's "created" (Unix seconds)
     recent: RecentRequests = field(default_factory=RecentRequests, compare=False)  # GET /modelserve/requests
+    # previous_response_id's conversations (state, not configuration: not compared)
+    responses: ResponseStore = field(default_factory=ResponseStore, compare=False)
 
 
 def current_state() -> ServerState:
