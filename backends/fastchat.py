@@ -79,8 +79,10 @@ class FastChatBackend(Backend):
     name: ClassVar[str] = "fastchat"
     requires: ClassVar[tuple[str, ...]] = ("fschat",)
     summary: ClassVar[str] = "FastChat controller + model worker + OpenAI API server"
-    # Its OpenAI API server has no tool calling and no response_format (fschat 0.2.36).
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True)
+    # Its OpenAI API server has no tool calling and no response_format (fschat 0.2.36), and no
+    # Messages or Responses: modelserve's front translates those (without tools: see surfaces.chat).
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True, messages="translated",
+                                                        count_tokens="translated", responses="translated")  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = FastChatOptions
     install_hint: ClassVar[str] = "modelserve env create fastchat"
     env_spec: ClassVar[EnvSpec | None] = EnvSpec(

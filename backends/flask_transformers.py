@@ -52,8 +52,10 @@ class FlaskTransformersBackend(Backend):
     loader: ClassVar[str] = "transformers"
     requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask")
     summary: ClassVar[str] = "built-in Flask server, transformers loader: POST /llm/ + OpenAI /v1"
+    # Anthropic Messages and OpenAI Responses are its own routes (through the shared translator, in-process).
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True, tools=True,
-                                                        structured_output=True)  # fmt: skip
+                                                        structured_output=True, messages="native",
+                                                        count_tokens="native", responses="native")  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = FlaskOptions
     install_hint: ClassVar[str] = "pip install torch==2.13.0 && pip install 'modelserve[hf]'  (CPU torch first)"
     # The default everywhere: it runs on any machine with torch, CPU or GPU.

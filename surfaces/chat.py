@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from surfaces.errors import SurfaceError
+
 
 class _Read(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -164,7 +166,9 @@ class ErrorDetail(_Read):
 
 def error_message(body: Any, status: int) -> str:
     """The message of an engine's error body (OpenAI's ``{"error": {...}}``, FastChat's
-    ``{"message": ...}``, vLLM's older ``{"message": ...}``), whatever its shape."""
+    ``{"message": ...}`` or, inside a stream, ``{"text": ..., "error_code": N}``), whatever its shape."""
+    if isinstance(body, dict) and body.get("error_code") and isinstance(body.get("text"), str):
+        return str(body["text"])
     if isinstance(body, dict):
         inner = body.get("error", body)
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
@@ -175,6 +179,42 @@ def error_message(body: Any, status: int) -> str:
             return str(body["detail"])
     text = json.dumps(body) if not isinstance(body, str) else body
     return f"the engine answered HTTP {status}: {text[:300]}"
+
+
+def is_error(obj: Any) -> bool:
+    """A stream's late failure instead of a chunk: OpenAI's ``{"error": ...}``, FastChat's ``error_code``."""
+    return isinstance(obj, dict) and ("error" in obj or bool(obj.get("error_code")))
+
+
+FORCED = "this deployment's engine has no tool calling (it would answer in text instead); leave tool_choice out"
+
+
+def without_tools(req: Request, *, choice_field: str = "tool_choice") -> Request:
+    """The request for an engine without tool calling (FastChat): a choice that forces a call is
+    refused; earlier calls and their results become text the model can read; the tools (which
+    such an engine ignores) are left out, so no call can come."""
+    if req.tool_choice not in (None, "auto", "none"):
+        raise SurfaceError(400, f"{choice_field}: {FORCED}", param=choice_field)
+    messages = []
+    for msg in req.messages:
+        if msg.role == "tool":
+            messages.append(Message(role="user", content=f"[result of tool call {msg.tool_call_id}]\n{msg.content or ''}"))
+        elif msg.tool_calls:
+            calls = "\n".join(f"[tool call {c.id}: {c.function.name}({c.function.arguments})]" for c in msg.tool_calls)
+            messages.append(Message(role="assistant", content="\n".join(filter(None, [msg.content, calls]))))
+        else:
+            messages.append(Message(role=msg.role, content=msg.content or ""))
+    return req.model_copy(update={"messages": messages, "tools": None, "tool_choice": None, "parallel_tool_calls": None})
+
+
+UNSHAPED = "this deployment's engine cannot hold a reply to a format (it would answer in free text); leave it out"
+
+
+def without_format(req: Request, *, field: str) -> Request:
+    """The request for an engine without structured output (FastChat): a format is refused by name."""
+    if req.response_format is not None and req.response_format.type != "text":
+        raise SurfaceError(400, f"{field}: {UNSHAPED}", param=field)
+    return req.model_copy(update={"response_format": None})
 
 
 def arguments_object(arguments: str | None) -> dict[str, Any] | None:

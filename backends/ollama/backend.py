@@ -81,8 +81,11 @@ class OllamaOptions(BackendOptions):
 class OllamaBackend(Backend):
     name: ClassVar[str] = "ollama"
     summary: ClassVar[str] = "Ollama (`ollama serve`, or one already running): /api + OpenAI /v1; pulls the model"
+    # Messages is Ollama's own (>= 0.14, docs/api/anthropic-compatibility.mdx), without count_tokens;
+    # Responses is not there yet (ollama#9659): modelserve's front translates those two.
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("ollama", "openai"), streaming=True, tools=True,
-                                                        structured_output=True)  # fmt: skip
+                                                        structured_output=True, messages="native",
+                                                        count_tokens="translated", responses="translated")  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = OllamaOptions
     install_hint: ClassVar[str] = (
         "install Ollama (https://ollama.com/download) or set `ollama_bin:` under `ollama:` in the deployment YAML"

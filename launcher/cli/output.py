@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ def up_text(result: UpResult) -> str:
     ]
     if rec.tools:
         lines.append(f"  tools:      {rec.tools}")
+    if rec.surfaces:
+        lines.append(f"  surfaces:   {surfaces_line(rec.surfaces)}")
     if result.config_path:
         lines.append(f"  agentscope: {result.config_path}  (config_name: {', '.join(result.config_names)})")
     for note in rec.notes:
@@ -43,6 +46,13 @@ def up_text(result: UpResult) -> str:
         f"  stop:       modelserve down {rec.name}",
     ]
     return "\n".join(lines)
+
+
+def surfaces_line(surfaces: Mapping[str, str]) -> str:
+    """``Anthropic Messages native, OpenAI Responses translated (front)``."""
+    names = {"messages": "Anthropic Messages", "responses": "OpenAI Responses"}
+    how = {"native": "native", "translated": "translated (front)", "no": "not served"}
+    return ", ".join(f"{title} {how.get(surfaces.get(key, 'no'), '?')}" for key, title in names.items())
 
 
 def up_json(result: UpResult) -> dict[str, Any]:
@@ -155,19 +165,23 @@ def _member_state(m: dict[str, Any]) -> str:
 
 MATRIX = (("OPENAI", "openai"), ("/llm/", "post"), ("OLLAMA", "ollama"), ("STREAM", "streaming"),
           ("TOOLS", "tools"), ("JSON", "structured-output"))  # fmt: skip
+SURFACE_COLUMNS = (("MESSAGES", "messages"), ("RESPONSES", "responses"))
+SURFACES_LEGEND = ("MESSAGES (Anthropic) and RESPONSES (OpenAI): native = the engine's own route;\n"
+                   "  translated = modelserve's front translates it to the engine's Chat Completions")  # fmt: skip
 
 
 def backends_text(rows: list[BackendRow]) -> str:
     """A capability matrix (what each backend serves, whether it runs here), then why not."""
-    header = ["BACKEND", "HERE", "DEVICES", *(title for title, _ in MATRIX), "FROM"]
+    header = ["BACKEND", "HERE", "DEVICES", *(title for title, _ in MATRIX), *(t for t, _ in SURFACE_COLUMNS), "FROM"]
     table = [header]
     for r in rows:
         where = "/".join(k for k, on in (("cpu", r.cpu), ("gpu", r.gpu)) if on) or "-"
         marks = ["yes" if name in r.capabilities else "-" for _, name in MATRIX]
-        table.append([r.name, "yes" if r.available else "no", where, *marks, r.distribution])
+        how = [r.surfaces.get(name, "no").replace("no", "-") for _, name in SURFACE_COLUMNS]
+        table.append([r.name, "yes" if r.available else "no", where, *marks, *how, r.distribution])
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table]
-    lines.append("")
+    lines += [SURFACES_LEGEND, ""]
     for r in rows:
         detail = f"{r.version}" if r.available and r.version else ("" if r.available else f"not here: {r.reason}")
         lines.append(f"{r.name}: {r.summary}" + (f" ({detail})" if detail else ""))
@@ -205,6 +219,8 @@ def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
         lines.append(f"engine {key}: {value}")
     if plan.tools:
         lines.append(f"tools: {plan.tools}")
+    if plan.surfaces:
+        lines.append(f"surfaces: {surfaces_line({str(k): v for k, v in plan.surfaces.items()})}")
     for note in plan.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from launcher.core.capabilities import Support, Surface
 from launcher.core.names import Api, ClientKind
 from launcher.core.probe import Probe
 from launcher.core.telemetry import Telemetry
@@ -62,6 +63,8 @@ class LaunchPlan:
     tools: str = ""
     # Where its load can be read (Prometheus names, request summaries): the dashboard's charts.
     telemetry: Telemetry | None = None
+    # How it serves each agent API surface: "native" | "translated" | "no" (lifecycle.fronted).
+    surfaces: Mapping[Surface, Support] = field(default_factory=dict)
 
     @property
     def probes(self) -> tuple[Probe, ...]:

@@ -19,6 +19,7 @@ class BackendRow:
     cpu: bool = False
     gpu: bool = False
     capabilities: list[str] = field(default_factory=list)  # APIs first, then features
+    surfaces: dict[str, str] = field(default_factory=dict)  # Messages, Responses: native | translated | no
     auto_priority: int | None = None  # `-b auto` tries higher first; None: only when named
 
 
@@ -35,5 +36,6 @@ def backend_rows() -> list[BackendRow]:
             name=name, distribution=entry.distribution, available=found.ok, reason=found.reason,
             version=found.version, summary=b.summary, cpu=b.supports_cpu, gpu=b.supports_gpu,
             capabilities=b.capabilities.names(), auto_priority=b.auto.priority if b.auto else None,
+            surfaces={str(k): str(v) for k, v in b.capabilities.surfaces().items()},
         ))  # fmt: skip
     return rows

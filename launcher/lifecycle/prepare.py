@@ -12,7 +12,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.errors import BackendUnavailable, DeviceError
 from launcher.core.launch import LaunchPlan
 from launcher.core.model_ref import ResolvedModel
-from launcher.lifecycle import ray_cluster
+from launcher.lifecycle import fronted, ray_cluster
 from launcher.lifecycle.choose import Choice, Engines, choose
 from launcher.process import ports
 from launcher.store import paths
@@ -82,7 +82,7 @@ def prepare(
         running=running,
         checkpoint_dtype=devices.checkpoint_dtype(model.path) if model.path else None,
     )
-    launch = backend.plan(deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+    launch = fronted.plan(backend, deployment=dep, model=model, devices=choice.devices, ctx=ctx)
     if not found.ok and running is None:
         launch = replace(launch, notes=(*launch.notes, f"cannot start here: {found.reason}"))
     return Prepared(choice, python, model, launch, fit)

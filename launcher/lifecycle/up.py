@@ -115,6 +115,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         mode=mode,
         agentscope=dep.agentscope.model_dump(),
         tools=launch.tools,
+        surfaces={str(name): str(how) for name, how in launch.surfaces.items()},
         fleet=dep.fleet,
         spec=dep.model_dump(mode="json"),
         telemetry=launch.telemetry.to_dict() if launch.telemetry else {},

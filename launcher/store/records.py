@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from launcher.core.probe import Probe
 
 STATE_VERSION = 1
+FRONT_ROLE = "front"  # the translating front's process (lifecycle.fronted)
 MARKER_ENV = "MODELSERVE_DEPLOYMENT_ID"
 
 
@@ -80,6 +81,7 @@ class DeploymentRecord:
     agentscope: dict[str, Any] = field(default_factory=dict)  # the AgentScopeSettings up wrote with
     supervisor_pid: int | None = None  # the `modelserve run` process, when foreground
     tools: str = ""  # how it serves tool calls (LaunchPlan.tools)
+    surfaces: dict[str, str] = field(default_factory=dict)  # messages/count_tokens/responses: native|translated|no
     fleet: str | None = None  # a fleet member: the fleet (its gateway's record) it belongs to
     members: list[str] = field(default_factory=list)  # a fleet's gateway: its members' deployment names
     # What `restart` starts again: the resolved Deployment (its fields as JSON), or a fleet's file.
@@ -105,12 +107,21 @@ class DeploymentRecord:
         return (light or probes) if cheap else probes
 
     @property
+    def main_process(self) -> ProcessRecord | None:
+        """The engine's last process: the one that serves (a translating front, when there is one,
+        starts after it and only relays)."""
+        serving = [p for p in self.processes if p.role != FRONT_ROLE] or self.processes
+        return serving[-1] if serving else None
+
+    @property
     def pid(self) -> int | None:
-        return self.processes[-1].pid if self.processes else None
+        main = self.main_process
+        return main.pid if main else None
 
     @property
     def main_log(self) -> str:
-        return self.processes[-1].log if self.processes else str(Path(self.log_dir) / "server.log")
+        main = self.main_process
+        return main.log if main else str(Path(self.log_dir) / "server.log")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"

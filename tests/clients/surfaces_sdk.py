@@ -101,29 +101,37 @@ def messages_stream() -> None:
 
 
 def messages_tools() -> None:
+    """A forced call (or its refusal, where the engine has no tool calling), then a tool_result turn:
+    after the call that came, else after a call written here (an agent's history)."""
     forced = {"type": "tool", "name": "get_weather"}
-    raw = ant.messages.with_raw_response.create(model=model, max_tokens=48, messages=ASK, tools=[TOOL],
-                                                tool_choice=forced, extra_body=GREEDY)  # fmt: skip
-    msg, body = raw.parse(), json.loads(raw.http_response.text)
-    use = next((b for b in msg.content if b.type == "tool_use"), None)
-    report("messages.tool_use", stop_reason=msg.stop_reason, tool_use=use.model_dump() if use else None,
-           strict=strict(Message, body), body=body)  # fmt: skip
-    if use is None:
-        return
-    turn = [*ASK, {"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in msg.content]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id,
+    use = {"type": "tool_use", "id": "toolu_history1", "name": "get_weather", "input": {"city": "Paris"}}
+    try:
+        raw = ant.messages.with_raw_response.create(model=model, max_tokens=48, messages=ASK, tools=[TOOL],
+                                                    tool_choice=forced, extra_body=GREEDY)  # fmt: skip
+        msg, body = raw.parse(), json.loads(raw.http_response.text)
+        called = next((b for b in msg.content if b.type == "tool_use"), None)
+        report("messages.tool_use", stop_reason=msg.stop_reason, tool_use=called.model_dump() if called else None,
+               strict=strict(Message, body), body=body)  # fmt: skip
+        use = called.model_dump(exclude_none=True) if called else use
+    except anthropic.APIStatusError as exc:
+        report("messages.tool_use", error=error_of(exc))
+    turn = [*ASK, {"role": "assistant", "content": [use]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use["id"],
                                           "content": "Sunny and 21 C in Paris."}]}]  # fmt: skip
-    # The answer, not another call: tool_choice none (tools stay, as an agent's loop sends them).
+    # The answer, not another call: tool_choice none (the tools stay, as an agent's loop sends them).
     after = ant.messages.create(model=model, max_tokens=16, messages=turn, tools=[TOOL], tool_choice={"type": "none"},
                                 extra_body=GREEDY)  # fmt: skip
     report("messages.tool_result", stop_reason=after.stop_reason, content=[b.model_dump() for b in after.content])
-    with ant.messages.stream(model=model, max_tokens=48, messages=ASK, tools=[TOOL], tool_choice=forced,
-                             extra_body=GREEDY) as stream:  # fmt: skip
-        kinds = [e.type if e.type != "content_block_delta" else e.delta.type for e in stream]
-        final = stream.get_final_message()
-    streamed = next((b for b in final.content if b.type == "tool_use"), None)
-    report("messages.tool_stream", order=kinds, stop_reason=final.stop_reason,
-           tool_use=streamed.model_dump() if streamed else None)  # fmt: skip
+    try:
+        with ant.messages.stream(model=model, max_tokens=48, messages=ASK, tools=[TOOL], tool_choice=forced,
+                                 extra_body=GREEDY) as stream:  # fmt: skip
+            kinds = [e.type if e.type != "content_block_delta" else e.delta.type for e in stream]
+            final = stream.get_final_message()
+        streamed = next((b for b in final.content if b.type == "tool_use"), None)
+        report("messages.tool_stream", order=kinds, stop_reason=final.stop_reason,
+               tool_use=streamed.model_dump() if streamed else None)  # fmt: skip
+    except anthropic.APIStatusError as exc:
+        report("messages.tool_stream", error=error_of(exc))
 
 
 def messages_errors() -> None:
@@ -175,38 +183,47 @@ def responses_stream() -> None:
 
 
 def responses_tools() -> None:
-    raw = oai.responses.with_raw_response.create(model=model, input=ASK, tools=[FUNCTION], max_output_tokens=48,
-                                                 tool_choice={"type": "function", "name": "get_weather"},
-                                                 temperature=0)  # fmt: skip
-    resp = raw.parse()
-    call = next((item for item in resp.output if item.type == "function_call"), None)
-    report("responses.function_call", call=call.model_dump() if call else None, body=json.loads(raw.http_response.text))
-    if call is None:
-        return
-    turn = [*ASK, call.model_dump(exclude_none=True),
-            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny and 21 C in Paris."}]
+    call = {"type": "function_call", "call_id": "call_history1", "name": "get_weather", "arguments": '{"city": "Paris"}'}
+    try:
+        raw = oai.responses.with_raw_response.create(model=model, input=ASK, tools=[FUNCTION], max_output_tokens=48,
+                                                     tool_choice={"type": "function", "name": "get_weather"},
+                                                     temperature=0)  # fmt: skip
+        resp = raw.parse()
+        called = next((item for item in resp.output if item.type == "function_call"), None)
+        report("responses.function_call", call=called.model_dump() if called else None, body=json.loads(raw.http_response.text))
+        call = called.model_dump(exclude_none=True) if called else call
+    except openai.APIStatusError as exc:
+        report("responses.function_call", error=error_of(exc))
+    turn = [*ASK, call, {"type": "function_call_output", "call_id": call["call_id"], "output": "Sunny and 21 C in Paris."}]
     after = oai.responses.create(model=model, input=turn, tools=[FUNCTION], tool_choice="none", max_output_tokens=16,
                                  temperature=0)  # fmt: skip
     report("responses.function_call_output", text=after.output_text, status=after.status,
            types=[item.type for item in after.output])  # fmt: skip
-    stream = oai.responses.create(model=model, input=ASK, tools=[FUNCTION], max_output_tokens=48, temperature=0,
-                                  tool_choice="required", stream=True)  # fmt: skip
-    kinds, final = [], None
-    for event in stream:
-        kinds.append(event.type)
-        if event.type == "response.completed":
-            final = event.response
-    calls = [item.model_dump() for item in final.output if item.type == "function_call"] if final else []
-    report("responses.function_call_stream", order=kinds, calls=calls)
+    try:
+        stream = oai.responses.create(model=model, input=ASK, tools=[FUNCTION], max_output_tokens=48, temperature=0,
+                                      tool_choice="required", stream=True)  # fmt: skip
+        kinds, final = [], None
+        for event in stream:
+            kinds.append(event.type)
+            if event.type == "response.completed":
+                final = event.response
+        calls = [item.model_dump() for item in final.output if item.type == "function_call"] if final else []
+        report("responses.function_call_stream", order=kinds, calls=calls)
+    except openai.APIStatusError as exc:
+        report("responses.function_call_stream", error=error_of(exc))
 
 
 def responses_json_schema() -> None:
     fmt = {"type": "json_schema", "name": "city", "schema": CITY, "strict": True}
-    raw = oai.responses.with_raw_response.create(model=model, input="Name the capital of France and its country, as "
-                                                 "JSON.", text={"format": fmt}, max_output_tokens=48,
-                                                 temperature=0)  # fmt: skip
-    resp = raw.parse()
-    report("responses.json_schema", text=resp.output_text, status=resp.status, body=json.loads(raw.http_response.text))
+    try:
+        raw = oai.responses.with_raw_response.create(model=model, input="Name the capital of France and its country, "
+                                                     "as JSON.", text={"format": fmt}, max_output_tokens=48,
+                                                     temperature=0)  # fmt: skip
+        resp = raw.parse()
+        report("responses.json_schema", text=resp.output_text, status=resp.status,
+               body=json.loads(raw.http_response.text))  # fmt: skip
+    except openai.APIStatusError as exc:
+        report("responses.json_schema", error=error_of(exc))
 
 
 def responses_errors() -> None:

@@ -91,12 +91,16 @@ def test_the_backends_matrix_golden() -> None:
     from launcher.lifecycle.listing import BackendRow
     from tests.golden import assert_golden
 
+    native = {"messages": "native", "count_tokens": "native", "responses": "native"}
+    translated = {k: "translated" for k in native}
     rows = [
         BackendRow("flask-transformers", "modelserve", True, version="5.0", summary="built-in", cpu=True, gpu=True,
-                   capabilities=["post", "openai", "streaming", "tools", "structured-output"], auto_priority=10),
+                   capabilities=["post", "openai", "streaming", "tools", "structured-output"], auto_priority=10,
+                   surfaces=native),
         BackendRow("fastchat", "modelserve", False, reason="not installed here: fschat", summary="FastChat",
-                   cpu=True, gpu=True, capabilities=["openai", "streaming"]),
-        BackendRow("echo", "modelserve-echo", True, summary="a plugin", cpu=True, capabilities=["openai"]),
+                   cpu=True, gpu=True, capabilities=["openai", "streaming"], surfaces=translated),
+        BackendRow("echo", "modelserve-echo", True, summary="a plugin", cpu=True, capabilities=["openai"],
+                   surfaces=translated),
         BackendRow("broken", "someone", False, reason="cannot load x:Y: ImportError"),
     ]  # fmt: skip
     assert_golden("cli/backends.txt", backends_text(rows) + "\n")
