@@ -30,8 +30,10 @@ from surfaces.errors import SurfaceError, validate
 
 __all__ = ["TAGS", "chat_request", "count", "count_request", "error_body", "message", "parse", "parse_count"]
 
+# The error types the SDK's ErrorResponse knows (anthropic.types.shared.ErrorType), by status; a
+# 413 is an invalid request there (Anthropic's docs name a request_too_large the SDK cannot parse).
 ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-               404: "not_found_error", 408: "timeout_error", 413: "request_too_large", 429: "rate_limit_error",
+               404: "not_found_error", 408: "timeout_error", 413: "invalid_request_error", 429: "rate_limit_error",
                503: "overloaded_error", 529: "overloaded_error"}  # fmt: skip
 
 

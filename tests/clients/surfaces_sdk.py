@@ -141,7 +141,7 @@ def messages_errors() -> None:
     except anthropic.APIStatusError as exc:
         report("messages.error.model", error=error_of(exc))
     try:
-        ant.messages.create(model=model, max_tokens=4, messages=[{"role": "robot", "content": "hi"}])
+        ant.messages.create(model=model, max_tokens=0, messages=ASK)
         report("messages.error.invalid", error=None)
     except anthropic.APIStatusError as exc:
         report("messages.error.invalid", error=error_of(exc))

@@ -42,7 +42,7 @@ def http_error(url: str, body: dict[str, object] | None = None, method: str = "P
 
 
 def test_version_root_and_an_empty_store(server: str) -> None:
-    assert get_json(server + "/api/version") == {"version": "0.13.5"}
+    assert get_json(server + "/api/version") == {"version": "0.14.0"}
     with urllib.request.urlopen(server + "/", timeout=5) as resp:
         assert resp.read() == b"Ollama is running"
     assert get_json(server + "/api/tags") == {"models": []}
@@ -166,10 +166,10 @@ def test_version_command_and_a_busy_port(tmp_path: Path) -> None:
     env = dict(os.environ, OLLAMA_HOST=f"127.0.0.1:{port}", OLLAMA_MODELS=str(tmp_path / "m"))
     offline = subprocess.run([str(STANDIN), "--version"], capture_output=True, text=True, env=env, timeout=30)
     assert offline.stdout.splitlines() == ["Warning: could not connect to a running Ollama instance",
-                                           "Warning: client version is 0.13.5"]  # fmt: skip
+                                           "Warning: client version is 0.14.0"]  # fmt: skip
     with running_standin(port, tmp_path / "m", tmp_path / "a.log"):
         online = subprocess.run([str(STANDIN), "--version"], capture_output=True, text=True, env=env, timeout=30)
-        assert online.stdout.strip() == "ollama version is 0.13.5"
+        assert online.stdout.strip() == "ollama version is 0.14.0"
         busy = subprocess.run([str(STANDIN), "serve"], capture_output=True, text=True, env=env, timeout=30)
         assert busy.returncode == 1
         assert f"Error: listen tcp 127.0.0.1:{port}: bind: address already in use" in busy.stderr
@@ -187,4 +187,4 @@ def test_without_ollama_models_it_keeps_a_temp_store_and_removes_it(tmp_path: Pa
         assert (store / "manifests" / "registry.ollama.ai" / "library" / "tinyllama" / "latest").is_file()
     assert proc.returncode == 0  # SIGTERM is a clean shutdown
     assert list((tmp_path / "tmp").iterdir()) == []
-    assert f"Listening on 127.0.0.1:{port} (version 0.13.5)" in log.read_text()
+    assert f"Listening on 127.0.0.1:{port} (version 0.14.0)" in log.read_text()

@@ -73,7 +73,7 @@ def test_up_pulls_with_progress_serves_both_entries_and_down_stops_it(ms: Run, t
     summary = json.loads(up.stdout)
     record = summary["deployment"]
     assert (record["backend"], record["served_model_name"], record["external"]) == ("ollama", "qwen2.5:0.5b", False)
-    assert record["engine"] == {"binary": str(STANDIN), "version": "0.13.5"}
+    assert record["engine"] == {"binary": str(STANDIN), "version": "0.14.0"}
     assert record["processes"][0]["argv"] == [str(STANDIN), "serve"]
     assert summary["config_names"] == ["qw-ollama", "qw-openai"]
 
@@ -137,7 +137,7 @@ def test_an_ollama_already_running_is_reused_and_left_running(ms: Run, tmp_path:
         up = ms("up", "-b", "ollama", "-m", "tinyllama", "-p", str(port), "--agentscope-config",
                 str(tmp_path / "c.json"), "--json", standin=False)  # fmt: skip
         record = json.loads(up.stdout)["deployment"]
-        assert f"reusing Ollama 0.13.5 at {base} (modelserve will not stop it)" in up.stderr
+        assert f"reusing Ollama 0.14.0 at {base} (modelserve will not stop it)" in up.stderr
         assert (record["external"], record["processes"]) == (True, [])
         assert "pulling tinyllama into Ollama" in up.stderr  # the model was made present in their server
         assert "tinyllama:latest" in {m["name"] for m in get_json(base + "/api/tags")["models"]}
@@ -148,7 +148,7 @@ def test_an_ollama_already_running_is_reused_and_left_running(ms: Run, tmp_path:
         down = ms("down", "tinyllama")
         assert "tinyllama: left running (modelserve did not start it)" in down.stdout
         assert theirs.poll() is None
-        assert get_json(base + "/api/version") == {"version": "0.13.5"}
+        assert get_json(base + "/api/version") == {"version": "0.14.0"}
         assert json.loads(ms("status", "--json").stdout)["deployments"] == []
 
 

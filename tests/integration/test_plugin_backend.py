@@ -64,8 +64,9 @@ def test_the_plugin_is_listed_like_the_builtins(ms: Run) -> None:
     assert echo["available"] is True and echo["capabilities"] == ["openai"]
     text = ms("backends").stdout
     # The matrix row reads like a built-in's: name, here, devices, capabilities, who registered it.
-    assert any(line.split() == ["echo", "yes", "cpu", "yes", "-", "-", "-", "-", "-", "modelserve-echo"]
-               for line in text.splitlines()), text  # fmt: skip
+    # A plugin that serves the OpenAI API gets Messages and Responses through modelserve's front.
+    assert any(line.split() == ["echo", "yes", "cpu", "yes", "-", "-", "-", "-", "-", "translated", "translated",
+                                "modelserve-echo"] for line in text.splitlines()), text  # fmt: skip
 
 
 def test_up_serves_through_the_plugin_with_its_own_section(ms: Run, tmp_path: Path) -> None:
@@ -82,6 +83,18 @@ def test_up_serves_through_the_plugin_with_its_own_section(ms: Run, tmp_path: Pa
         )
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert json.loads(resp.read())["choices"][0]["message"]["content"] == "squawk: hello"
+        # Anthropic Messages (its x-api-key) and OpenAI Responses, translated by the front on the same port.
+        ask = {"model": "parrot", "max_tokens": 8, "messages": [{"role": "user", "content": "hello"}]}
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/messages", data=json.dumps(ask).encode(),
+                                     headers={"Content-Type": "application/json", "x-api-key": "s3cret"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["content"] == [{"type": "text", "text": "squawk: hello"}]
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/responses",
+                                     data=json.dumps({"model": "parrot", "input": "hello"}).encode(),
+                                     headers={"Content-Type": "application/json", "Authorization": "Bearer s3cret"})  # fmt: skip
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert json.loads(resp.read())["output"][0]["content"][0]["text"] == "squawk: hello"
+        assert "surfaces:   Anthropic Messages translated (front), OpenAI Responses translated (front)" in up.stdout
         entries = json.loads((tmp_path / "work" / "model_config.json").read_text())
         assert [e["config_name"] for e in entries] == ["parrot-openai"]
         (row,) = json.loads(ms("status", "--json").stdout)["deployments"]

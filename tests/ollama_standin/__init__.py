@@ -9,7 +9,7 @@ to the requested token budget, with the response fields a real server sends.
 The executable is ``tests/ollama_standin/ollama``, a thin wrapper around ``cli.main``. The modules:
 ``cli`` (argv), ``server`` (the HTTP server and its route table), ``routes_models`` (tags, pull,
 create, blobs, show, copy, delete), ``routes_inference`` (chat, generate, embeddings),
-``routes_openai`` (/v1/...), ``handler_base`` (request and response plumbing), ``store`` (names and
+``routes_openai`` (/v1/...), ``routes_anthropic`` (/v1/messages), ``handler_base`` (request and response plumbing), ``store`` (names and
 the model store), ``registry`` (the tags a pull knows), ``gguf_header``, ``generation`` (the
 deterministic replies) and ``common``. Each names, in its docstring, what of Ollama it was built
 from (facts carried over, no text copied). They use the standard library only: the wrapper runs

@@ -15,7 +15,7 @@ import threading
 from datetime import datetime, timezone
 from typing import Any
 
-VERSION = "0.13.5"
+VERSION = "0.14.0"  # the first release with the Anthropic-compatible /v1/messages
 
 CHAT_COUNTER = iter(range(1, 1 << 62))
 COUNTER_LOCK = threading.Lock()

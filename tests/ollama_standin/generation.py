@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any
 
@@ -88,3 +89,16 @@ def after_tool(messages: list[Any]) -> str | None:
     """The content of the tool result the last message carries, if it is one."""
     last = messages[-1] if messages else None
     return text_of(last.get("content")) if isinstance(last, dict) and last.get("role") == "tool" else None
+
+
+def formatted_reply(fmt: Any, text: str) -> str | None:
+    """A reply held to ``response_format`` (docs/api/openai-compatibility.mdx: json_object and
+    json_schema are honoured): JSON of the schema's required properties, filled from the user's
+    words as tool arguments are; None when no format applies."""
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_object", "json_schema"):
+        return None
+    schema = (fmt.get("json_schema") or {}).get("schema") if fmt["type"] == "json_schema" else None
+    if not isinstance(schema, dict):
+        return json.dumps({"reply": text})
+    props = schema.get("properties") or {}
+    return json.dumps({key: _value_for(props.get(key), text) for key in schema.get("required") or []})

@@ -7,7 +7,7 @@ choices[{index, message{role, content}, finish_reason}], usage{prompt_tokens, co
 total_tokens}}, streamed as SSE "data: {chat.completion.chunk with delta}" lines ending "data:
 [DONE]" (stream_options.include_usage adds a chunk with empty choices and usage); /v1/completions
 (text_completion); /v1/models {object "list", data[{id, object "model", created, owned_by}]};
-/v1/models/{model}; /v1/embeddings; errors {"error": {message, type (invalid_request_error |
+/v1/models/{model}; /v1/embeddings; response_format json_object / json_schema honoured; errors {"error": {message, type (invalid_request_error |
 not_found_error | api_error), param, code}} (written by the server's dispatch).
 """
 
@@ -21,6 +21,7 @@ from tests.ollama_standin.generation import (
     after_tool,
     as_int,
     embedding,
+    formatted_reply,
     last_user,
     pieces,
     reply_for,
@@ -63,6 +64,9 @@ class OpenAIRoutes(BaseHandler):
         tool_result = after_tool(messages)
         prompt = f"the tool said {tool_result}" if tool_result is not None else last_user(messages)
         tokens, reason = reply_for(body.get("model") or name, prompt, limit)
+        shaped = formatted_reply(body.get("response_format"), prompt)
+        if shaped is not None:
+            tokens, reason = pieces(shaped), "stop"
         prompt_tokens = sum(len(pieces(text_of(m.get("content")))) for m in messages if isinstance(m, dict))
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens),
                  "total_tokens": prompt_tokens + len(tokens)}  # fmt: skip

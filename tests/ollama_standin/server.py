@@ -1,7 +1,8 @@
 """`ollama serve`: the HTTP server, its route table, and the dispatch that answers a refused
 request in Ollama's error shape ({"error": "..."}) or, under /v1/, OpenAI's.
 
-Built from Ollama docs/api.md (GET /api/version {version}; GET / "Ollama is running") and Ollama
+Built from Ollama docs/api.md (GET /api/version {version}; GET / "Ollama is running"),
+docs/api/anthropic-compatibility.mdx (/v1/messages answers errors in Anthropic's shape) and Ollama
 cmd (a busy port fails with "Error: listen tcp HOST:PORT: bind: address already in use"); the log
 lines imitate the server's (slog lines, one [GIN] line per request).
 """
@@ -25,13 +26,14 @@ from urllib.parse import unquote, urlsplit
 
 from tests.ollama_standin.common import VERSION, log, parse_host
 from tests.ollama_standin.handler_base import BadRequest
+from tests.ollama_standin.routes_anthropic import AnthropicRoutes
 from tests.ollama_standin.routes_inference import InferenceRoutes
 from tests.ollama_standin.routes_models import ModelRoutes
 from tests.ollama_standin.routes_openai import OpenAIRoutes
 from tests.ollama_standin.store import Store
 
 
-class Handler(ModelRoutes, InferenceRoutes, OpenAIRoutes):
+class Handler(ModelRoutes, InferenceRoutes, OpenAIRoutes, AnthropicRoutes):
     def _dispatch(self, method: str) -> None:
         start = time.monotonic()
         self._status = 0
@@ -39,7 +41,10 @@ class Handler(ModelRoutes, InferenceRoutes, OpenAIRoutes):
         try:
             self.route(method, path)
         except BadRequest as exc:
-            if path.startswith("/v1/"):
+            if path == "/v1/messages":  # docs/api/anthropic-compatibility.mdx: Anthropic's error shape
+                etype = {400: "invalid_request_error", 404: "not_found_error"}.get(exc.status, "api_error")
+                self.send_json(exc.status, {"type": "error", "error": {"type": etype, "message": str(exc)}})
+            elif path.startswith("/v1/"):
                 etype = {400: "invalid_request_error", 404: "not_found_error"}.get(exc.status, "api_error")
                 self.send_json(exc.status, {"error": {"message": str(exc), "type": etype, "param": None,
                                                       "code": None}})  # fmt: skip
@@ -75,6 +80,7 @@ class Handler(ModelRoutes, InferenceRoutes, OpenAIRoutes):
             ("POST", "/api/embed"): self.embed, ("POST", "/api/embeddings"): self.embeddings,
             ("GET", "/v1/models"): self.v1_models, ("POST", "/v1/chat/completions"): self.v1_chat,
             ("POST", "/v1/completions"): self.v1_completions, ("POST", "/v1/embeddings"): self.v1_embeddings,
+            ("POST", "/v1/messages"): self.v1_messages,
         }  # fmt: skip
         handler = routes.get((method, path))
         if handler is not None:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from tests.tiny_model import VOCABULARY
 
 MODEL = "fuzz"
-GENERATION_ROUTES = ("/llm/", "/v1/chat/completions", "/v1/completions")
+GENERATION_ROUTES = ("/llm/", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/messages/count_tokens",
+                     "/v1/responses")  # fmt: skip
 READ_ROUTES = ("/v1/models", "/health", "/metrics")
 ROUTES = GENERATION_ROUTES + READ_ROUTES
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PROPFIND", "BREW")
@@ -146,6 +147,58 @@ LLM_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
 }
 
 
+# Anthropic Messages and OpenAI Responses (surfaces/): their own shapes of the same conversation.
+ANTHROPIC_TOOL = {"name": "get_weather", "description": "the weather in a city", "input_schema": TOOL["function"]["parameters"]}
+USE = {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "paris"}}
+blocks = st.lists(st.fixed_dictionaries({"type": st.just("text"), "text": text}), min_size=1, max_size=2)
+anthropic_turn = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "assistant"]), "content": text | blocks}),
+    st.just({"role": "assistant", "content": [USE]}),
+    st.builds(lambda t: {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": t}]},
+              text | blocks),
+)  # fmt: skip
+anthropic_messages = st.lists(anthropic_turn, max_size=3).map(lambda ms: [*ms, {"role": "user", "content": "hello"}])
+ANTHROPIC_CONVERSATION: dict[str, st.SearchStrategy[Any]] = {
+    "system": text | blocks,
+    "tools": st.just([ANTHROPIC_TOOL]),
+    "tool_choice": st.sampled_from([{"type": "auto"}, {"type": "any"}, {"type": "none"},
+                                    {"type": "tool", "name": "get_weather", "disable_parallel_tool_use": True}]),
+    "thinking": st.just({"type": "disabled"}),
+}  # fmt: skip
+MESSAGES_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    **ANTHROPIC_CONVERSATION,
+    "temperature": st.floats(0.0, 1.0),
+    "top_p": st.floats(0.01, 1.0),
+    "top_k": st.integers(0, 50),
+    "stop_sequences": st.lists(st.sampled_from(VOCABULARY.split()), min_size=1, max_size=3),
+    "stream": st.booleans(),
+    "metadata": st.fixed_dictionaries({"user_id": text}),
+}
+FUNCTION = {"type": "function", **TOOL["function"]}
+item = st.one_of(
+    st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "developer", "assistant"]), "content": text}),
+    st.builds(lambda t: {"type": "message", "role": "user", "content": [{"type": "input_text", "text": t}]}, text),
+    st.just({"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": '{"city": "paris"}'}),
+    st.builds(lambda t: {"type": "function_call_output", "call_id": "call_1", "output": t}, text),
+)
+RESPONSES_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    "instructions": text,
+    "temperature": st.floats(0.0, 2.0),
+    "top_p": st.floats(0.01, 1.0),
+    "tools": st.just([FUNCTION]),
+    "tool_choice": st.sampled_from(["auto", "none", "required", {"type": "function", "name": "get_weather"}]),
+    "parallel_tool_calls": st.booleans(),
+    "text": st.sampled_from([{"format": {"type": "text"}}, {"format": {"type": "json_object"}},
+                             {"format": {"type": "json_schema", "name": "reply", "strict": True, "schema": {
+                                 "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}}}]),
+    "stream": st.booleans(),
+    "store": st.booleans(),
+    "previous_response_id": st.just("resp_unknown"),
+    "metadata": st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+    "user": text,
+}  # fmt: skip
+
+
 @st.composite
 def _with_optional(draw: st.DrawFn, required: dict[str, Any], optional: dict[str, st.SearchStrategy[Any]]) -> dict[str, Any]:
     body = dict(required)
@@ -159,6 +212,15 @@ def valid_body(draw: st.DrawFn, route: str) -> dict[str, Any]:
     if route == "/v1/chat/completions":
         required = {"model": MODEL, "messages": draw(messages), "max_tokens": draw(few_tokens)}
         return draw(_with_optional(required, CHAT_OPTIONAL))
+    if route == "/v1/messages":
+        required = {"model": MODEL, "messages": draw(anthropic_messages), "max_tokens": draw(few_tokens)}
+        return draw(_with_optional(required, MESSAGES_OPTIONAL))
+    if route == "/v1/messages/count_tokens":
+        return draw(_with_optional({"model": MODEL, "messages": draw(anthropic_messages)}, ANTHROPIC_CONVERSATION))
+    if route == "/v1/responses":
+        inputs = draw(text | st.lists(item, max_size=3).map(lambda items: [*items, {"role": "user", "content": "hello"}]))
+        return draw(_with_optional({"model": MODEL, "input": inputs, "max_output_tokens": draw(few_tokens)},
+                                   RESPONSES_OPTIONAL))  # fmt: skip
     if route == "/v1/completions":
         prompt = draw(text | st.lists(words, min_size=1, max_size=1))
         return draw(_with_optional({"model": MODEL, "prompt": prompt, "max_tokens": draw(few_tokens)}, COMPLETION_OPTIONAL))

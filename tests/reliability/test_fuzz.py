@@ -5,9 +5,11 @@ paths that do not exist) with valid bodies, mutated ones, random JSON, bytes tha
 wrong methods and odd content types (fuzz_cases.py). The answers must hold up:
 
 - no status >= 500 other than 503 (and a 503 says when to retry);
-- every 4xx is JSON in OpenAI's error shape (OpenAI's published ErrorResponse schema);
+- every 4xx is JSON in its surface's error shape (OpenAI's published ErrorResponse schema;
+  under /v1/messages Anthropic's, parsed strictly with the SDK's types);
 - every 200 from an OpenAI route validates against OpenAI's schema, streams chunk by chunk, with
-  no error event and a final ``[DONE]``;
+  no error event and a final ``[DONE]``; a Messages answer or event parses strictly as the SDK's
+  types, a Responses one validates against OpenAI's schema, and each stream runs start to end;
 - the server is still up and answers a normal request at the end.
 
 CI sends ``MODELSERVE_FUZZ_REQUESTS`` = 2,000 requests (the default); ``make soak`` sends 10,000.
@@ -30,12 +32,14 @@ import requests
 from hypothesis import HealthCheck, Phase, given, settings
 from jsonschema import Draft202012Validator
 
-from tests.openai_schema import validator
+from tests import anthropic_types
+from tests.openai_schema import event_problems, validator
 from tests.reliability.fuzz_cases import GENERATION_ROUTES, MODEL, Case, cases
 from tests.server.conftest import ServerProcess, StartServer
 
 FUZZ_REQUESTS = int(os.environ.get("MODELSERVE_FUZZ_REQUESTS", "2000"))
-RESPONSE_KIND = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/models": "models"}
+RESPONSE_KIND = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/models": "models",
+                 "/v1/responses": "response"}  # fmt: skip
 CHUNK_KIND = {"/v1/chat/completions": "chat_chunk", "/v1/completions": "completion"}
 
 
@@ -72,17 +76,24 @@ def answer_problems(case: Case, r: requests.Response) -> list[str]:
         return [f"a 503 without a Retry-After in seconds: {r.headers}"]
     if case.method == "HEAD" or (case.method == "OPTIONS" and status == 200):
         return []  # no body to check (Flask answers OPTIONS itself, with an Allow header)
+    anthropic = case.path.startswith("/v1/messages")  # the one surface whose errors are not OpenAI-shaped
     if status >= 400:
         try:
             body = r.json()
         except ValueError:
             return [f"a {status} whose body is not JSON: {r.text[:300]!r}"]
-        return schema_problems("error", body)
+        return anthropic_types.problems("error", body) if anthropic else schema_problems("error", body)
     if status != 200 or case.method not in ("GET", "POST"):
         return [] if status < 400 else [f"unexpected {status}"]
     path = case.path
     if r.headers.get("Content-Type", "").startswith("text/event-stream"):
+        if path in ("/v1/messages", "/v1/responses"):
+            return named_stream_problems(path, r.text)
         return stream_problems(CHUNK_KIND.get(path, "?"), r.text)
+    if path == "/v1/messages":
+        return anthropic_types.problems("message", r.json())
+    if path == "/v1/messages/count_tokens":
+        return anthropic_types.problems("count", r.json())
     if path in RESPONSE_KIND:
         return schema_problems(RESPONSE_KIND[path], r.json())
     if path == "/llm/":
@@ -112,13 +123,30 @@ def stream_problems(kind: str, text: str) -> list[str]:
     return found
 
 
+def named_stream_problems(path: str, text: str) -> list[str]:
+    """An Anthropic or Responses stream (``event:`` + ``data:``): every event valid, in its place."""
+    events = [json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")]
+    names = [line[len("event: ") :] for line in text.splitlines() if line.startswith("event: ")]
+    found = [f"event line {n!r} != data type {e.get('type')!r}" for n, e in zip(names, events, strict=False)
+             if n != e.get("type")]  # fmt: skip
+    if path == "/v1/messages":
+        found += [p for e in events for p in anthropic_types.problems("event", e)]
+        ends = ("message_start", "message_stop")
+    else:
+        found += [p for e in events for p in event_problems(e)]
+        ends = ("response.created", "response.completed")
+    if not events or events[0].get("type") != ends[0] or events[-1].get("type") not in (ends[1], "response.incomplete"):
+        found.append(f"the stream does not run {ends[0]} .. {ends[1]}: {[e.get('type') for e in events]}")
+    return found
+
+
 class Tally:
     """What the fuzz sent and got, for the summary line."""
 
     def __init__(self) -> None:
         self.statuses: Counter[int] = Counter()
         self.kinds: Counter[str] = Counter()
-        self.generated = 0  # 200s from a generation route: requests that went through the model
+        self.generated: Counter[str] = Counter()  # 200s by generation route: requests that went through the model
         self.no_answer = 0
 
     @property
@@ -131,12 +159,14 @@ class Tally:
             self.no_answer += 1
             return
         self.statuses[r.status_code] += 1
-        self.generated += r.status_code == 200 and case.method == "POST" and case.path in GENERATION_ROUTES
+        if r.status_code == 200 and case.method == "POST" and case.path in GENERATION_ROUTES:
+            self.generated[case.path] += 1
 
     def summary(self, seconds: float) -> str:
         bad = sum(n for status, n in self.statuses.items() if status >= 500 and status != 503)
         return (f"fuzz: {self.requests} requests in {seconds:.0f} s; statuses {dict(sorted(self.statuses.items()))}; "
-                f"5xx other than 503: {bad}; no answer: {self.no_answer}; through the model: {self.generated}; "
+                f"5xx other than 503: {bad}; no answer: {self.no_answer}; through the model: {self.generated.total()} "
+                f"{dict(sorted(self.generated.items()))}; "
                 f"cases {dict(sorted(self.kinds.items()))}")  # fmt: skip
 
 

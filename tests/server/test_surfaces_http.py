@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from backends.builtin_server.engine.jobs import Choice, Completion
 from backends.builtin_server.engine.request import GenerationRequest
 from backends.builtin_server.http.app import create_app
+from tests import anthropic_types
 from tests.openai_schema import event_problems, problems
 from tests.server.test_http_app import FakeEngine
 
@@ -40,7 +41,7 @@ def events(body: str) -> list[tuple[str, dict[str, Any]]]:
 
 def test_messages_answer_and_stream_in_anthropic_shapes(client: FlaskClient, engine: FakeEngine) -> None:
     r = client.post("/v1/messages", json={**ASK, "system": "Be brief.", "metadata": {"user_id": "u"}})
-    assert r.status_code == 200 and r.json is not None
+    assert r.status_code == 200 and r.json is not None and anthropic_types.problems("message", r.json) == []
     assert {k: r.json[k] for k in ("type", "role", "model", "content", "stop_reason", "stop_sequence")} == {
         "type": "message", "role": "assistant", "model": "m", "content": [{"type": "text", "text": "hello"}],
         "stop_reason": "end_turn", "stop_sequence": None}  # fmt: skip
@@ -49,6 +50,7 @@ def test_messages_answer_and_stream_in_anthropic_shapes(client: FlaskClient, eng
     assert [m.role for m in sent.messages] == ["system", "user"] and sent.budget.max_new_tokens == 8
     r = client.post("/v1/messages", json={**ASK, "stream": True})
     got = events(r.get_data(as_text=True))
+    assert [p for _, data in got for p in anthropic_types.problems("event", data)] == []
     assert [name for name, _ in got] == ["message_start", "ping", "content_block_start", "content_block_delta",
                                          "content_block_delta", "content_block_stop", "message_delta", "message_stop"]
     assert got[0][1]["message"]["usage"] == {"input_tokens": 3, "output_tokens": 0}  # known before any token
@@ -84,7 +86,7 @@ def test_errors_are_in_each_surfaces_shape(client: FlaskClient) -> None:
              ("/v1/messages/count_tokens", {**ASK}, 400, "invalid_request_error")]  # fmt: skip
     for path, body, status, kind in cases:
         r = client.post(path, json=body)
-        assert r.status_code == status and r.json is not None and r.json["type"] == "error", r.json
+        assert r.status_code == status and r.json is not None and anthropic_types.problems("error", r.json) == [], r.json
         assert r.json["error"]["type"] == kind and r.json["error"]["message"]
     assert "max_tokens must be <=" in client.post("/v1/messages", json={**ASK, "max_tokens": 10**6}).json["error"]["message"]  # type: ignore[index]
     r = client.get("/v1/messages")

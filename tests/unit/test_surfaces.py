@@ -15,6 +15,7 @@ from surfaces.errors import SurfaceError
 from surfaces.responses_stream import ResponsesStream
 from surfaces.sse import Reader, frame
 from surfaces.store import ResponseStore
+from tests import anthropic_types
 from tests.openai_schema import event_problems, problems
 
 TOOL = {"name": "get_weather", "description": "Weather in a city",
@@ -118,6 +119,7 @@ def test_a_chat_reply_becomes_a_message() -> None:
              "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
              "finish_reason": "tool_calls"}], "usage": {"prompt_tokens": 10, "completion_tokens": 4,
              "prompt_tokens_details": {"cached_tokens": 6}}}  # fmt: skip
+    assert anthropic_types.problems("message", anthropic.message(reply, req=req)) == []
     assert anthropic.message(reply, req=req) == {
         "id": "msg_7", "type": "message", "role": "assistant", "model": "m",
         "content": [{"type": "text", "text": "Sunny"},
@@ -159,6 +161,8 @@ def test_errors_in_anthropic_shape() -> None:
     assert anthropic.error_body(404, "x")["error"]["type"] == "not_found_error"
     assert anthropic.error_body(401, "x")["error"]["type"] == "authentication_error"
     assert anthropic.error_body(503, "x")["error"]["type"] == "overloaded_error"
+    for status in (400, 401, 403, 404, 405, 408, 413, 429, 500, 502, 503, 529):
+        assert anthropic_types.problems("error", anthropic.error_body(status, "x")) == [], status
     openai_shaped = {"error": {"message": "The model `x` does not exist.", "type": "NotFoundError", "param": "model"}}
     assert anthropic.error_from_chat(404, openai_shaped) == {
         "type": "error", "error": {"type": "not_found_error", "message": "The model `x` does not exist."}}
@@ -170,6 +174,7 @@ def test_the_stream_events_come_in_the_order_the_sdk_assembles() -> None:
     for chunk in CALL_CHUNKS:
         events += stream.feed(chunk)
     events += stream.finish()
+    assert [p for _, data in events for p in anthropic_types.problems("event", data)] == []
     assert [name for name, _ in events] == [
         "message_start", "ping", "content_block_start", "content_block_delta", "content_block_stop",
         "content_block_start", "content_block_delta", "content_block_delta", "content_block_stop",

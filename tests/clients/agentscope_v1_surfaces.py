@@ -1,0 +1,109 @@
+"""Runs inside the AgentScope 1.x venv: AgentScope's AnthropicChatModel (Anthropic Messages) and
+OpenAIResponseModel (OpenAI Responses) against a modelserve deployment, one JSON line per check.
+
+    python agentscope_v1_surfaces.py BASE_URL MODEL [API_KEY]     # BASE_URL without /v1
+
+For each model: ``call`` (the model with a toolkit and tool_choice="required" returns a tool_use
+block, and the Toolkit executes it; streamed, AgentScope's default) and ``react`` (a ReActAgent
+with that toolkit and the structured model it must end with: AgentScope then requires a tool call
+at every step, so the run shows whether the agent called get_weather before answering).
+"""
+
+import asyncio
+import json
+import sys
+from collections.abc import AsyncGenerator
+
+from agentscope.agent import ReActAgent
+from agentscope.formatter import AnthropicChatFormatter, OpenAIResponseChatFormatter
+from agentscope.message import Msg, TextBlock
+from agentscope.model import AnthropicChatModel, OpenAIResponseModel
+from agentscope.tool import Toolkit, ToolResponse
+from pydantic import BaseModel, Field
+
+base_url, model_name = sys.argv[1].rstrip("/"), sys.argv[2]
+api_key = sys.argv[3] if len(sys.argv) > 3 else "EMPTY"
+CALLED: list[str] = []
+
+
+def get_weather(city: str) -> ToolResponse:
+    """Get the current weather in a city.
+
+    Args:
+        city (str): The name of the city, e.g. Paris.
+    """
+    CALLED.append(city)
+    return ToolResponse(content=[TextBlock(type="text", text=f"It is sunny and 21 C in {city}.")])
+
+
+class Weather(BaseModel):
+    city: str = Field(description="the city asked about")
+    weather: str = Field(description="the weather get_weather reported")
+
+
+def toolkit() -> Toolkit:
+    kit = Toolkit()
+    kit.register_tool_function(get_weather)
+    return kit
+
+
+def models(stream: bool) -> dict:
+    return {
+        # anthropic 2.17 (what agentscope 1.0.21 installs) has no temperature parameter: extra_body carries it.
+        "anthropic": (AnthropicChatModel(model_name, api_key=api_key, stream=stream, max_tokens=96,
+                                         client_kwargs={"base_url": base_url},
+                                         generate_kwargs={"extra_body": {"temperature": 0}}),
+                      AnthropicChatFormatter()),
+        "responses": (OpenAIResponseModel(model_name, api_key=api_key, stream=stream,
+                                          client_kwargs={"base_url": base_url + "/v1"},
+                                          generate_kwargs={"temperature": 0, "max_output_tokens": 96}),
+                      OpenAIResponseChatFormatter()),
+    }  # fmt: skip
+
+
+async def last(reply):  # a streamed reply is an async generator of growing ChatResponses
+    if isinstance(reply, AsyncGenerator):
+        final = None
+        async for chunk in reply:
+            final = chunk
+        return final
+    return reply
+
+
+async def call(surface: str, stream: bool) -> dict:
+    model, formatter = models(stream)[surface]
+    kit = toolkit()
+    prompt = await formatter.format([Msg("user", "What is the weather in Paris?", "user")])
+    reply = await last(await model(prompt, tools=kit.get_json_schemas(), tool_choice="required"))
+    uses = [b for b in reply.content if b.get("type") == "tool_use"]
+    result = None
+    if uses:
+        async for chunk in await kit.call_tool_function(uses[0]):
+            result = "".join(b.get("text", "") for b in chunk.content if b.get("type") == "text")
+    return {"check": "call", "surface": surface, "stream": stream,
+            "tool_use": [{"name": u["name"], "input": u["input"]} for u in uses], "result": result}  # fmt: skip
+
+
+async def react(surface: str) -> dict:
+    model, formatter = models(True)[surface]
+    CALLED.clear()
+    agent = ReActAgent(name="assistant", sys_prompt="You are a helpful assistant. Call get_weather to learn the "
+                       "weather, then report it.", model=model, formatter=formatter, toolkit=toolkit(), max_iters=2)  # fmt: skip
+    agent.set_console_output_enabled(False)  # stdout carries the JSON lines
+    reply = await agent(Msg("user", "What is the weather in Paris?", "user"), structured_model=Weather)
+    return {"check": "react", "surface": surface, "called": list(CALLED), "text": reply.get_text_content(),
+            "metadata": reply.metadata}  # fmt: skip
+
+
+async def main() -> None:
+    only = sys.argv[4].split(",") if len(sys.argv) > 4 else ["anthropic", "responses"]
+    for surface in only:
+        for check in (call(surface, False), call(surface, True), react(surface)):
+            try:
+                print(json.dumps(await check, default=str), flush=True)
+            except Exception as exc:  # reported; the other checks still run
+                print(json.dumps({"check": "crashed", "surface": surface, "error": f"{type(exc).__name__}: {exc}"}),
+                      flush=True)  # fmt: skip
+
+
+asyncio.run(main())
