@@ -310,6 +310,7 @@ def launch_plan_text(plan: LaunchPlan) -> str:
     lines += [f"client {c.kind}: {c.url} model={c.model_name} key={'***' if c.api_key else None}" for c in plan.clients]
     if plan.tools:
         lines.append(f"tools: {plan.tools}")
+    lines += [f"surface {name}: {how}" for name, how in plan.surfaces.items()]
     lines += [f"note: {n}" for n in plan.notes]
     if plan.external:
         lines.append("external: true")
