@@ -8,7 +8,9 @@
 - ``GET /v1/models`` lists every member, loaded or not; ``/health``, ``/metrics`` (Prometheus),
   ``GET /fleet`` (what ``modelserve status`` shows), ``POST /fleet/load|unload/<name>``,
   ``GET /modelserve/requests`` (summaries of the last requests, for the dashboard: activity.py).
-Errors are OpenAI-shaped: ``{"error": {"message", "type", "param", "code"}}``.
+Errors are OpenAI-shaped: ``{"error": {"message", "type", "param", "code"}}``; under /v1/messages
+(Anthropic Messages, routed by ``model`` like the rest) the gateway's own are Anthropic-shaped, and
+the key may come as ``x-api-key``. What a member answers passes through as it came.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from launcher.gateway.activity import Activity, Passage, UsageWatch
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import GatewayPlan
 from launcher.gateway.pool import Busy, MemberState, Pool, Unavailable, Upstream
+from surfaces import anthropic
 
 POOL: web.AppKey[Pool] = web.AppKey("pool", Pool)
 PLAN: web.AppKey[GatewayPlan] = web.AppKey("plan", GatewayPlan)
@@ -35,24 +38,28 @@ CLIENT: web.AppKey[aiohttp.ClientSession] = web.AppKey("client", aiohttp.ClientS
 CREATED: web.AppKey[int] = web.AppKey("created", int)
 ACTIVITY: web.AppKey[Activity] = web.AppKey("activity", Activity)
 PASSAGE: web.RequestKey[Passage] = web.RequestKey("passage", Passage)  # what the ring records of a request
-PASS_HEADERS = ("content-type", "accept")
+PASS_HEADERS = ("content-type", "accept", "anthropic-version", "anthropic-beta")
 HOP_HEADERS = {"content-length", "transfer-encoding", "connection", "keep-alive", "content-encoding", "date", "server"}
 READ_TIMEOUT = 600.0  # seconds of upstream silence before the request fails (a generation is slow, not silent)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error(status: int, message: str, *, type_: str, code: str | None = None, param: str | None = None,
-          headers: dict[str, str] | None = None) -> web.Response:  # fmt: skip
-    body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+          headers: dict[str, str] | None = None, request: web.Request | None = None) -> web.Response:  # fmt: skip
+    """The gateway's own refusal, in the shape of the surface ``request`` was for."""
+    body: dict[str, Any] = {"error": {"message": message, "type": type_, "param": param, "code": code}}
+    if request is not None and request.path.startswith("/v1/messages"):
+        body = anthropic.error_body(status, message)
     return web.json_response(body, status=status, headers=headers)
 
 
 @web.middleware
 async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     key = request.app[PLAN].api_key
-    if key and request.path != "/health" and request.headers.get("Authorization") != f"Bearer {key}":
-        return error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", type_="invalid_request_error",
-                     code="invalid_api_key")  # fmt: skip
+    sent = request.headers.get("Authorization") == f"Bearer {key}" or request.headers.get("x-api-key") == key
+    if key and request.path != "/health" and not sent:
+        return error(401, "missing or wrong API key: send 'Authorization: Bearer KEY' (or x-api-key)",
+                     type_="invalid_request_error", code="invalid_api_key", request=request)  # fmt: skip
     return await handler(request)
 
 
@@ -157,9 +164,10 @@ def _refusal(request: web.Request, m: MemberState, exc: Exception) -> web.Respon
     if isinstance(exc, Busy):
         code = "rate_limit_exceeded" if exc.status == 429 else "fleet_busy"
         return error(exc.status, str(exc), type_="server_error" if exc.status == 503 else "rate_limit_error",
-                     code=code, headers={"Retry-After": str(max(1, round(exc.retry_after)))})  # fmt: skip
+                     code=code, headers={"Retry-After": str(max(1, round(exc.retry_after)))}, request=request)  # fmt: skip
     request.app[METRICS].errors.labels(m.plan.name).inc()
-    return error(503, str(exc), type_="server_error", code="model_load_failed", headers={"Retry-After": "10"})
+    return error(503, str(exc), type_="server_error", code="model_load_failed", headers={"Retry-After": "10"},
+                 request=request)  # fmt: skip
 
 
 async def openai(request: web.Request) -> web.StreamResponse:
@@ -167,14 +175,15 @@ async def openai(request: web.Request) -> web.StreamResponse:
     try:
         body = json.loads(raw)
     except ValueError:
-        return error(400, "the body is not valid JSON", type_="invalid_request_error")
+        return error(400, "the body is not valid JSON", type_="invalid_request_error", request=request)
     if not isinstance(body, dict) or not isinstance(body.get("model"), str):
         return error(400, "'model' is required: the fleet routes by it (GET /v1/models lists them)",
-                     type_="invalid_request_error", param="model")  # fmt: skip
+                     type_="invalid_request_error", param="model", request=request)  # fmt: skip
     _passage(request).model = body["model"]
     m = request.app[POOL].lookup(body["model"])
     if m is None:
-        return web.json_response(_unknown(request, body["model"]), status=404)
+        unknown = _unknown(request, body["model"])["error"]
+        return error(404, unknown["message"], type_=unknown["type"], param="model", code=unknown["code"], request=request)
     _passage(request).member = m.plan.name
 
     def rewrite(up: Upstream) -> bytes:
@@ -220,7 +229,7 @@ async def forward(request: web.Request, m: MemberState, path: str, body_for: Cal
             return _refusal(request, m, exc)
         except aiohttp.ClientError as exc:
             request.app[METRICS].errors.labels(m.plan.name).inc()
-            return error(502, f"{m.plan.name}: {exc}", type_="server_error", code="upstream_error")
+            return error(502, f"{m.plan.name}: {exc}", type_="server_error", code="upstream_error", request=request)
     raise AssertionError("unreachable")
 
 

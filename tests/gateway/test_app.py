@@ -20,6 +20,7 @@ from launcher.gateway.members import CommandStarter
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import GatewayPlan, MemberPlan
 from launcher.gateway.pool import Pool
+from tests import anthropic_types
 from tests.openai_schema import problems
 
 
@@ -48,6 +49,13 @@ class Upstream:
                                   "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi", "refusal": None},
                                                "logprobs": None, "finish_reason": "stop"}]})  # fmt: skip
 
+    async def surface(self, request: web.Request) -> web.Response:
+        """/v1/messages and /v1/responses as a member serves them: what arrived comes back."""
+        body = await request.json()
+        self.seen.append({"path": request.path, "body": body, "auth": request.headers.get("Authorization"),
+                          "anthropic-version": request.headers.get("anthropic-version")})  # fmt: skip
+        return web.json_response({"model": body["model"]})
+
     async def llm(self, request: web.Request) -> web.Response:
         return web.json_response({"data": {"response": {"choices": [{"message": {"content": "posted"}}]}}})
 
@@ -55,6 +63,8 @@ class Upstream:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/llm/", self.llm)
+        for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"):
+            app.router.add_post(path, self.surface)
         return app
 
 
@@ -175,3 +185,24 @@ def test_a_full_member_queue_answers_429_with_retry_after() -> None:
         assert 'modelserve_gateway_requests_total{code="200",member="a"} 3.0' in text
 
     gateway_test(body, max_concurrency=2, max_queue=1)
+
+
+def test_messages_and_responses_route_by_model_and_anthropic_errors_keep_their_shape() -> None:
+    async def body(client: aiohttp.ClientSession, base: str, up: Upstream) -> None:
+        ask = {"model": "alpha", "max_tokens": 4, **CHAT}
+        for path in ("/v1/messages", "/v1/messages/count_tokens", "/v1/responses"):
+            status, answer, _ = await post(client, base + path, ask, headers={"x-api-key": "gw-key",
+                                                                               "anthropic-version": "2023-06-01"})  # fmt: skip
+            assert (status, answer) == (200, {"model": "upstream-name"}), answer
+            assert up.seen[-1]["path"] == path and up.seen[-1]["auth"] == "Bearer member-key"
+        assert up.seen[0]["anthropic-version"] == "2023-06-01"
+        for payload, code in (({**ask, "model": "gpt-4"}, 404), ({"max_tokens": 4, **CHAT}, 400)):
+            status, answer, _ = await post(client, f"{base}/v1/messages", payload, headers={"x-api-key": "gw-key"})
+            assert status == code and anthropic_types.problems("error", answer) == [], answer
+        status, answer, _ = await post(client, f"{base}/v1/messages", ask)
+        assert status == 401 and answer["error"]["type"] == "authentication_error"
+        status, answer, _ = await post(client, f"{base}/v1/responses", {**ask, "model": "gpt-4"},
+                                       headers={"Authorization": "Bearer gw-key"})  # fmt: skip
+        assert status == 404 and problems("error", answer) == [] and answer["error"]["code"] == "model_not_found"
+
+    gateway_test(body, api_key="gw-key")
