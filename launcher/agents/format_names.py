@@ -7,8 +7,14 @@ from typing import Literal, get_args
 
 from launcher.core.names import ClientKind
 
-Format = Literal["agentscope", "modelscope-agent", "agentfabric", "agentscope-v1", "agentscope-v2", "openai-env"]
+Format = Literal["agentscope", "modelscope-agent", "agentfabric", "agentscope-v1", "agentscope-v2", "openai-env",
+                 "anthropic-env", "codex", "openai-agents", "agentscope-v1-anthropic", "agentscope-v1-responses",
+                 "agentscope-v2-anthropic", "agentscope-v2-responses"]  # fmt: skip
 FORMATS: tuple[Format, ...] = get_args(Format)
+# Formats whose clients speak an agent API surface other than Chat Completions, and which one.
+SURFACE_OF: dict[str, str] = {"anthropic-env": "messages", "codex": "responses", "openai-agents": "responses",
+                              "agentscope-v1-anthropic": "messages", "agentscope-v1-responses": "responses",
+                              "agentscope-v2-anthropic": "messages", "agentscope-v2-responses": "responses"}  # fmt: skip
 # How entry names and `config --endpoint` spell each kind of endpoint.
 ENDPOINTS: dict[str, ClientKind] = {"post": "post_api_chat", "openai": "openai_chat", "ollama": "ollama_chat"}
 SUFFIX: dict[str, str] = {kind: name for name, kind in ENDPOINTS.items()}

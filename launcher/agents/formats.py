@@ -9,6 +9,8 @@ Every key below is a verified fact from shared/reference/agentscope-clients.md (
 - ``agentfabric``: named entries for AgentFabric's ``config/model_config.json`` (§5.2).
 - ``agentscope-v1`` / ``agentscope-v2``: Python snippets for AgentScope 1.x / 2.x (§6).
 - ``openai-env``: ``OPENAI_BASE_URL`` / ``OPENAI_API_KEY`` lines for any OpenAI SDK client.
+- ``anthropic-env``, ``codex``, ``openai-agents``, ``agentscope-v{1,2}-{anthropic,responses}``:
+  clients of Anthropic Messages and OpenAI Responses (surface_clients.py).
 
 A format that cannot express an endpoint leaves it out with a note; a request that leaves
 nothing is an error that names the formats that would work.
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from launcher.agents import surface_clients
 from launcher.agents.agentscope import ENDPOINTS, SUFFIX, agentscope_entries, entry_name
 from launcher.agents.format_names import FORMATS, Format
 from launcher.agents.rendered_config import DESCRIBE, RenderedConfig, WriteMode
@@ -75,6 +78,12 @@ SPECS: dict[Format, _Spec] = {
         "post_api_chat": "OPENAI_BASE_URL cannot point at a POST /llm/ server",
         "ollama_chat": "the native Ollama API is not the OpenAI API (use --endpoint openai: Ollama serves /v1 too)",
     }),  # fmt: skip
+    # Anthropic Messages and OpenAI Responses share the host and port of the OpenAI endpoint.
+    **{name: _Spec(("openai_chat",), True, "new-file", {
+        "post_api_chat": "it speaks Anthropic Messages or OpenAI Responses, not the POST /llm/ envelope",
+        "ollama_chat": "it speaks Anthropic Messages or OpenAI Responses (use --endpoint openai: the same server)",
+    }) for name in ("anthropic-env", "codex", "openai-agents", "agentscope-v1-anthropic", "agentscope-v1-responses",
+                    "agentscope-v2-anthropic", "agentscope-v2-responses")},  # fmt: skip
 }
 
 
@@ -222,4 +231,11 @@ _RENDERERS: dict[Format, Renderer] = {
     "agentscope-v1": agentscope_v1,
     "agentscope-v2": agentscope_v2,
     "openai-env": _openai_env,
+    "anthropic-env": surface_clients.anthropic_env,
+    "codex": surface_clients.codex,
+    "openai-agents": surface_clients.openai_agents,
+    "agentscope-v1-anthropic": surface_clients.agentscope_v1_anthropic,
+    "agentscope-v1-responses": surface_clients.agentscope_v1_responses,
+    "agentscope-v2-anthropic": surface_clients.agentscope_v2_anthropic,
+    "agentscope-v2-responses": surface_clients.agentscope_v2_responses,
 }

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from launcher.agents import config_files
+from launcher.agents.format_names import SURFACE_OF
 from launcher.agents.formats import Format, RenderedConfig, entry_base, render
 from launcher.agents.rendered_config import CAVEAT_PREFIX
 from launcher.core.deployment import AgentScopeSettings
@@ -44,6 +45,12 @@ def config_for(record: records.DeploymentRecord, fmt: Format, *, only: str | Non
     """Render ``fmt`` for ``record``. ``overrides``: max_tokens, temperature, request_timeout;
     None keeps the settings `up` wrote its entries with. ``member``: a fleet's model id (the
     fleet's first member when None)."""
+    surface = SURFACE_OF.get(fmt)
+    if surface is not None and record.surfaces.get(surface) == "no":
+        title = "Anthropic Messages" if surface == "messages" else "OpenAI Responses"
+        raise ClientConfigError(f"deployment {record.name!r} does not serve {title} (--format {fmt} needs it)",
+                                "let modelserve start its engine (a reused server gets no translating front), or "
+                                "use --format openai-env")  # fmt: skip
     given = {k: v for k, v in overrides.items() if v is not None}
     base_settings = {k: v for k, v in record.agentscope.items() if k in overrides}
     settings = AgentScopeSettings.model_validate({**base_settings, **given})

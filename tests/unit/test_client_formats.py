@@ -29,7 +29,9 @@ OLLAMA = ClientEndpoint("ollama_chat", "http://127.0.0.1:11434", "qwen2.5:0.5b")
 OLLAMA_V1 = ClientEndpoint("openai_chat", "http://127.0.0.1:11434/v1", "qwen2.5:0.5b")
 KINDS = {"post": POST, "openai": OPENAI, "ollama": OLLAMA}
 EXT = {"agentscope": "json", "modelscope-agent": "json", "agentfabric": "json", "agentscope-v1": "py",
-       "agentscope-v2": "py", "openai-env": "env"}  # fmt: skip
+       "agentscope-v2": "py", "openai-env": "env", "anthropic-env": "env", "codex": "toml", "openai-agents": "py",
+       "agentscope-v1-anthropic": "py", "agentscope-v1-responses": "py", "agentscope-v2-anthropic": "py",
+       "agentscope-v2-responses": "py"}  # fmt: skip
 GREEDY = AgentScopeSettings(temperature=0, max_tokens=48, request_timeout=60)
 
 
@@ -63,7 +65,8 @@ def test_every_format_for_every_endpoint_kind_golden(fmt: str, kind: str, key: s
         assert_golden(f"{name}.error.txt", str(exc) + "\n")
         return
     assert rendered.endpoints == (endpoint,)
-    assert rendered.holds_secret == bool(key)
+    # Codex reads its key from the environment (env_key): its config never holds one.
+    assert rendered.holds_secret == (bool(key) and fmt != "codex")
     assert_golden(f"{name}.{EXT[fmt]}", rendered.text)
 
 
@@ -82,6 +85,8 @@ def test_which_kinds_each_format_expresses() -> None:
         "agentscope-v1": ["ollama", "openai"],
         "agentscope-v2": ["ollama", "openai"],
         "openai-env": ["openai"],
+        **{f: ["openai"] for f in ("anthropic-env", "codex", "openai-agents", "agentscope-v1-anthropic",
+                                   "agentscope-v1-responses", "agentscope-v2-anthropic", "agentscope-v2-responses")},
     }
 
 
@@ -124,10 +129,29 @@ def test_the_served_name_is_sent_never_a_gpt_name() -> None:
                 assert endpoint.model_name in text or fmt == "openai-env"  # env lines carry no model
 
 
-@pytest.mark.parametrize("fmt", ["agentscope-v1", "agentscope-v2"])
+@pytest.mark.parametrize("fmt", ["agentscope-v1", "agentscope-v2", "openai-agents", "agentscope-v1-anthropic",
+                                 "agentscope-v1-responses", "agentscope-v2-anthropic", "agentscope-v2-responses"])
 def test_snippets_are_valid_python(fmt: str) -> None:
     for endpoint in (OPENAI, keyed(OPENAI, 'we"ird\\key'), OLLAMA):
-        compile(render(fmt, endpoint).text, f"<{fmt}>", "exec")
+        if endpoint.kind in formats.SPECS[fmt].kinds:  # type: ignore[index]
+            compile(render(fmt, endpoint).text, f"<{fmt}>", "exec")
+
+
+def test_codex_config_is_toml_with_a_responses_provider_and_no_key() -> None:
+    import tomllib
+
+    config = tomllib.loads(render("codex", keyed(OPENAI)).text)
+    provider = config["model_providers"][config["model_provider"]]
+    assert config["model"] == "smollm2-135m" and provider["base_url"] == "http://127.0.0.1:8000/v1"
+    assert provider["wire_api"] == "responses" and provider["env_key"] == "MODELSERVE_API_KEY"
+    assert config["model_provider"] not in ("openai", "ollama", "lmstudio")  # Codex's own provider ids
+    assert "env_key" not in tomllib.loads(render("codex", OPENAI).text)["model_providers"]["modelserve-smol"]
+
+
+def test_anthropic_env_points_at_the_servers_root() -> None:
+    lines = dict(line.split("=", 1) for line in render("anthropic-env", keyed(OPENAI)).text.splitlines())
+    assert lines["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:8000"  # the SDKs add /v1/messages themselves
+    assert lines["ANTHROPIC_AUTH_TOKEN"] == "s3cret" and lines["ANTHROPIC_MODEL"] == "smollm2-135m"
 
 
 def test_env_lines_are_shell_quoted() -> None:
