@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-reliability setup down lint clean wheelhouse device-check
+.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-front bench-reliability setup down lint clean wheelhouse device-check
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,10 @@ bench-agent: setup
 # The fleet gateway against a fast stand-in upstream, direct vs through it: ratios, one run.
 bench-gateway: setup
 	$(BIN)/python bench/gateway.py
+
+# The translating front (Anthropic Messages / OpenAI Responses) against a fast stand-in upstream: added ms, one run.
+bench-front: setup
+	$(BIN)/python bench/front.py
 
 # The figures of the README's Reliability table: fuzz, chaos, soak, drain in one run.
 bench-reliability: setup

@@ -53,7 +53,10 @@ async def chat(request: web.Request) -> web.StreamResponse:
     args = request.app[ARGS]
     body = await request.json()
     model = str(body.get("model", "standin"))
-    await asyncio.sleep(delay_ms(args, body.get("seed")) / 1000)
+    # Requests translated from another surface (bench/front.py) carry their number as `user`.
+    user = body.get("user")
+    seed = body.get("seed", int(user) if isinstance(user, str) and user.isdigit() else None)
+    await asyncio.sleep(delay_ms(args, seed) / 1000)
     if not body.get("stream"):
         return web.json_response(completion(model, args.chunks))
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
