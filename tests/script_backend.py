@@ -19,7 +19,9 @@ class ScriptBackend(Backend):
 
     name: ClassVar[str] = "script"
     summary: ClassVar[str] = "test programs"
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",))
+    # Its programs answer /health, not chat: nothing for a translating front to translate.
+    capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), messages="no", count_tokens="no",
+                                                        responses="no")  # fmt: skip
 
     def inspect(self, *, python: str, deployment: object, local: bool) -> EngineInfo:  # type: ignore[override]
         return EngineInfo(Availability(True, "test"))

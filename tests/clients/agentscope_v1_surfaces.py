@@ -3,16 +3,15 @@ OpenAIResponseModel (OpenAI Responses) against a modelserve deployment, one JSON
 
     python agentscope_v1_surfaces.py BASE_URL MODEL [API_KEY]     # BASE_URL without /v1
 
-For each model: ``call`` (the model with a toolkit and tool_choice="required" returns a tool_use
-block, and the Toolkit executes it; streamed, AgentScope's default) and ``react`` (a ReActAgent
-with that toolkit and the structured model it must end with: AgentScope then requires a tool call
-at every step, so the run shows whether the agent called get_weather before answering).
+For each model (streamed, AgentScope's default): ``react``, a ReActAgent with a toolkit holding
+get_weather and a structured model it must end with, so AgentScope requires a tool call at every
+step; the run shows whether the agent called get_weather, and what the tool answered it (the
+results its memory holds).
 """
 
 import asyncio
 import json
 import sys
-from collections.abc import AsyncGenerator
 
 from agentscope.agent import ReActAgent
 from agentscope.formatter import AnthropicChatFormatter, OpenAIResponseChatFormatter
@@ -61,29 +60,6 @@ def models(stream: bool) -> dict:
     }  # fmt: skip
 
 
-async def last(reply):  # a streamed reply is an async generator of growing ChatResponses
-    if isinstance(reply, AsyncGenerator):
-        final = None
-        async for chunk in reply:
-            final = chunk
-        return final
-    return reply
-
-
-async def call(surface: str, stream: bool) -> dict:
-    model, formatter = models(stream)[surface]
-    kit = toolkit()
-    prompt = await formatter.format([Msg("user", "What is the weather in Paris?", "user")])
-    reply = await last(await model(prompt, tools=kit.get_json_schemas(), tool_choice="required"))
-    uses = [b for b in reply.content if b.get("type") == "tool_use"]
-    result = None
-    if uses:
-        async for chunk in await kit.call_tool_function(uses[0]):
-            result = "".join(b.get("text", "") for b in chunk.content if b.get("type") == "text")
-    return {"check": "call", "surface": surface, "stream": stream,
-            "tool_use": [{"name": u["name"], "input": u["input"]} for u in uses], "result": result}  # fmt: skip
-
-
 async def react(surface: str) -> dict:
     model, formatter = models(True)[surface]
     CALLED.clear()
@@ -91,14 +67,16 @@ async def react(surface: str) -> dict:
                        "weather, then report it.", model=model, formatter=formatter, toolkit=toolkit(), max_iters=2)  # fmt: skip
     agent.set_console_output_enabled(False)  # stdout carries the JSON lines
     reply = await agent(Msg("user", "What is the weather in Paris?", "user"), structured_model=Weather)
-    return {"check": "react", "surface": surface, "called": list(CALLED), "text": reply.get_text_content(),
-            "metadata": reply.metadata}  # fmt: skip
+    results = [block["output"][0]["text"] for msg in await agent.memory.get_memory()
+               for block in msg.get_content_blocks("tool_result") if block.get("output")]  # fmt: skip
+    return {"check": "react", "surface": surface, "called": list(CALLED), "results": results,
+            "text": reply.get_text_content(), "metadata": reply.metadata}  # fmt: skip
 
 
 async def main() -> None:
     only = sys.argv[4].split(",") if len(sys.argv) > 4 else ["anthropic", "responses"]
     for surface in only:
-        for check in (call(surface, False), call(surface, True), react(surface)):
+        for check in (react(surface),):
             try:
                 print(json.dumps(await check, default=str), flush=True)
             except Exception as exc:  # reported; the other checks still run

@@ -86,9 +86,8 @@ def raw_events(create) -> list[dict]:
 
 
 def messages_stream() -> None:
-    with ant.messages.stream(model=model, max_tokens=8, messages=ASK, extra_body=GREEDY) as stream:
-        texts = list(stream.text_stream)
-        final = stream.get_final_message()
+    """The raw events (parsed strictly, in order; their text joined): the SDK's own assembly of a
+    stream is exercised by the streamed tool call below."""
     events = raw_events(lambda: ant.messages.with_streaming_response.create(
         model=model, max_tokens=8, messages=ASK, stream=True, extra_body=GREEDY))  # fmt: skip
     # ping is no RawMessageStreamEvent: the SDK reads it and moves on.
@@ -96,8 +95,10 @@ def messages_stream() -> None:
     problems += [f"ping event {e['data']}" for e in events if e["data"]["type"] == "ping" and e["data"] != {"type": "ping"}]
     problems += [f"event line {e['event']!r} != data type {e['data']['type']!r}" for e in events
                  if e["event"] != e["data"]["type"]]  # fmt: skip
-    report("messages.stream", text="".join(texts), final_text=final.content[0].text, stop_reason=final.stop_reason,
-           usage=final.usage.model_dump(), order=[e["data"]["type"] for e in events], strict=problems)  # fmt: skip
+    text = "".join(e["data"]["delta"].get("text", "") for e in events if e["data"]["type"] == "content_block_delta")
+    delta = next((e["data"] for e in events if e["data"]["type"] == "message_delta"), {})
+    report("messages.stream", text=text, stop_reason=delta.get("delta", {}).get("stop_reason"),
+           usage=delta.get("usage"), order=[e["data"]["type"] for e in events], strict=problems)  # fmt: skip
 
 
 def messages_tools() -> None:
@@ -167,19 +168,16 @@ def responses_plain() -> None:
 
 
 def responses_stream() -> None:
+    """The SDK's typed events; each as it came (to_dict: the fields the server sent) is printed for
+    the test to validate against OpenAI's schema."""
     stream = oai.responses.create(model=model, input="What is the capital of France?", max_output_tokens=8,
                                   temperature=0, stream=True)  # fmt: skip
-    kinds, deltas, final = [], [], None
-    for event in stream:
-        kinds.append(event.type)
-        if event.type == "response.output_text.delta":
-            deltas.append(event.delta)
-        if event.type in ("response.completed", "response.incomplete"):
-            final = event.response
-    events = raw_events(lambda: oai.responses.with_streaming_response.create(
-        model=model, input="What is the capital of France?", max_output_tokens=8, temperature=0, stream=True))  # fmt: skip
-    report("responses.stream", order=kinds, text="".join(deltas), final_text=final.output_text if final else None,
-           events=[e["data"] for e in events], event_names=[e["event"] for e in events])  # fmt: skip
+    events = [event.to_dict() for event in stream]
+    final = next((e["response"] for e in events if e["type"] in ("response.completed", "response.incomplete")), None)
+    final_text = "".join(p["text"] for item in (final or {}).get("output", []) if item["type"] == "message"
+                         for p in item["content"])  # fmt: skip
+    report("responses.stream", order=[e["type"] for e in events], events=events, final_text=final_text,
+           text="".join(e["delta"] for e in events if e["type"] == "response.output_text.delta"))
 
 
 def responses_tools() -> None:

@@ -57,7 +57,7 @@ def check_messages(got: dict[str, dict[str, Any]], engine: Engine) -> None:
     assert plain["usage"]["input_tokens"] > 0 and plain["usage"]["output_tokens"] > 0, plain
     stream = got["messages.stream"]
     assert stream["strict"] == [] and MESSAGES_ORDER.match(" ".join(stream["order"])), stream
-    assert stream["text"] == stream["final_text"] and stream["text"], stream
+    assert stream["text"] and stream["stop_reason"] in ("end_turn", "max_tokens") and stream["usage"]["output_tokens"], stream
     result = got["messages.tool_result"]  # after the call that came (or, refused, one an agent had made)
     assert result["content"][0]["type"] == "text" and result["content"][0]["text"], result
     if engine.tools:
@@ -85,7 +85,6 @@ def check_responses(got: dict[str, dict[str, Any]], engine: Engine) -> None:
     assert got["responses.previous"]["error"] is None and got["responses.previous"]["text"], got["responses.previous"]
     stream = got["responses.stream"]
     assert RESPONSES_ORDER.match(" ".join(stream["order"])), stream["order"]
-    assert stream["event_names"] == [e["type"] for e in stream["events"]], stream["event_names"]
     assert [p for e in stream["events"] for p in event_problems(e)] == []
     assert [e["sequence_number"] for e in stream["events"]] == list(range(len(stream["events"])))
     assert stream["text"] == stream["final_text"] and stream["text"], stream
@@ -121,15 +120,11 @@ def sdk_checks(python: str, base: str, model: str, engine: Engine, key: str = "E
 
 
 def agentscope_checks(python: str, base: str, model: str) -> None:
-    """AgentScope 1.x's AnthropicChatModel and OpenAIResponseModel: a forced call the Toolkit runs,
-    streamed and not, and a ReActAgent that calls the tool in its run."""
+    """AgentScope 1.x's AnthropicChatModel and OpenAIResponseModel (streamed, its default) each
+    drive a ReActAgent that calls get_weather in its run and gets the tool's answer back."""
     lines = client_lines(python, "agentscope_v1_surfaces.py", base, model, timeout=1800)
     assert not [line for line in lines if line["check"] == "crashed"], lines
     for surface in ("anthropic", "responses"):
-        calls = [line for line in lines if line["check"] == "call" and line["surface"] == surface]
-        assert len(calls) == 2, lines
-        for call in calls:
-            assert call["tool_use"] and call["tool_use"][0]["name"] == "get_weather", call
-            assert call["result"].startswith("It is sunny"), call
         react = next(line for line in lines if line["check"] == "react" and line["surface"] == surface)
-        assert react["called"], react  # the agent's loop called get_weather and ran it
+        assert react["called"] and react["called"][0] == "Paris", react  # the agent's loop called get_weather
+        assert react["results"] and react["results"][0].startswith("It is sunny"), react

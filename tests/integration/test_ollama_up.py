@@ -73,7 +73,8 @@ def test_up_pulls_with_progress_serves_both_entries_and_down_stops_it(ms: Run, t
     summary = json.loads(up.stdout)
     record = summary["deployment"]
     assert (record["backend"], record["served_model_name"], record["external"]) == ("ollama", "qwen2.5:0.5b", False)
-    assert record["engine"] == {"binary": str(STANDIN), "version": "0.14.0"}
+    assert record["engine"] == {"binary": str(STANDIN), "version": "0.14.0",
+                                "front": "python -m launcher.front (count_tokens, responses)"}
     assert record["processes"][0]["argv"] == [str(STANDIN), "serve"]
     assert summary["config_names"] == ["qw-ollama", "qw-openai"]
 
@@ -245,7 +246,7 @@ def test_a_second_deployment_shares_the_ollama_a_first_one_started(ms: Run, tmp_
     names = {m["name"] for m in get_json(f"http://127.0.0.1:{port}/api/tags")["models"]}
     assert names == {"tinyllama:latest", "qwen2.5:0.5b"}
     assert "b: left running" in ms("down", "b").stdout
-    assert len(with_marker(first["deployment"]["marker"])) == 1
+    assert len(with_marker(first["deployment"]["marker"])) == 2  # a's `ollama serve` and its front, left running
     ms("down", "a")
     assert standin_servers(port) == []
 

@@ -309,7 +309,7 @@ def test_chaos_flask_transformers(tmp_path: Path, in_tmp: Path, cli_env: dict[st
 def test_chaos_fastchat(tmp_path: Path, in_tmp: Path, cli_env: dict[str, str], smollm2_dir: Path) -> None:
     create_env(cli_env, "fastchat")
     chaos(tmp_path, cli_env, "chaos-fc", f"model: {smollm2_dir}\nbackend: fastchat\ndevice: cpu\nthreads: 1\n"
-          "api_key: fc-key\ntimeout: 300\n", ["controller", "worker", "api"], "smol", api_key="fc-key")  # fmt: skip
+          "api_key: fc-key\ntimeout: 300\n", ["controller", "worker", "api", "front"], "smol", api_key="fc-key")  # fmt: skip
 
 
 @pytest.mark.vllm
