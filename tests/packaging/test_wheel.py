@@ -36,6 +36,8 @@ def test_wheel_contains_data_files(wheel: Path) -> None:
     assert {"launcher/ui/static/index.html", "launcher/ui/static/app.js", "launcher/ui/static/style.css",
             "launcher/ui/static/login.html", "launcher/ui/static/vendor/uplot/uPlot.iife.min.js",
             "launcher/ui/static/vendor/uplot/LICENSE"} <= names  # fmt: skip
+    # The surface translator and the front that runs it in front of an engine (Messages, Responses).
+    assert {"surfaces/anthropic.py", "surfaces/responses.py", "launcher/front/__main__.py"} <= names
     assert not any(n.startswith("tests/") for n in names)
 
 
