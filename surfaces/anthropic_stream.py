@@ -44,8 +44,9 @@ class MessagesStream:
                "stop_reason": None, "stop_sequence": None, "usage": start}  # fmt: skip
         return [("message_start", {"type": "message_start", "message": msg}), ("ping", {"type": "ping"})]
 
-    def feed(self, raw: Mapping[str, Any]) -> list[Out]:
-        chunk = chat.Chunk.model_validate(raw)
+    def feed(self, raw: Mapping[str, Any] | str) -> list[Out]:
+        """One chat chunk: a parsed object, or its JSON text (parsed here, faster, by pydantic-core)."""
+        chunk = chat.Chunk.model_validate_json(raw) if isinstance(raw, str) else chat.Chunk.model_validate(raw)
         out: list[Out] = []
         if chunk.usage is not None:
             self._usage = chunk.usage

@@ -54,8 +54,9 @@ class ResponsesStream:
         return [self._event("response.created", response=snapshot),
                 self._event("response.in_progress", response=snapshot)]  # fmt: skip
 
-    def feed(self, raw: Mapping[str, Any]) -> list[Out]:
-        chunk = chat.Chunk.model_validate(raw)
+    def feed(self, raw: Mapping[str, Any] | str) -> list[Out]:
+        """One chat chunk: a parsed object, or its JSON text (parsed here, faster, by pydantic-core)."""
+        chunk = chat.Chunk.model_validate_json(raw) if isinstance(raw, str) else chat.Chunk.model_validate(raw)
         out: list[Out] = []
         if chunk.usage is not None:
             self._usage = chunk.usage

@@ -36,6 +36,8 @@ CLIENT_ENVS: dict[str, list[str]] = {
     # The Anthropic and OpenAI SDKs for Messages and Responses (tests/e2e/test_surfaces*.py): the newest
     # releases the index here offers; anthropic 2.17 is also what agentscope 1.0.21 pulls in.
     "sdk-surfaces": ["anthropic==2.17.0", "openai==3.63.0"],
+    # The OpenAI Agents SDK, for the config `modelserve config -f openai-agents` renders.
+    "openai-agents-0.24.0": ["openai-agents==0.24.0"],
     # Pulls jupyter, spacy, llama-index, langchain, transformers (no torch): ~7 minutes.
     "modelscope-agent-0.7.2": ["modelscope-agent==0.7.2"],
     # The live single-node Ray cluster (tests/integration/test_ray_cluster.py): plain ray, no

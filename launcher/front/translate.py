@@ -37,7 +37,7 @@ class EngineRefused(Exception):
 
 class Stream(Protocol):
     def start(self) -> Out: ...
-    def feed(self, raw: dict[str, Any]) -> Out: ...
+    def feed(self, raw: dict[str, Any] | str) -> Out: ...
     def finish(self) -> Out: ...
     def error(self, status: int, message: str) -> Out: ...
 
@@ -129,12 +129,11 @@ async def _relay(answer: aiohttp.ClientResponse, response: web.StreamResponse, s
                 if event.data.strip() == "[DONE]":
                     return None
                 try:
-                    obj = json.loads(event.data)
-                except ValueError:
-                    return f"the engine sent a chunk that is not JSON: {event.data[:200]!r}"
-                if chat.is_error(obj):
-                    return chat.error_message(obj, 502)
-                await response.write(_frames(stream.feed(obj)))
+                    if '"error' in event.data and chat.is_error(obj := json.loads(event.data)):
+                        return chat.error_message(obj, 502)
+                    await response.write(_frames(stream.feed(event.data)))
+                except ValueError:  # not JSON, or not a chunk (pydantic's ValidationError is a ValueError)
+                    return f"the engine sent a chunk that is not a chat chunk: {event.data[:200]!r}"
     except aiohttp.ClientError as exc:
         return f"the engine's stream broke off: {exc}"
     return "the engine's stream ended before it finished"

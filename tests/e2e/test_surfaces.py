@@ -25,9 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from launcher.process import ports
-from tests.e2e.conftest import client_python, modelserve_cmd
+from tests.e2e.conftest import client_lines, client_python, modelserve_cmd
 from tests.e2e.surfaces_expect import Engine, agentscope_checks, sdk_checks
 from tests.ollama_standin.harness import env_with_standin, standin_servers
 from tests.procs import with_marker
@@ -95,6 +96,30 @@ def test_builtin_server_sdks(builtin: Deployed, sdk_python: str) -> None:
 
 def test_builtin_server_agentscope(builtin: Deployed, agentscope1_python: str) -> None:
     agentscope_checks(agentscope1_python, builtin.base, "smollm2-135m")
+
+
+def test_builtin_server_rendered_configs(builtin: Deployed, sdk_python: str, agentscope1_python: str,
+                                        tmp_path: Path) -> None:  # fmt: skip
+    """The configs `modelserve config -f ...` renders for the new clients, used as the README says."""
+    import tomllib
+
+    def rendered(fmt: str) -> str:
+        return builtin.modelserve("config", builtin.record["name"], "-f", fmt).stdout
+
+    lines = dict(line.split("=", 1) for line in rendered("anthropic-env").splitlines())
+    assert client_lines(sdk_python, "rendered_config.py", "anthropic-env", env=lines)[-1]["text"]
+    for fmt, python in (("openai-agents", client_python("openai-agents-0.24.0")),
+                        ("agentscope-v1-anthropic", agentscope1_python), ("agentscope-v1-responses", agentscope1_python)):
+        snippet = tmp_path / f"{fmt}.py"
+        snippet.write_text(rendered(fmt))
+        kind = fmt if fmt == "openai-agents" else "agentscope"
+        assert client_lines(python, "rendered_config.py", kind, str(snippet))[-1]["text"], fmt
+    codex = tomllib.loads(rendered("codex"))  # no Codex CLI here: its provider points at a working /v1/responses
+    provider = codex["model_providers"][codex["model_provider"]]
+    assert provider["wire_api"] == "responses" and provider["base_url"] == builtin.base + "/v1"
+    answer = requests.post(provider["base_url"] + "/responses", json={"model": codex["model"], "input": "Hi",
+                                                                        "max_output_tokens": 4}, timeout=300)  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["object"] == "response", answer.text
 
 
 def test_fastchat_behind_the_front(tmp_path: Path, sdk_python: str) -> None:
