@@ -106,7 +106,7 @@ def test_available_finds_the_binary_on_path_or_from_ollama_bin(tmp_path: Path,
     monkeypatch.setenv("PATH", f"{STANDIN_DIR}{os.pathsep}/usr/bin:/bin")
     monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:9")  # `--version` finds no server there
     avail = inspect(OllamaBackend()).available
-    assert (avail.ok, avail.version) == (True, "ollama 0.13.5")
+    assert (avail.ok, avail.version) == (True, "ollama 0.14.0")  # the stand-in's version
 
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
     exe = tmp_path / "bin" / "my-ollama"
@@ -119,4 +119,4 @@ def test_available_finds_the_binary_on_path_or_from_ollama_bin(tmp_path: Path,
     assert model.served_name == "qwen2.5:0.5b"
     assert inspect(backend, dep).available.ok
     assert not inspect(backend).available.ok  # without the deployment's ollama_bin: not on PATH
-    assert inspect(backend, dep).facts == {"binary": str(exe), "version": "0.13.5"}
+    assert inspect(backend, dep).facts == {"binary": str(exe), "version": "0.14.0"}
