@@ -4,9 +4,10 @@ OpenAIResponseModel (OpenAI Responses) against a modelserve deployment, one JSON
     python agentscope_v1_surfaces.py BASE_URL MODEL [API_KEY]     # BASE_URL without /v1
 
 For each model (streamed, AgentScope's default): ``react``, a ReActAgent with a toolkit holding
-get_weather and a structured model it must end with, so AgentScope requires a tool call at every
-step; the run shows whether the agent called get_weather, and what the tool answered it (the
-results its memory holds).
+get_weather whose first reasoning step must call a tool (AgentScope's own tool_choice "required",
+which it uses for structured output: a tiny model left to choose may not call one); the run shows
+that the agent called get_weather, what the tool answered it (the results its memory holds), and
+the answer it ended with.
 """
 
 import asyncio
@@ -18,7 +19,6 @@ from agentscope.formatter import AnthropicChatFormatter, OpenAIResponseChatForma
 from agentscope.message import Msg, TextBlock
 from agentscope.model import AnthropicChatModel, OpenAIResponseModel
 from agentscope.tool import Toolkit, ToolResponse
-from pydantic import BaseModel, Field
 
 base_url, model_name = sys.argv[1].rstrip("/"), sys.argv[2]
 api_key = sys.argv[3] if len(sys.argv) > 3 else "EMPTY"
@@ -35,9 +35,15 @@ def get_weather(city: str) -> ToolResponse:
     return ToolResponse(content=[TextBlock(type="text", text=f"It is sunny and 21 C in {city}.")])
 
 
-class Weather(BaseModel):
-    city: str = Field(description="the city asked about")
-    weather: str = Field(description="the weather get_weather reported")
+class FirstStepCallsATool(ReActAgent):
+    """ReActAgent, its first reasoning step held to tool_choice="required"; the rest its own."""
+
+    first = True
+
+    async def _reasoning(self, tool_choice=None):
+        if self.first:
+            self.first, tool_choice = False, "required"
+        return await super()._reasoning(tool_choice)
 
 
 def toolkit() -> Toolkit:
@@ -63,10 +69,11 @@ def models(stream: bool) -> dict:
 async def react(surface: str) -> dict:
     model, formatter = models(True)[surface]
     CALLED.clear()
-    agent = ReActAgent(name="assistant", sys_prompt="You are a helpful assistant. Call get_weather to learn the "
-                       "weather, then report it.", model=model, formatter=formatter, toolkit=toolkit(), max_iters=2)  # fmt: skip
+    agent = FirstStepCallsATool(name="assistant", sys_prompt="You are a helpful assistant. Call get_weather to learn "
+                                "the weather, then report it.", model=model, formatter=formatter, toolkit=toolkit(),
+                                max_iters=2)  # fmt: skip
     agent.set_console_output_enabled(False)  # stdout carries the JSON lines
-    reply = await agent(Msg("user", "What is the weather in Paris?", "user"), structured_model=Weather)
+    reply = await agent(Msg("user", "What is the weather in Paris?", "user"))
     results = [block["output"][0]["text"] for msg in await agent.memory.get_memory()
                for block in msg.get_content_blocks("tool_result") if block.get("output")]  # fmt: skip
     return {"check": "react", "surface": surface, "called": list(CALLED), "results": results,

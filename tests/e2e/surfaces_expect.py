@@ -128,3 +128,4 @@ def agentscope_checks(python: str, base: str, model: str) -> None:
         react = next(line for line in lines if line["check"] == "react" and line["surface"] == surface)
         assert react["called"] and react["called"][0] == "Paris", react  # the agent's loop called get_weather
         assert react["results"] and react["results"][0].startswith("It is sunny"), react
+        assert isinstance(react["text"], str) and react["text"], react  # and the run ended with an answer
