@@ -9,7 +9,7 @@ imported here (an import-linter contract keeps it so).
 - ``anthropic``: ``POST /v1/messages`` and ``/v1/messages/count_tokens`` (wire models in
   ``anthropic_wire``, the stream in ``anthropic_stream``);
 - ``responses``: ``POST /v1/responses`` (wire models in ``responses_wire``, the stream in
-  ``responses_stream``, ``previous_response_id`` in ``store``);
+  ``responses_stream``, ``previous_response_id`` in ``response_store``);
 - ``chat``: the Chat Completions request, response and chunk models both translate through;
 - ``sse``: reading and writing server-sent events; ``errors``: the one refusal type.
 """

@@ -35,6 +35,7 @@ SAME_MEANING = {
     "errors": "a program's one error family (the launcher's exit codes, the built-in server's API errors)",
     "metrics": "a server process's Prometheus metrics (the gateway's, the built-in server's)",
     "probes": "readiness probes a backend's plan uses (the shared library, Ollama's native-API ones)",
+    "sse": "server-sent events: how a surface's frames are written (the built-in server's, the translator's)",
 }
 # The README describes the built-in server room by room (its folders), not module by module.
 ROOMS_ONLY = "backends/builtin_server/"

@@ -17,7 +17,7 @@ import sys
 from aiohttp import web
 
 from launcher.front.app import create_app
-from launcher.front.config import FrontConfig
+from launcher.front.shared import FrontConfig
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
 log = logging.getLogger("modelserve.front")

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Mapping
 import aiohttp
 from aiohttp import web
 
-from launcher.front.config import CLIENT, CONFIG, ROUTES, STORE, FrontConfig
+from launcher.front.shared import CLIENT, CONFIG, ROUTES, STORE, FrontConfig
 from launcher.front.translate import HANDLERS
-from surfaces.store import ResponseStore
+from surfaces.response_store import ResponseStore
 
 HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"})
 READ_TIMEOUT = 600.0  # seconds of engine silence before a request fails (a generation is slow, not silent)

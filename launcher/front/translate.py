@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import aiohttp
 from aiohttp import web
 
-from launcher.front.config import CLIENT, CONFIG, STORE, FrontConfig
+from launcher.front.shared import CLIENT, CONFIG, STORE, FrontConfig
 from surfaces import anthropic, chat, responses, sse
 from surfaces.anthropic_stream import MessagesStream
 from surfaces.errors import SurfaceError

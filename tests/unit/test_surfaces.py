@@ -12,9 +12,9 @@ import pytest
 from surfaces import anthropic, responses
 from surfaces.anthropic_stream import MessagesStream
 from surfaces.errors import SurfaceError
+from surfaces.response_store import ResponseStore
 from surfaces.responses_stream import ResponsesStream
 from surfaces.sse import Reader, frame
-from surfaces.store import ResponseStore
 from tests import anthropic_types
 from tests.openai_schema import event_problems, problems
 

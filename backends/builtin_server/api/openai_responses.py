@@ -1,8 +1,8 @@
 """``POST /v1/responses``, served natively through the shared translator (``surfaces.responses``):
 the Responses request (with the conversation ``previous_response_id`` names, from this server's
 store) -> a chat request -> this server's chat path -> the chat result or chunks -> the Response
-object or its events. Stored responses (``store`` not false) keep their conversation in a
-bounded in-memory store with a TTL (surfaces/store.py)."""
+object or its events. Stored responses (``response_store`` not false) keep their conversation in a
+bounded in-memory store with a TTL (surfaces/response_store.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from backends.builtin_server.api.surface_common import api_error, chat_side, err
 from backends.builtin_server.engine.jobs import Completion, StreamHandle, StreamStarted
 from backends.builtin_server.engine.request import GenerationRequest
 from surfaces import chat, responses
+from surfaces.response_store import ResponseStore
 from surfaces.responses_stream import ResponsesStream
 from surfaces.responses_wire import ResponsesRequest
-from surfaces.store import ResponseStore
 
 NAMES = {"max_tokens": "max_output_tokens", "response_format": "text.format", "messages": "input"}
 

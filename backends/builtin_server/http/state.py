@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flask import Response, current_app
 
 from backends.builtin_server.http.recent_requests import RecentRequests
-from surfaces.store import ResponseStore
+from surfaces.response_store import ResponseStore
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.scheduler import Engine

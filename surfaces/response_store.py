@@ -1,6 +1,6 @@
 """``previous_response_id``: the conversations stored responses end, kept in memory, bounded.
 
-A stored response (``store`` is not false) keeps its conversation (the earlier turns, its input
+A stored response (``response_store`` is not false) keeps its conversation (the earlier turns, its input
 and its output, as chat messages; never its ``instructions``, which OpenAI does not carry over)
 for ``ttl`` seconds, and at most ``capacity`` responses are kept: the oldest goes first. Nothing
 is written to disk; a restart forgets them all (a request that names one then gets a 400).

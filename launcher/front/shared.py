@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import aiohttp
 from aiohttp import web
 
-from surfaces.store import ResponseStore
+from surfaces.response_store import ResponseStore
 
 # The surfaces the front can translate, by the name --translate uses, and their routes.
 ROUTES = {"messages": "/v1/messages", "count_tokens": "/v1/messages/count_tokens", "responses": "/v1/responses"}
