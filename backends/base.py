@@ -46,11 +46,14 @@ from launcher.devices import DevicePlan
 from launcher.models import resolve
 
 __all__ = [
-    "AutoChoice", "Availability", "Backend", "BackendOptions", "Container", "EngineInfo", "EnvSpec", "GpuUse",
-    "KubeRayImage", "NoContainer", "NodeLayout", "PlanContext", "render_args",
+    "RERANK_NOTE", "AutoChoice", "Availability", "Backend", "BackendOptions", "Container", "EngineInfo", "EnvSpec",
+    "GpuUse", "KubeRayImage", "NoContainer", "NodeLayout", "PlanContext", "render_args",
 ]  # fmt: skip
 
 Report = Callable[[str], None]
+# The summary's line for every rerank deployment: what its clients do instead of an agent config.
+RERANK_NOTE = ("rerank: no agent config format has a reranker slot (none is written); clients POST {model, query, "
+               "documents, top_n} to /v1/rerank")
 DeviceKind = Literal["cpu", "cuda"]
 
 

@@ -35,6 +35,12 @@ from launcher.models.families import chat_template
 API_KEY_ENV = "MODELSERVE_API_KEY"
 NO_TOOLS = ("not supported: FastChat's OpenAI API server has no tool calling (it ignores `tools`), so agents "
             "that act (AgentScope's ReActAgent) need another backend: -b flask-transformers or -b vllm")
+# Read in fschat 0.2.36 (serve/model_worker.py get_embeddings, model/model_adapter.py): what its
+# /v1/embeddings would give for a sentence-transformers model such as all-MiniLM-L6-v2.
+NO_EMBEDDINGS = ("FastChat's worker cannot serve a sentence-transformers model: only a path containing 'bge' or "
+                 "'e5-' gets an encoder (BGE: CLS pooling, whatever the model's own pooling); any other loads as a "
+                 "causal LM (BERT -> BertLMHeadModel), whose vocabulary logits it would return as the 'embedding'; "
+                 "and it runs BERT without the attention mask, so padded batches change the vectors")
 # `python -c BOOT MODULE ARGS...`: run MODULE as __main__ with the key appended from the env.
 WITH_KEY_BOOT = (
     "import os, runpy, sys; "
@@ -82,7 +88,9 @@ class FastChatBackend(Backend):
     # Its OpenAI API server has no tool calling and no response_format (fschat 0.2.36), and no
     # Messages or Responses: modelserve's front translates those (without tools: see surfaces.chat).
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True, messages="translated",
-                                                        count_tokens="translated", responses="translated")  # fmt: skip
+                                                        count_tokens="translated", responses="translated",
+                                                        refusals=(("embed", NO_EMBEDDINGS),
+                                                                  ("rerank", "FastChat has no rerank route")))  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = FastChatOptions
     install_hint: ClassVar[str] = "modelserve env create fastchat"
     env_spec: ClassVar[EnvSpec | None] = EnvSpec(

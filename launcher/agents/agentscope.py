@@ -1,7 +1,8 @@
 """AgentScope 0.x model configs: the entries `up` merges into ``model_config.json``.
 
 One entry per client endpoint, named ``BASE-SUFFIX`` (``demo-post``, ``demo-openai``); the
-fields are the ones AgentScope 0.1.6 accepts (shared/reference/agentscope-clients.md §3).
+fields are the ones AgentScope 0.1.6 accepts (shared/reference/agentscope-clients.md §3). An
+embedding deployment gets the embedding model types under the same names.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from launcher.agents.format_names import ENDPOINTS, SUFFIX
-from launcher.core.launch import ClientEndpoint
+from launcher.core.launch import ClientEndpoint, ClientKind
 
 if TYPE_CHECKING:
     from launcher.core.deployment import AgentScopeSettings
 
-__all__ = ["ENDPOINTS", "SUFFIX", "agentscope_entries", "agentscope_entry", "entry_name"]
+__all__ = ["ENDPOINTS", "KINDS", "SUFFIX", "agentscope_entries", "agentscope_entry", "entry_name"]
 
 
 def entry_name(base: str, endpoint: ClientEndpoint) -> str:
@@ -65,10 +66,47 @@ def agentscope_entry(endpoint: ClientEndpoint, settings: AgentScopeSettings, bas
             "keep_alive": "5m",
             "host": endpoint.url,
         }
+    return _embedding_entry(name, endpoint, settings)
+
+
+def _embedding_entry(name: str, endpoint: ClientEndpoint, settings: AgentScopeSettings) -> dict[str, Any]:
+    """The embedding model types of AgentScope 0.x. No generate_args: their values reach
+    ``embeddings.create``, which refuses the chat template's ``temperature``."""
+    if endpoint.kind == "openai_embedding":
+        return {
+            "config_name": name,
+            "model_type": "openai_embedding",
+            "model_name": endpoint.model_name,
+            "api_key": endpoint.api_key or "EMPTY",
+            "client_args": {"base_url": endpoint.url.rstrip("/") + "/", "timeout": settings.request_timeout},
+        }
+    if endpoint.kind == "post_api_embedding":
+        # The body is {messages_key: texts, **json_args}: OpenAI's {"input", "model"}, read back
+        # as data[i].embedding. 0.1.x defines the class but does not register it (README).
+        entry: dict[str, Any] = {
+            "config_name": name,
+            "model_type": "post_api_embedding",
+            "model_name": endpoint.model_name,
+            "api_url": endpoint.url,
+            "messages_key": "input",
+            "json_args": {"model": endpoint.model_name, "encoding_format": "float"},
+            "post_args": {"timeout": settings.request_timeout},
+        }
+        if endpoint.api_key:
+            entry["headers"] = {"Authorization": f"Bearer {endpoint.api_key}"}
+        return entry
+    if endpoint.kind == "ollama_embedding":
+        return {"config_name": name, "model_type": "ollama_embedding", "model_name": endpoint.model_name,
+                "keep_alive": "5m", "host": endpoint.url}  # fmt: skip
     raise ValueError(f"no AgentScope entry for {endpoint.kind}")
+
+
+# The endpoint kinds AgentScope 0.x has a model type for (a reranker it has not).
+KINDS: tuple[ClientKind, ...] = ("post_api_chat", "openai_chat", "ollama_chat", "openai_embedding", "post_api_embedding", "ollama_embedding")
 
 
 def agentscope_entries(
     endpoints: Sequence[ClientEndpoint], settings: AgentScopeSettings, base: str
 ) -> list[dict[str, Any]]:
-    return [agentscope_entry(e, settings, base) for e in endpoints]
+    """The entries for the endpoints AgentScope 0.x has a model type for (``KINDS``), in order."""
+    return [agentscope_entry(e, settings, base) for e in endpoints if e.kind in KINDS]

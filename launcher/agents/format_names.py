@@ -15,6 +15,12 @@ FORMATS: tuple[Format, ...] = get_args(Format)
 SURFACE_OF: dict[str, str] = {"anthropic-env": "messages", "codex": "responses", "openai-agents": "responses",
                               "agentscope-v1-anthropic": "messages", "agentscope-v1-responses": "responses",
                               "agentscope-v2-anthropic": "messages", "agentscope-v2-responses": "responses"}  # fmt: skip
-# How entry names and `config --endpoint` spell each kind of endpoint.
-ENDPOINTS: dict[str, ClientKind] = {"post": "post_api_chat", "openai": "openai_chat", "ollama": "ollama_chat"}
-SUFFIX: dict[str, str] = {kind: name for name, kind in ENDPOINTS.items()}
+# How entry names and `config --endpoint` spell each kind of endpoint. A deployment has chat or
+# embedding endpoints, never both, so the two kinds of one API share a name (`demo-openai`).
+ENDPOINTS: dict[str, tuple[ClientKind, ...]] = {
+    "post": ("post_api_chat", "post_api_embedding"),
+    "openai": ("openai_chat", "openai_embedding"),
+    "ollama": ("ollama_chat", "ollama_embedding"),
+    "rerank": ("rerank",),
+}
+SUFFIX: dict[str, str] = {kind: name for name, kinds in ENDPOINTS.items() for kind in kinds}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from launcher.agents import surface_clients
-from launcher.agents.agentscope import ENDPOINTS, SUFFIX, agentscope_entries, entry_name
+from launcher.agents.agentscope import ENDPOINTS, KINDS, SUFFIX, agentscope_entries, entry_name
 from launcher.agents.format_names import FORMATS, Format
 from launcher.agents.rendered_config import DESCRIBE, RenderedConfig, WriteMode
 from launcher.agents.snippets import agentscope_v1, agentscope_v2
@@ -54,29 +54,44 @@ class _Spec:
 
 
 _NO_POST = "it has no client for the AgentScope POST /llm/ envelope"
+_NO_RERANK = ("it has no reranker client; send POST {\"model\", \"query\", \"documents\"} to this URL yourself "
+              "(README: Embeddings and rerank)")
+# ModelScope-Agent's llm_config and AgentFabric's model_config.json entries each configure a chat model.
+_NO_EMBEDDING_SLOT = "its config configures a chat model and has no slot for an embedding endpoint"
+_MODELSCOPE_NO: dict[ClientKind, str] = {"openai_embedding": _NO_EMBEDDING_SLOT, "post_api_embedding": _NO_EMBEDDING_SLOT,
+                  "ollama_embedding": _NO_EMBEDDING_SLOT, "rerank": _NO_RERANK}  # fmt: skip
+_V1_NO: dict[ClientKind, str] = {"post_api_embedding": "it has no POST-API embedding class; the OpenAI-compatible one reaches the same "
+                                "route (--endpoint openai)", "rerank": _NO_RERANK}  # fmt: skip
 SPECS: dict[Format, _Spec] = {
-    "agentscope": _Spec(("post_api_chat", "openai_chat", "ollama_chat"), False, "merge-list", {}),
+    "agentscope": _Spec(KINDS, False, "merge-list", {"rerank": f"AgentScope 0.x: {_NO_RERANK}"}),
     "modelscope-agent": _Spec(("openai_chat",), True, "new-file", {
         "post_api_chat": f"ModelScope-Agent: {_NO_POST}",
         # Its `ollama` client (llm/ollama.py) drops every generation option and needs is_chat
         # true or it calls ollama.Client.chat(prompt=...), which does not exist.
         "ollama_chat": "ModelScope-Agent's `ollama` client ignores max_tokens/temperature; "
                        "use the deployment's OpenAI-compatible endpoint (--endpoint openai)",
+        **{k: f"ModelScope-Agent: {v}" for k, v in _MODELSCOPE_NO.items()},
     }),  # fmt: skip
     "agentfabric": _Spec(("openai_chat",), False, "merge-object", {
         "post_api_chat": f"AgentFabric: {_NO_POST}",
         "ollama_chat": "AgentFabric's `ollama` type ignores max_tokens/temperature; "
                        "use the deployment's OpenAI-compatible endpoint (--endpoint openai)",
+        **{k: f"AgentFabric: {v}" for k, v in _MODELSCOPE_NO.items()},
     }),  # fmt: skip
-    "agentscope-v1": _Spec(("ollama_chat", "openai_chat"), True, "new-file", {
+    "agentscope-v1": _Spec(("ollama_chat", "openai_chat", "ollama_embedding", "openai_embedding"), True, "new-file", {
         "post_api_chat": f"AgentScope 1.x: {_NO_POST} (config files and post_api_chat are gone since 1.0)",
+        **{k: f"AgentScope 1.x: {v}" for k, v in _V1_NO.items()},
     }),  # fmt: skip
-    "agentscope-v2": _Spec(("ollama_chat", "openai_chat"), True, "new-file", {
+    "agentscope-v2": _Spec(("ollama_chat", "openai_chat", "ollama_embedding", "openai_embedding"), True, "new-file", {
         "post_api_chat": f"AgentScope 2.x: {_NO_POST}",
+        **{k: f"AgentScope 2.x: {v}" for k, v in _V1_NO.items()},
     }),  # fmt: skip
-    "openai-env": _Spec(("openai_chat",), True, "new-file", {
+    "openai-env": _Spec(("openai_chat", "openai_embedding"), True, "new-file", {
         "post_api_chat": "OPENAI_BASE_URL cannot point at a POST /llm/ server",
         "ollama_chat": "the native Ollama API is not the OpenAI API (use --endpoint openai: Ollama serves /v1 too)",
+        "post_api_embedding": "it is the same route as the OpenAI-compatible endpoint (--endpoint openai)",
+        "ollama_embedding": "the native Ollama API is not the OpenAI API (use --endpoint openai: Ollama serves /v1 too)",
+        "rerank": "the OpenAI SDK has no rerank call",
     }),  # fmt: skip
     # Anthropic Messages and OpenAI Responses share the host and port of the OpenAI endpoint.
     **{name: _Spec(("openai_chat",), True, "new-file", {
@@ -123,6 +138,8 @@ def render(
     if not usable:
         would = [f for f in FORMATS if any(e.kind in SPECS[f].kinds for e in chosen)]
         hint = f"use --format {' or '.join(would)}" if would else "start the model with a backend that serves /v1"
+        if not would and all(e.kind == "rerank" for e in chosen):
+            hint = "a reranker needs no agent config: clients POST to its /v1/rerank (README: Embeddings and rerank)"
         excluded = [e for e in endpoints if e.kind in spec.kinds]
         if excluded:  # --endpoint left out the one that works
             hint = f"pass --endpoint {SUFFIX[excluded[0].kind]} or leave --endpoint out, or {hint}"
@@ -150,7 +167,7 @@ def _select(endpoints: Sequence[ClientEndpoint], *, deployment: str, only: str |
         return list(endpoints)
     if only not in ENDPOINTS:
         raise ClientConfigError(f"unknown endpoint {only!r}", f"use one of {', '.join(ENDPOINTS)}")
-    picked = [e for e in endpoints if e.kind == ENDPOINTS[only]]
+    picked = [e for e in endpoints if e.kind in ENDPOINTS[only]]
     if not picked:
         have = ", ".join(SUFFIX[e.kind] for e in endpoints)
         raise ClientConfigError(f"deployment {deployment!r} has no {only} endpoint (it has: {have})",

@@ -18,6 +18,10 @@ DESCRIBE: dict[str, str] = {
     "post_api_chat": "POST /llm/",
     "openai_chat": "OpenAI-compatible",
     "ollama_chat": "native Ollama",
+    "openai_embedding": "OpenAI-compatible embeddings",
+    "post_api_embedding": "POST /v1/embeddings",
+    "ollama_embedding": "native Ollama embeddings",
+    "rerank": "rerank",
 }
 
 

@@ -51,6 +51,8 @@ def _where(dep: str, e: ClientEndpoint) -> str:
 def agentscope_v1(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: str, dep: str,
                    notes: list[str]) -> RenderedConfig:  # fmt: skip
     e = eps[0]
+    if e.kind.endswith("_embedding"):
+        return _embedding_v1(eps, s, dep, notes)
     header = [*f"AgentScope 1.x (checked with 1.0.21) {_where(dep, e)}".splitlines(),
               "Models are async: `await model(await formatter.format(msgs))`, or hand both to an agent:",
               '  ReActAgent(name="assistant", sys_prompt="...", model=model, formatter=formatter)',
@@ -85,6 +87,8 @@ def agentscope_v1(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: 
 def agentscope_v2(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: str, dep: str,
                    notes: list[str]) -> RenderedConfig:  # fmt: skip
     e = eps[0]
+    if e.kind.endswith("_embedding"):
+        return _embedding_v2(eps, s, dep, notes)
     header = [*f"AgentScope 2.x (checked with 2.0.11) {_where(dep, e)}".splitlines(),
               "Models are async: `await model([Msg(name=\"user\", role=\"user\", content=[TextBlock(text=...)])])`,",
               "or hand it to an agent: agentscope.agent.Agent(name=..., system_prompt=..., model=model)",
@@ -116,3 +120,58 @@ def agentscope_v2(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, base: 
         body = _call("model", "OpenAIChatModel", args)
     return RenderedConfig("agentscope-v2", _snippet(header, imports, body), "new-file", eps,
                           tuple(notes))  # fmt: skip
+
+
+def _dimensions(e: ClientEndpoint) -> tuple[str, str]:
+    """(literal, comment) for ``dimensions``: the model's real size, which the clients send."""
+    if e.dimensions is not None:
+        return str(e.dimensions), "the model's own size: AgentScope sends it with every request"
+    return "None", "the model's size: `ollama show MODEL` (its embedding_length); None sends none"
+
+
+_KNOWLEDGE = ["For a knowledge base: agentscope.rag.SimpleKnowledge(embedding_model=embedding,",
+              "  embedding_store=QdrantStore(location=\":memory:\", collection_name=..., dimensions=<the same>))"]
+
+
+def _embedding_v1(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, dep: str, notes: list[str]) -> RenderedConfig:
+    e = eps[0]
+    header = [*f"AgentScope 1.x (checked with 1.0.21) {_where(dep, e)}".splitlines(),
+              "Embedding models are async: `await embedding([\"text\", ...])` -> .embeddings", *_KNOWLEDGE,
+              *_caveats(notes)]  # fmt: skip
+    size, why = _dimensions(e)
+    if e.kind == "ollama_embedding":
+        header.append("Needs the ollama package: pip install ollama")
+        imports = ["from agentscope.embedding import OllamaTextEmbedding"]
+        args = [("model_name", _py(e.model_name), ""), ("dimensions", size, why), ("host", _py(e.url), ""),
+                ("timeout", repr(s.request_timeout), "")]  # fmt: skip
+        body = _call("embedding", "OllamaTextEmbedding", args)
+    else:
+        imports = ["from agentscope.embedding import OpenAITextEmbedding"]
+        args = [("model_name", _py(e.model_name), "sent as \"model\": the served name"),
+                ("api_key", _py(e.api_key or "EMPTY"), ""), ("dimensions", size, why),
+                ("base_url", _py(e.url.rstrip("/")), "the rest is passed to openai.AsyncClient"),
+                ("timeout", repr(s.request_timeout), "")]  # fmt: skip
+        body = _call("embedding", "OpenAITextEmbedding", args)
+    return RenderedConfig("agentscope-v1", _snippet(header, imports, body), "new-file", eps, tuple(notes))
+
+
+def _embedding_v2(eps: tuple[ClientEndpoint, ...], s: AgentScopeSettings, dep: str, notes: list[str]) -> RenderedConfig:
+    e = eps[0]
+    header = [*f"AgentScope 2.x (checked with 2.0.11's source) {_where(dep, e)}".splitlines(),
+              "Embedding models are async: `await embedding([\"text\", ...])` -> .embeddings", *_caveats(notes)]  # fmt: skip
+    size, why = _dimensions(e)
+    if e.kind == "ollama_embedding":
+        header.append("Needs the ollama package: pip install 'agentscope[ollama]'")
+        imports = ["from agentscope.credential import OllamaCredential",
+                   "from agentscope.embedding import OllamaEmbeddingModel"]  # fmt: skip
+        args = [("credential", f"OllamaCredential(host={_py(e.url)})", ""), ("model", _py(e.model_name), ""),
+                ("dimensions", size, why)]  # fmt: skip
+        body = _call("embedding", "OllamaEmbeddingModel", args)
+    else:
+        imports = ["from agentscope.credential import OpenAICredential",
+                   "from agentscope.embedding import OpenAIEmbeddingModel"]  # fmt: skip
+        credential = f"OpenAICredential(api_key={_py(e.api_key or 'EMPTY')}, base_url={_py(e.url.rstrip('/'))})"
+        args = [("credential", credential, ""), ("model", _py(e.model_name), "sent as \"model\": the served name"),
+                ("dimensions", size, why)]  # fmt: skip
+        body = _call("embedding", "OpenAIEmbeddingModel", args)
+    return RenderedConfig("agentscope-v2", _snippet(header, imports, body), "new-file", eps, tuple(notes))

@@ -19,8 +19,8 @@ WRITE_HELP = ("Merge into this file instead of printing (agentscope, agentfabric
 @click.argument("name")
 @click.option("-f", "--format", "fmt", required=True, type=click.Choice(FORMATS), help="Which client to configure.")
 @click.option("-w", "--write", "write_path", type=click.Path(dir_okay=False, path_type=Path), help=WRITE_HELP)
-@click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="Only this endpoint: post (/llm/), openai "
-              "(/v1), ollama (native API) [every one the format can express].")  # fmt: skip
+@click.option("--endpoint", type=click.Choice(list(ENDPOINTS)), help="Only this endpoint: post (/llm/ or "
+              "/v1/embeddings), openai (/v1), ollama (native API), rerank [every one the format can express].")  # fmt: skip
 @click.option("--config-name", help="Entry name prefix (agentscope, agentfabric) [the one `up` used].")
 @click.option("--member", help="A fleet's member, by the model id clients send [its first].")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Max new tokens per reply [512].")

@@ -12,11 +12,14 @@ from typing import Any
 import click
 
 from launcher.cli.root import JSON_VERSION, apply, main, report, warn
+from launcher.core.names import TASKS
 
 UP_OPTIONS = [
     click.option("-m", "--model", help="Local folder, HF/ModelScope ID in the local cache, or alias (smollm2-135m)."),
     click.option("-p", "--port", type=int, help="Port to serve on [8000]."),
     click.option("-b", "--backend", help="auto or a backend name (see `modelserve backends`) [auto]."),
+    click.option("--task", type=click.Choice(TASKS),
+                 help="What the model does: generate, embed (vectors) or rerank [from the model folder, else generate]."),
     click.option("--device", help="auto | cpu | cuda | cuda:0,1 [auto]."),
     click.option("--gpus", type=int, help="How many GPUs (the ones with most free memory) [1]."),
     click.option("--force", is_flag=True, default=None, help="Start even if the memory estimate says it won't fit."),
@@ -37,7 +40,7 @@ UP_OPTIONS = [
     click.option("--dry-run", is_flag=True, help="Print the plan (argv, env, probes) and start nothing."),
     click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
 ]
-SPEC_KEYS = ("model", "port", "backend", "device", "gpus", "force", "max_model_len", "name", "host", "timeout",
+SPEC_KEYS = ("model", "port", "backend", "task", "device", "gpus", "force", "max_model_len", "name", "host", "timeout",
              "served_model_name", "dtype", "threads", "python")  # fmt: skip
 # Where a fleet file says what these flags say for one deployment (`up -c FLEET.yaml` refuses them).
 FLEET_KEYS = {"port": "gateway.port (members get free ones)", "host": "gateway.host", "api_key": "gateway.api_key",

@@ -30,6 +30,7 @@ def up_text(result: UpResult) -> str:
         f"  backend:    {result.backend_reason}",
         f"  model:      {rec.model}  ({result.model_description})",
         f"  served as:  {rec.served_model_name}",
+        *([f"  task:       {rec.task}"] if rec.task != "generate" else []),
         "  endpoints:  " + ("\n              ".join(endpoints) if endpoints else "-"),
     ]
     if rec.tools:
@@ -196,6 +197,7 @@ def plan_text(loaded: LoadedSpec, prep: Prepared) -> str:
         f"  devices: {where}" + (f" ({why})" if why != where else ""),
         f"  model: {prep.model.description}",
         f"  served as: {plan.served_model_name}",
+        f"  task: {choice.task} ({choice.task_reason})",
         f"  engine python: {prep.python}",
     ]
     if prep.fit is not None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from launcher.core.names import Api
+from launcher.core.names import Api, Task
 
-__all__ = ["SURFACES", "Api", "Capabilities", "Support", "Surface"]
+__all__ = ["SURFACES", "Api", "Capabilities", "Support", "Surface", "Task"]
 
 Support = Literal["native", "translated", "no"]
 Surface = Literal["messages", "count_tokens", "responses"]
@@ -34,6 +34,10 @@ class Capabilities:
     messages: Support | None = None  # POST /v1/messages
     count_tokens: Support | None = None  # POST /v1/messages/count_tokens
     responses: Support | None = None  # POST /v1/responses
+    # The tasks it serves (`task:`); `-b auto` picks among the backends that serve the deployment's.
+    tasks: tuple[Task, ...] = ("generate",)
+    # Why it does not serve a task others do, for the refusal's message: ((task, why), ...).
+    refusals: tuple[tuple[Task, str], ...] = ()
 
     @property
     def main_api(self) -> Api:
@@ -51,4 +55,8 @@ class Capabilities:
     def names(self) -> list[str]:
         """Feature names for listings (`modelserve backends`)."""
         flags = {"streaming": self.streaming, "tools": self.tools, "structured-output": self.structured_output}
-        return [*self.apis, *(name for name, on in flags.items() if on)]
+        return [*self.apis, *(name for name, on in flags.items() if on), *(t for t in self.tasks if t != "generate")]
+
+    def why_not(self, task: Task) -> str:
+        """Why ``task`` is not served ("" when it is, or when no reason was declared)."""
+        return "" if task in self.tasks else dict(self.refusals).get(task, "")

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from launcher.core.names import Task
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d+(,\d+)*)$")
 ADDRESS_RE = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):\d{1,5}$")
@@ -60,6 +62,8 @@ class Deployment(StrictModel):
     model: str = Field(min_length=1, description="local folder, HF/ModelScope ID, or built-in alias")
     name: str | None = Field(default=None, description="deployment name; default: from the model")
     backend: str = "auto"
+    task: Task | None = Field(default=None, description="generate | embed | rerank; default: what the model folder "
+                              "says (a sentence-transformers folder: embed; a one-label classifier: rerank), else generate")
     device: str = "auto"
     gpus: int | None = Field(default=None, ge=1, description="how many GPUs (--device cuda picks the freest)")
     force: bool = Field(default=False, description="start even when the memory estimate says it will not fit")
@@ -97,6 +101,12 @@ class Deployment(StrictModel):
         if not DEVICE_RE.match(v):
             raise ValueError("expected auto, cpu, cuda or cuda:0[,1...]")
         return v
+
+    @property
+    def serves(self) -> Task:
+        """The task a plan serves: ``task`` as the launcher decided it (from the model when the spec
+        names none; ``lifecycle.choose``), generate when nothing decided it."""
+        return self.task or "generate"
 
     @property
     def deployment_name(self) -> str:

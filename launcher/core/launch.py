@@ -39,9 +39,10 @@ class ClientEndpoint:
     """What an agent client needs to reach the server; ``agents`` renders it per client."""
 
     kind: ClientKind
-    url: str  # /llm/ URL, OpenAI base URL ending in /v1, or the Ollama host URL
+    url: str  # /llm/ URL, OpenAI base URL ending in /v1, the Ollama host URL, or a full route URL
     model_name: str
     api_key: str | None = None
+    dimensions: int | None = None  # an embedding endpoint: the vectors' size (AgentScope 1.x must state it)
 
 
 @dataclass(frozen=True)

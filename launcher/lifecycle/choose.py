@@ -1,10 +1,11 @@
 """Which backend, on which devices, run by which interpreter: decided once per command.
 
-`-b auto` asks every registered backend that declares ``auto`` (``backends.automatic``) in
-priority order, and takes the first whose engine is installed; the reason
-it gives is printed in the summary. Engine inspection (``Backend.inspect``) can spawn an
-interpreter, so :class:`Engines` asks each backend once per interpreter and remembers the answer
-for the rest of the command.
+`-b auto` asks every registered backend that declares ``auto`` (``backends.automatic``) and
+serves the deployment's task in priority order, and takes the first whose engine is installed;
+the reason it gives is printed in the summary. The task is the deployment's ``task:``, else
+what the model folder declares (``launcher.models.task``), else generate. Engine inspection
+(``Backend.inspect``) can spawn an interpreter, so :class:`Engines` asks each backend once per
+interpreter and remembers the answer for the rest of the command.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from dataclasses import dataclass, field
 
 import backends
 from backends.base import Backend, EngineInfo
-from launcher import devices
+from launcher import devices, models
 from launcher.core.deployment import Deployment
-from launcher.core.errors import BackendUnavailable, ConfigError
+from launcher.core.errors import BackendUnavailable, ConfigError, ModelserveError
+from launcher.core.names import Task
 from launcher.lifecycle import envs
+from launcher.models.task import detect_task
 
 
 @dataclass
@@ -50,28 +53,77 @@ class Choice:
     reason: str
     devices: devices.DevicePlan
     visible: int = 0  # GPUs visible to this process (for "try --gpus N" hints)
+    task: Task = "generate"
+    task_reason: str = "the default"
 
 
 def choose(dep: Deployment, engines: Engines, gpus: list[devices.Gpu] | None = None) -> Choice:
-    """Pick the backend and devices, and say why (the summary prints the reason)."""
+    """Pick the task, the backend and devices, and say why (the summary prints the reasons)."""
+    asked = backends.get(dep.backend) if dep.backend != "auto" else None
+    task, why = decide_task(dep, asked)
     if dep.ray is not None:
-        return _choose_on_ray(dep)
+        choice = _choose_on_ray(dep)
+        _check_task(choice.backend, task, why)
+        return Choice(choice.backend, choice.reason, choice.devices, task=task, task_reason=why)
     gpus = devices.discover() if gpus is None else gpus
-    if dep.backend != "auto":
-        backend = backends.get(dep.backend)
-        return Choice(backend, f"{backend.name} (asked for)", devices.plan(dep.device, gpus, count=dep.gpus), len(gpus))
+    if asked is not None:
+        _check_task(asked, task, why)
+        return Choice(asked, f"{asked.name} (asked for)", devices.plan(dep.device, gpus, count=dep.gpus), len(gpus),
+                      task, why)  # fmt: skip
     dplan = devices.plan(dep.device, gpus, count=dep.gpus)
-    candidates = backends.automatic(dplan.kind)
+    candidates = [b for b in backends.automatic(dplan.kind) if task in b.capabilities.tasks]
     skipped: list[str] = []
     for backend in candidates:
         found = engines.inspect(backend, engines.python_for(dep, backend), dep).available
         if found.ok:
-            return Choice(backend, _auto_reason(backend, dplan, found.version, skipped), dplan, len(gpus))
+            return Choice(backend, _auto_reason(backend, dplan, found.version, skipped), dplan, len(gpus), task, why)
         skipped.append(f"{backend.name} is not installed ({found.reason})")
     if not candidates:
-        raise backends_unavailable(dplan.kind)
+        raise backends_unavailable(dplan.kind if task == "generate" else f"task {task} on {dplan.kind}")
     # None is installed: take the last resort anyway; its availability check names the fix.
-    return Choice(candidates[-1], _auto_reason(candidates[-1], dplan, None, skipped), dplan, len(gpus))
+    last = candidates[-1]
+    return Choice(last, _auto_reason(last, dplan, None, skipped), dplan, len(gpus), task, why)
+
+
+def decide_task(dep: Deployment, backend: Backend | None = None) -> tuple[Task, str]:
+    """The deployment's task and why: asked for, declared by the model (an alias, or its folder
+    read through ``backend``'s resolution when one was named), or generate by default."""
+    if dep.task is not None:
+        return dep.task, "asked for"
+    alias = models.ALIASES.get(dep.model)
+    if alias is not None:
+        return alias.task, f"the built-in alias {alias.name} is {alias.origin.split(' (')[0]}"
+    try:
+        if backend is not None:
+            path = backend.resolve_model(dep, prepare=False, progress=_quiet).path
+        else:
+            path = models.resolve(dep.model, prepare=False).path
+    except ModelserveError:  # a model that cannot be found is reported later, by the backend that runs it
+        path = None
+    found = detect_task(path)
+    if found is not None:
+        return found.task, f"detected: {found.reason}"
+    return "generate", "the default: the model declares no other task (set task: embed|rerank otherwise)"
+
+
+def _quiet(msg: str) -> None:
+    """Resolution for the task decision reports nothing: `up` resolves again, and reports then."""
+
+
+def _check_task(backend: Backend, task: Task, why: str) -> None:
+    if task in backend.capabilities.tasks:
+        return
+    able = [name for name in backends.names() if task in _tasks_of(name)]
+    reason = backend.capabilities.why_not(task)
+    raise ConfigError(f"backend {backend.name} does not serve task {task} ({why})" + (f": {reason}" if reason else ""),
+                      f"use -b {' or -b '.join(able)}" if able else "no registered backend serves it")  # fmt: skip
+
+
+def _tasks_of(name: str) -> tuple[Task, ...]:
+    try:
+        return backends.get(name).capabilities.tasks
+    except Exception:  # a broken plugin must not hide the others from the hint
+        return ()
 
 
 def _choose_on_ray(dep: Deployment) -> Choice:

@@ -37,6 +37,9 @@ def surfaces_for(backend: Backend, *, running: str | None) -> dict[Surface, Supp
 def plan(backend: Backend, *, deployment: Deployment, model: ResolvedModel, devices: DevicePlan,
          ctx: PlanContext) -> LaunchPlan:  # fmt: skip
     """``backend.plan()``, with the front in front of it when a surface needs translating."""
+    if deployment.serves != "generate":  # an embedding or rerank model: no chat for Messages or Responses
+        launch = backend.plan(deployment=deployment, model=model, devices=devices, ctx=ctx)
+        return replace(launch, surfaces=dict.fromkeys(backend.capabilities.surfaces(), "no"))
     surfaces = surfaces_for(backend, running=ctx.running)
     translate = [name for name, how in surfaces.items() if how == "translated"]
     if not translate:

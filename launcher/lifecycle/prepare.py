@@ -82,7 +82,9 @@ def prepare(
         running=running,
         checkpoint_dtype=devices.checkpoint_dtype(model.path) if model.path else None,
     )
-    launch = fronted.plan(backend, deployment=dep, model=model, devices=choice.devices, ctx=ctx)
+    # The plan serves the task decided above (detected from the model when the spec names none).
+    planned = dep.model_copy(update={"task": choice.task})
+    launch = fronted.plan(backend, deployment=planned, model=model, devices=choice.devices, ctx=ctx)
     if not found.ok and running is None:
         launch = replace(launch, notes=(*launch.notes, f"cannot start here: {found.reason}"))
     return Prepared(choice, python, model, launch, fit)

@@ -119,6 +119,7 @@ def _new_record(dep: Deployment, prep: Prepared, mode: str) -> records.Deploymen
         fleet=dep.fleet,
         spec=dep.model_dump(mode="json"),
         telemetry=launch.telemetry.to_dict() if launch.telemetry else {},
+        task=prep.choice.task,
     )
 
 
@@ -166,6 +167,9 @@ def write_clients(session: Session) -> list[str]:
         return []
     dep, record = session.dep, session.record
     entries = agentscope_entries(session.prep.launch.clients, dep.agentscope, dep.agentscope.config_name or record.name)
+    if not entries:  # a reranker: AgentScope has no model type for it (the plan's notes say so)
+        session.config_path = None
+        return []
     config_files.merge(session.config_path, entries)
     names = [e["config_name"] for e in entries]
     record.clients = [records.ClientRecord("agentscope", str(session.config_path), names)]

@@ -74,7 +74,7 @@ class DeploymentRecord:
     stop_timeout: float = 10.0
     engine: dict[str, str] = field(default_factory=dict)  # entry point / version that runs it
     # What agent clients need (backends.base.ClientEndpoint as dicts): `modelserve config` renders them.
-    client_endpoints: list[dict[str, str | None]] = field(default_factory=list)
+    client_endpoints: list[dict[str, Any]] = field(default_factory=list)
     restarts: int = 0  # by `modelserve run` (foreground supervision)
     last_exit: str | None = None  # why a process last ended, when known
     mode: str = "detached"  # detached (`up`) | foreground (`modelserve run`)
@@ -88,6 +88,7 @@ class DeploymentRecord:
     spec: dict[str, Any] = field(default_factory=dict)
     spec_file: str | None = None
     telemetry: dict[str, str] = field(default_factory=dict)  # core.telemetry.Telemetry: what the dashboard reads
+    task: str = "generate"  # what the model does: generate | embed | rerank
 
     version: int = STATE_VERSION
 
@@ -95,7 +96,7 @@ class DeploymentRecord:
     def endpoints_for_clients(self) -> list[ClientEndpoint]:
         from launcher.core.launch import ClientEndpoint
 
-        return [ClientEndpoint(**e) for e in self.client_endpoints]  # type: ignore[arg-type]
+        return [ClientEndpoint(**e) for e in self.client_endpoints]
 
     def readiness_probes(self, *, cheap: bool = False) -> list[Probe]:
         """The probes `up` passed, to ask again. ``cheap``: leave out the ones that generate
