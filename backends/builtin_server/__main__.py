@@ -1,5 +1,9 @@
 """``python -m backends.builtin_server --model DIR``: load, warm up, then bind and serve until SIGTERM.
 
+``--task embed`` or ``--task rerank`` loads an embedding model or a cross-encoder instead of a
+causal LM, run by the pooling engine (engine/pooling.py) and served on /v1/embeddings or
+/v1/rerank; the generation routes then answer 400 naming the task.
+
 The port is bound only after the model has loaded and one token has been generated, so a
 ``/health`` that answers means the server is ready. The API key comes from ``MODELSERVE_API_KEY``
 (never argv, where ``ps`` would show it). SIGTERM (or Ctrl-C) drains: new requests get 503 with
@@ -32,6 +36,7 @@ log = logging.getLogger("modelserve.server")
 API_KEY_ENV = "MODELSERVE_API_KEY"
 # backends/builtin_server/tools/parsers.py: PARSERS (spelled here so --help imports no torch).
 TOOL_PARSERS = ("generic", "hermes", "llama3_json", "mistral", "none")
+TASKS = ("generate", "embed", "rerank")
 
 
 def _positive_int(text: str) -> int:
@@ -63,7 +68,8 @@ def _device(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m backends.builtin_server",
-        description="Serve one causal LM over AgentScope's POST /llm/ and the OpenAI /v1 API.",
+        description="Serve one causal LM over AgentScope's POST /llm/ and the OpenAI /v1 API; or, with --task, an "
+        "embedding model (/v1/embeddings) or a cross-encoder (/v1/rerank).",
         epilog=f"The API key is read from ${API_KEY_ENV}; when set, every route but GET /health needs "
         "'Authorization: Bearer KEY'.",
     )
@@ -112,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
         "replies constrained to JSON); none: refuse tools; modelserve picks it from the model's chat template",
     )
     p.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
+    p.add_argument("--task", choices=TASKS, default="generate",
+                   help="generate: a causal LM (chat, completions, /llm/); embed: an embedding model (a "
+                        "sentence-transformers folder) on /v1/embeddings; rerank: a cross-encoder on /v1/rerank")  # fmt: skip
+    p.add_argument("--max-batch-inputs", type=_positive_int, default=32,
+                   help="embed/rerank: inputs (texts, or query-document pairs) encoded in one forward pass")  # fmt: skip
+    p.add_argument("--batch-wait-ms", type=_seconds, default=2.0, metavar="MS",
+                   help="embed/rerank: how long a request that finds the engine idle waits for others to join its "
+                        "forward pass (default: %(default)s)")  # fmt: skip
     return p
 
 
@@ -138,6 +152,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from backends.builtin_server.http.server import serve
 
     torch.set_num_threads(args.threads)
+    if args.task != "generate":
+        return _serve_pooling(args, served_name, api_key)
     try:
         loaded = load(
             path=args.model,
@@ -173,6 +189,39 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
                  drain_timeout=args.drain_timeout)  # fmt: skip
+
+
+def _serve_pooling(args: argparse.Namespace, served_name: str, api_key: str | None) -> int:
+    """An embed or rerank server: the encoder, its pooling engine, one real input, then serve."""
+    import time as clock
+
+    from backends.builtin_server.engine.encoders import load_encoder
+    from backends.builtin_server.engine.loaders import LoadError
+    from backends.builtin_server.engine.pooling import PoolingEngine
+    from backends.builtin_server.http.server import serve
+
+    started = clock.monotonic()
+    try:
+        encoder = load_encoder(path=args.model, task=args.task, loader=args.loader, device=args.device,
+                               dtype=args.dtype, trust_remote_code=args.trust_remote_code)  # fmt: skip
+    except LoadError as exc:
+        log.error("cannot load the model: %s", exc)
+        return 2
+    log.info("loaded %s as %r for task %s with %s in %.1f s (max %d tokens per input; batches of %d)", args.model,
+             served_name, args.task, args.loader, clock.monotonic() - started, encoder.max_tokens,
+             args.max_batch_inputs)  # fmt: skip
+    pooling = PoolingEngine(encoder, max_batch_inputs=args.max_batch_inputs, batch_wait=args.batch_wait_ms / 1000,
+                            max_queue=args.max_queue)  # fmt: skip
+    pooling.start()
+    try:
+        sample = [("Hi", "Hi")] if args.task == "rerank" else ["Hi"]
+        pooling.warm_up(sample, timeout=300)
+    except Exception as exc:
+        log.error("the model failed its first forward pass: %s", exc)
+        pooling.stop()
+        return 1
+    return serve(pooling, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
+                 drain_timeout=args.drain_timeout, task=args.task)  # fmt: skip
 
 
 def _engine(args: argparse.Namespace, loaded: LoadedModel) -> Engine:

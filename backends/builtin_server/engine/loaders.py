@@ -100,7 +100,7 @@ def _auto_classes(loader: str) -> tuple[Any, Any]:
     return module.AutoModelForCausalLM, module.AutoTokenizer
 
 
-def _dtype_kwarg() -> str:
+def dtype_kwarg() -> str:
     # transformers 4.56 renamed from_pretrained's torch_dtype to dtype; 5.x warns on the old name.
     import transformers
     from packaging.version import Version
@@ -121,7 +121,7 @@ def load(*, path: str, loader: str, device: str, dtype: str, trust_remote_code: 
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     started = time.monotonic()
     tokenizer = tokenizer_cls.from_pretrained(ref, trust_remote_code=trust_remote_code)
-    model = model_cls.from_pretrained(ref, trust_remote_code=trust_remote_code, **{_dtype_kwarg(): torch_dtype})
+    model = model_cls.from_pretrained(ref, trust_remote_code=trust_remote_code, **{dtype_kwarg(): torch_dtype})
     model.to(torch_device)
     model.eval()
     if tokenizer.pad_token_id is None and tokenizer.eos_token is not None:

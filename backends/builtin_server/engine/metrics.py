@@ -87,3 +87,34 @@ class _PrefixCacheCollector(Collector):
                                 value=cache.bytes if cache else 0)  # fmt: skip
         yield CounterMetricFamily("modelserve_prefix_cache_evictions", "Cached blocks evicted to make room.",
                                   value=cache.evictions if cache else 0)  # fmt: skip
+
+
+INPUT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+class PoolingMetrics:
+    """An embed or rerank server's series: requests by route and status (as a generation server
+    has them), inputs and their tokens, inputs per forward pass, the queue, time from arrival to
+    the answer, and requests turned away or failed."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("modelserve_requests", "HTTP requests by route and status.", ["route", "status"],
+                                registry=r)  # fmt: skip
+        self.inputs = Counter("modelserve_pooled_inputs", "Inputs encoded (texts, or query-document pairs).", registry=r)
+        self.prompt_tokens = Counter("modelserve_prompt_tokens", "Tokens of the inputs encoded.", registry=r)
+        self.batch_inputs = Histogram("modelserve_batch_inputs", "Inputs encoded together in one forward pass.",
+                                      buckets=INPUT_BUCKETS, registry=r)  # fmt: skip
+        self.latency = Histogram("modelserve_pooling_seconds", "From arrival to the answer.", buckets=LATENCY_BUCKETS,
+                                 registry=r)  # fmt: skip
+        self.rejected = Counter("modelserve_rejected_requests", "Requests answered 503: the queue was full.",
+                                registry=r)  # fmt: skip
+        self.errors = Counter("modelserve_pooling_errors", "Forward passes that raised.", registry=r)
+        self.queue_depth = Gauge("modelserve_queue_depth", "Requests waiting for a forward pass.", registry=r)
+
+    def count_request(self, route: str, status: int) -> None:
+        self.requests.labels(route=route, status=str(status)).inc()
+
+    def render(self) -> str:
+        return generate_latest(self.registry).decode()

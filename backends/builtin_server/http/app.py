@@ -24,7 +24,7 @@ from backends.builtin_server.http.state import EXTENSION, ServerState, current_s
 from surfaces import anthropic
 
 if TYPE_CHECKING:
-    from backends.builtin_server.engine.scheduler import Engine
+    from backends.builtin_server.http.state import Runner
 
 log = logging.getLogger("modelserve.server")
 
@@ -81,14 +81,17 @@ class InFlight:
         return ClosingIterator(body, [lambda: self._add(-1)])
 
 
-def create_app(engine: Engine, *, served_name: str, api_key: str | None = None, created: int | None = None) -> Flask:
-    """The Flask app; ``app.extensions["modelserve.inflight"]`` is its :class:`InFlight` counter."""
+def create_app(engine: Runner, *, served_name: str, api_key: str | None = None, created: int | None = None,
+               task: str = "generate") -> Flask:  # fmt: skip
+    """The Flask app; ``app.extensions["modelserve.inflight"]`` is its :class:`InFlight` counter.
+    ``engine``: the generation scheduler, or for task embed / rerank the pooling engine."""
     app = Flask(__name__)
     inflight = InFlight(app.wsgi_app)
     app.wsgi_app = inflight  # type: ignore[method-assign]
     app.extensions["modelserve.inflight"] = inflight
     started = int(created if created is not None else time.time())
-    app.extensions[EXTENSION] = ServerState(engine=engine, served_name=served_name, api_key=api_key, created=started)
+    app.extensions[EXTENSION] = ServerState(runner=engine, served_name=served_name, api_key=api_key, created=started,
+                                            task=task)  # fmt: skip
     # Chat histories are small; a multi-megabyte body is a mistake, answered with a 413 JSON error.
     app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
     app.before_request(_refuse_while_draining)
@@ -144,7 +147,7 @@ def _record(status: int) -> None:
     route = request.url_rule.rule if request.url_rule is not None else "unmatched"
     seconds = time.monotonic() - g.get("started", time.monotonic())
     state = current_state()
-    state.engine.metrics.count_request(route, status)
+    state.runner.metrics.count_request(route, status)
     if request.method == "POST":  # the generation routes: what the dashboard's request table lists
         state.recent.add(method=request.method, route=route, model=state.served_name, status=status, stream=False,
                          duration_s=seconds, prompt_tokens=g.get("prompt_tokens"),

@@ -5,6 +5,7 @@ app.py's handlers. No handler touches the model or the tokenizer."""
 from __future__ import annotations
 
 import uuid
+from typing import cast
 
 from flask import Blueprint, Response, g, request
 
@@ -15,11 +16,14 @@ from backends.builtin_server.api.anthropic_messages import (
     parse_messages_request,
 )
 from backends.builtin_server.api.body import parse_json_object
+from backends.builtin_server.api.embeddings import embeddings_body, parse_embeddings_request
 from backends.builtin_server.api.llm import llm_envelope, parse_llm_request
 from backends.builtin_server.api.openai_chat import chat_completion_body, parse_chat_request
 from backends.builtin_server.api.openai_completions import completion_body, parse_completion_request
 from backends.builtin_server.api.openai_responses import parse_responses_request, response_body, responses_frames
 from backends.builtin_server.api.openai_stream import openai_frames
+from backends.builtin_server.api.rerank import parse_rerank_request, rerank_body
+from backends.builtin_server.engine.encoders import TextEncoder
 from backends.builtin_server.engine.jobs import Completion
 from backends.builtin_server.engine.metrics import CONTENT_TYPE
 from backends.builtin_server.engine.request import GenerationRequest
@@ -31,14 +35,14 @@ api = Blueprint("modelserve", __name__)
 
 # For the 404 body: a client that got a path wrong learns the right one.
 ROUTES_HELP = ("POST /llm/, POST /v1/chat/completions, POST /v1/completions, POST /v1/messages, "
-               "POST /v1/messages/count_tokens, POST /v1/responses, GET /v1/models, GET /health, GET /metrics, "
-               "GET /modelserve/requests")
+               "POST /v1/messages/count_tokens, POST /v1/responses, POST /v1/embeddings, POST /v1/rerank, "
+               "GET /v1/models, GET /health, GET /metrics, GET /modelserve/requests")
 
 
 @api.get("/health")
 def health() -> Response:
     state = current_state()
-    if not state.engine.alive():
+    if not state.runner.alive():
         return json_response({"status": "unavailable", "model": state.served_name}, 503)
     return json_response({"status": "ok", "model": state.served_name})
 
@@ -52,7 +56,7 @@ def models() -> Response:
 
 @api.get("/metrics")
 def prometheus() -> Response:
-    return Response(current_state().engine.metrics.render(), content_type=CONTENT_TYPE)
+    return Response(current_state().runner.metrics.render(), content_type=CONTENT_TYPE)
 
 
 @api.get("/modelserve/requests")
@@ -137,3 +141,30 @@ def responses() -> Response:
         return stream_response(state.engine, gen, responses_frames(turn, model=state.served_name, store=state.responses))
     result = _complete(state, gen)
     return json_response(response_body(result, turn=turn, served_name=state.served_name, store=state.responses))
+
+
+@api.post("/v1/embeddings")
+def embeddings() -> Response:
+    state = current_state()
+    engine = state.pooling("embed")
+    encoder = cast(TextEncoder, engine.encoder)
+    body = parse_json_object(request.get_data())
+    call = parse_embeddings_request(body, served_name=state.served_name, size=encoder.dimensions,
+                                    matryoshka=encoder.matryoshka)  # fmt: skip
+    g.user = body.get("user")
+    result = engine.submit(call.inputs).result()
+    g.prompt_tokens, g.completion_tokens = sum(result.tokens), 0
+    return json_response(embeddings_body(call, result, served_name=state.served_name))
+
+
+@api.post("/v1/rerank")
+@api.post("/rerank")
+def rerank() -> Response:
+    state = current_state()
+    engine = state.pooling("rerank")
+    body = parse_json_object(request.get_data())
+    call = parse_rerank_request(body, served_name=state.served_name)
+    g.user = body.get("user")
+    result = engine.submit(call.pairs).result()
+    g.prompt_tokens, g.completion_tokens = sum(result.tokens), 0
+    return json_response(rerank_body(call, result, served_name=state.served_name))

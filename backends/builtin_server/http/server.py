@@ -15,11 +15,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from backends.builtin_server.http.state import SERVES
+
 if TYPE_CHECKING:
     from werkzeug.serving import BaseWSGIServer
 
-    from backends.builtin_server.engine.scheduler import Engine
     from backends.builtin_server.http.app import InFlight
+    from backends.builtin_server.http.state import Runner
 
 log = logging.getLogger("modelserve.server")
 
@@ -29,14 +31,14 @@ DRAIN_TIMEOUT_S = 6.0
 STOP_GRACE_S = 1.0  # the scheduler's last step, then as long again for handlers to write their 503s
 
 
-def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None,
-          drain_timeout: float = DRAIN_TIMEOUT_S) -> int:  # fmt: skip
+def serve(engine: Runner, *, host: str, port: int, served_name: str, api_key: str | None,
+          drain_timeout: float = DRAIN_TIMEOUT_S, task: str = "generate") -> int:  # fmt: skip
     """Bind, serve until SIGTERM/SIGINT, drain, then stop cleanly. Returns the exit code."""
     from werkzeug.serving import WSGIRequestHandler, make_server
 
     from backends.builtin_server.http.app import create_app
 
-    app = create_app(engine, served_name=served_name, api_key=api_key)
+    app = create_app(engine, served_name=served_name, api_key=api_key, task=task)
 
     class QuietHandler(WSGIRequestHandler):
         # The app logs each request once (route, status, tokens, seconds); werkzeug's line is noise.
@@ -55,10 +57,11 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
     stop_requested = _record_stop_signals()
     http.start()
     log.info(
-        "serving %r on http://%s:%d (POST /llm/, /v1/chat/completions, /v1/completions; auth %s)",
+        "serving %r on http://%s:%d (%s; auth %s)",
         served_name,
         host,
         server.port,
+        SERVES.get(task, task),
         "on" if api_key else "off",
     )
     code = 0
@@ -106,7 +109,7 @@ def _record_stop_signals() -> threading.Event:
     return stop_requested
 
 
-def _shut_down(server: BaseWSGIServer, engine: Engine, inflight: InFlight, *, drain_timeout: float) -> None:
+def _shut_down(server: BaseWSGIServer, engine: Runner, inflight: InFlight, *, drain_timeout: float) -> None:
     """Drain, then stop: new requests get 503 at once; those in flight get ``drain_timeout`` seconds
     to finish; what still runs after that is cut short with a 503 (a stream: an error event)."""
     # A second SIGTERM / Ctrl-C now ends the process at once, should the drain or the stop hang.
