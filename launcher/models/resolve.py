@@ -43,7 +43,8 @@ def resolve(
         folder = alias_dir(alias)
         if prepare:
             ensure_alias(alias, progress=progress, python=python)
-        state = "converted" if (folder / COMPLETE_MARKER).exists() else "to be converted"
+        verb = "extracted" if alias.kind == "folder" else "converted"
+        state = verb if (folder / COMPLETE_MARKER).exists() else f"to be {verb}"
         return ResolvedModel(reference, "alias", str(folder), alias.name, f"built-in {alias.origin}; {state} at {folder}")
 
     expanded = Path(reference).expanduser()
