@@ -1,6 +1,6 @@
 """The gateway's HTTP side (aiohttp server and client): one port for the whole fleet.
 
-- ``POST /v1/...`` routes by the body's ``model`` to a member (starting it when cold) and passes
+- ``POST /v1/...`` (and ``/rerank``) routes by the body's ``model`` to a member (starting it when cold) and passes
   the answer through, a streamed one chunk by chunk; ``model`` is rewritten to the member's own
   name for its model. A client that goes away closes the upstream request, which the member
   sees as a disconnect and cancels.
@@ -292,4 +292,5 @@ def create_app(plan: GatewayPlan, pool: Pool, metrics_: Metrics) -> web.Applicat
     app.router.add_post("/llm/{name}", post_route)
     app.router.add_post("/llm/{name}/", post_route)
     app.router.add_post("/v1/{tail:.+}", openai)
+    app.router.add_post("/rerank", openai)  # the rerank route's short name (vLLM, llama.cpp), routed by model too
     return app

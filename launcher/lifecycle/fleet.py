@@ -15,7 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,7 @@ class Planned:
     backend: str
     post_path: str | None  # its POST /llm/ route
     memory_bytes: int  # host memory it needs on the CPU (0: unknown, or on a GPU)
+    clients: tuple[ClientEndpoint, ...] = ()  # what its plan hands clients (their kinds say its task)
 
 
 def plan_members(fleet: Fleet, report: Report, prepared: Mapping[str, Prepared] | None = None) -> dict[str, Planned]:
@@ -139,7 +140,8 @@ def plan_members(fleet: Fleet, report: Report, prepared: Mapping[str, Prepared] 
             dtype = dep.dtype if dep.dtype != "auto" else "float32"
             estimate = devices.estimate_memory(prep.model.path, dtype=dtype, max_model_len=dep.max_model_len)
             memory = estimate.total if estimate else 0
-        out[m.name] = Planned(prep.choice.backend.name, _path_of(post.url) if post else None, memory)
+        out[m.name] = Planned(prep.choice.backend.name, _path_of(post.url) if post else None, memory,
+                              prep.launch.clients)  # fmt: skip
     return out
 
 
@@ -148,16 +150,27 @@ def _path_of(url: str) -> str:
     return "/" + after.split("/", 1)[1] if "/" in after else "/"
 
 
-def client_endpoints(fleet: Fleet, plan: GatewayPlan) -> list[tuple[str, ClientEndpoint]]:
-    """(member name, endpoint) for every entry the config gets: OpenAI for each member, POST too
-    where the member has it; all through the gateway."""
+def client_endpoints(fleet: Fleet, plan: GatewayPlan, planned: dict[str, Planned]) -> list[tuple[str, ClientEndpoint]]:
+    """(member name, endpoint) for every entry the config gets, all through the gateway: a chat
+    member's OpenAI endpoint (and POST /llm/ where it has one), an embedding member's OpenAI
+    embeddings (and POST /v1/embeddings where its plan has it), a reranker's /v1/rerank."""
     base = f"http://{client_host(fleet.gateway.host)}:{fleet.gateway.port}"
     key = fleet.gateway.api_key
     out = []
     for m in plan.members:
-        out.append((m.name, ClientEndpoint("openai_chat", f"{base}/v1", m.model_id, key)))
-        if m.post_path:
-            out.append((m.name, ClientEndpoint("post_api_chat", f"{base}/llm/{m.name}/", m.model_id, key)))
+        kinds = {c.kind: c for c in planned[m.name].clients}
+        if "openai_embedding" in kinds:
+            size = kinds["openai_embedding"].dimensions
+            out.append((m.name, ClientEndpoint("openai_embedding", f"{base}/v1", m.model_id, key, size)))
+            if "post_api_embedding" in kinds:
+                out.append((m.name, ClientEndpoint("post_api_embedding", f"{base}/v1/embeddings", m.model_id, key,
+                                                   size)))  # fmt: skip
+        elif "rerank" in kinds:
+            out.append((m.name, ClientEndpoint("rerank", f"{base}/v1/rerank", m.model_id, key)))
+        else:
+            out.append((m.name, ClientEndpoint("openai_chat", f"{base}/v1", m.model_id, key)))
+            if m.post_path:
+                out.append((m.name, ClientEndpoint("post_api_chat", f"{base}/llm/{m.name}/", m.model_id, key)))
     return out
 
 
@@ -205,11 +218,12 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
     ports.ensure_free(gw.host, gw.port)
     folder = fleet_dir(fleet.name)
     folder.mkdir(parents=True, exist_ok=True)
-    plan = gateway_plan(fleet, folder, plan_members(fleet, report))
+    planned = plan_members(fleet, report)
+    plan = gateway_plan(fleet, folder, planned)
     plan_path = folder / "gateway.json"
     write_atomic(plan_path, plan.model_dump_json(indent=2), mode=0o600, keep_mode=False)
     base = f"http://{client_host(gw.host)}:{gw.port}"
-    endpoints = client_endpoints(fleet, plan)
+    endpoints = client_endpoints(fleet, plan, planned)
     probe = gateway_probe(fleet, plan)
     record = records.DeploymentRecord(
         name=fleet.name, backend="gateway", api="openai", model=f"fleet {fleet.path}", model_path=None,
@@ -220,8 +234,7 @@ def begin(fleet: Fleet, *, report: Report = _quiet, mode: str = "detached") -> F
         engine={"entry": "python -m launcher.gateway"}, mode=mode, agentscope=fleet.agentscope.model_dump(),
         members=[m.deployment for m in plan.members], spec_file=str(fleet.path),
         telemetry=Telemetry(requests_path="/modelserve/requests").to_dict(),
-        client_endpoints=[{"kind": e.kind, "url": e.url, "model_name": e.model_name, "api_key": e.api_key}
-                          for _, e in endpoints],
+        client_endpoints=[asdict(e) for _, e in endpoints],
     )  # fmt: skip
     return FleetSession(fleet, plan, plan_path, record, endpoints, warnings)
 

@@ -63,7 +63,7 @@ def dry_run(path: str | Path, *, agentscope_config: str | None = None, report: R
     planned = fleets.plan_members(fleet, report, {d.member.name: d.prep for d in members})
     folder = fleets.fleet_dir(fleet.name)
     plan = fleets.gateway_plan(fleet, folder, planned, write=False)
-    entries = fleets.config_entries(fleet, fleets.client_endpoints(fleet, plan))
+    entries = fleets.config_entries(fleet, fleets.client_endpoints(fleet, plan, planned))
     config = Path(fleet.agentscope.config).expanduser().absolute() if fleet.agentscope.config else None
     base = f"http://{client_host(fleet.gateway.host)}:{fleet.gateway.port}"
     result = FleetDryRun(fleet, plan, base, fleets.gateway_argv(folder / "gateway.json"), fleets.gateway_probe(fleet, plan),
