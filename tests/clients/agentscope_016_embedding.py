@@ -5,7 +5,7 @@ texts through each named embedding entry, printing one JSON line per entry.
 
 0.1.6 defines PostAPIEmbeddingWrapper (agentscope.models.post_model) but neither exports nor registers it, so a
 post_api_embedding entry needs it registered first (README: Embeddings and rerank): done here,
-as a user would.
+as a user would. An ollama_embedding entry embeds one text per call.
 """
 
 import json
@@ -21,5 +21,8 @@ agentscope.register_model_wrapper_class(PostAPIEmbeddingWrapper, exist_ok=True)
 manager = ModelManager.get_instance()
 for name in names.split(","):
     model = manager.get_model_by_config_name(name)
-    reply = model(texts)
-    print(json.dumps({"config_name": name, "model_type": model.model_type, "vectors": reply.embedding}), flush=True)
+    if model.model_type == "ollama_embedding":  # one prompt per call (Ollama's /api/embeddings)
+        vectors = [model(text).embedding[0] for text in texts]
+    else:
+        vectors = model(texts).embedding
+    print(json.dumps({"config_name": name, "model_type": model.model_type, "vectors": vectors}), flush=True)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from typing import Any
@@ -34,11 +33,6 @@ def last_user(messages: list[Any]) -> str:
         if isinstance(msg, dict) and msg.get("role") == "user":
             return text_of(msg.get("content"))
     return text_of(messages[-1].get("content")) if messages and isinstance(messages[-1], dict) else ""
-
-
-def embedding(text: str, dims: int = 8) -> list[float]:
-    raw = hashlib.sha256(text.encode()).digest()
-    return [round((b - 128) / 128, 6) for b in raw[:dims]]
 
 
 def as_int(value: Any) -> int | None:

@@ -36,6 +36,11 @@ REGISTRY: dict[str, dict[str, Any]] = {
     "library/tinyllama:latest": {"family": "llama", "parameter_size": "1B", "quantization_level": "Q4_0",
                                  "layers": [(MT_MODEL, 637_699_456), (MT_TEMPLATE, 98), (MT_PARAMS, 110)],
                                  "template": CHATML},
+    # An embedding model (ollama.com/library/all-minilm): no template; its config gives the size.
+    "library/all-minilm:latest": {"family": "bert", "parameter_size": "23M", "quantization_level": "F16",
+                                  "layers": [(MT_MODEL, 45_949_216), (MT_LICENSE, 11_357), (MT_PARAMS, 16)],
+                                  "template": "", "embedding_length": 384, "context_length": 256},
 }
+REGISTRY["library/all-minilm:22m"] = REGISTRY["library/all-minilm:latest"]
 REGISTRY["library/llama2:latest"] = REGISTRY["library/llama2:7b-chat"]
 REGISTRY["library/tinyllama:1.1b"] = REGISTRY["library/tinyllama:latest"]

@@ -15,10 +15,10 @@ import time
 from typing import Any
 
 from tests.ollama_standin.common import now_rfc3339
+from tests.ollama_standin.embeddings import embed_all, size_of, texts_of, vector
 from tests.ollama_standin.generation import (
     after_tool,
     as_int,
-    embedding,
     last_user,
     pieces,
     reply_for,
@@ -29,10 +29,16 @@ from tests.ollama_standin.handler_base import BadRequest, BaseHandler
 
 
 class InferenceRoutes(BaseHandler):
+    def refuse_embedding_model(self, name: str, manifest: dict[str, Any], what: str) -> None:
+        """An embedding model generates nothing (Ollama: '"all-minilm:latest" does not support chat')."""
+        if "embedding_length" in self.store.config(manifest):
+            raise BadRequest(400, f'"{name}" does not support {what}')
+
     def chat(self) -> None:
         start = time.monotonic()
         body = self.json_body()
-        name, _ = self.require_model(body.get("model"))
+        name, manifest = self.require_model(body.get("model"))
+        self.refuse_embedding_model(name, manifest, "chat")
         messages = body.get("messages") or []
         if not isinstance(messages, list):
             raise BadRequest(400, "messages must be a list")
@@ -78,7 +84,8 @@ class InferenceRoutes(BaseHandler):
     def generate(self) -> None:
         start = time.monotonic()
         body = self.json_body()
-        name, _ = self.require_model(body.get("model"))
+        name, manifest = self.require_model(body.get("model"))
+        self.refuse_embedding_model(name, manifest, "generate")
         prompt = text_of(body.get("prompt"))
         stream = body.get("stream", True) is not False
         options: dict[str, Any] = body["options"] if isinstance(body.get("options"), dict) else {}
@@ -106,15 +113,18 @@ class InferenceRoutes(BaseHandler):
     def embed(self) -> None:
         start = time.monotonic()
         body = self.json_body()
-        name, _ = self.require_model(body.get("model"))
-        inputs = body.get("input")
-        texts = [text_of(t) for t in inputs] if isinstance(inputs, list) else [text_of(inputs)]
+        name, manifest = self.require_model(body.get("model"))
+        texts = texts_of(body.get("input"), openai=False)
+        self.touch(name, body.get("keep_alive"))
+        vectors = embed_all(texts, self.store.config(manifest), truncate=body.get("truncate", True) is not False,
+                            dimensions=body.get("dimensions"))  # fmt: skip
         stats = self.stats(start, sum(len(pieces(t)) for t in texts), 0)
-        self.send_json(200, {"model": name, "embeddings": [embedding(t) for t in texts],
-                             "total_duration": stats["total_duration"], "load_duration": stats["load_duration"],
-                             "prompt_eval_count": stats["prompt_eval_count"]})  # fmt: skip
+        self.send_json(200, {"model": name, "embeddings": vectors, "total_duration": stats["total_duration"],
+                             "load_duration": stats["load_duration"], "prompt_eval_count": stats["prompt_eval_count"]})  # fmt: skip
 
     def embeddings(self) -> None:
+        """The older route: one prompt, its vector not scaled to unit length."""
         body = self.json_body()
-        self.require_model(body.get("model"))
-        self.send_json(200, {"embedding": embedding(text_of(body.get("prompt")))})
+        _, manifest = self.require_model(body.get("model"))
+        size = size_of(self.store.config(manifest))
+        self.send_json(200, {"embedding": vector(text_of(body.get("prompt")), size, normalized=False)})

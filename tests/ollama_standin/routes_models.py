@@ -94,8 +94,9 @@ class ModelRoutes(BaseHandler):
         for status in ("verifying sha256 digest", "writing manifest", "removing any unused layers"):
             if stream:
                 self.ndjson({"status": status})
-        cfg = {"model_format": "gguf", "model_family": spec["family"], "model_families": [spec["family"]],
-               "model_type": spec["parameter_size"], "file_type": spec["quantization_level"]}  # fmt: skip
+        cfg: dict[str, Any] = {"model_format": "gguf", "model_family": spec["family"], "model_families": [spec["family"]],
+               "model_type": spec["parameter_size"], "file_type": spec["quantization_level"],
+               **{k: spec[k] for k in ("embedding_length", "context_length") if k in spec}}  # fmt: skip
         self.store.put(name, build_manifest(self.store, layers, cfg))
         log(f"pulled model={display_name(host, namespace, model, tag)}", source="images.go")
         if stream:
@@ -261,8 +262,10 @@ class ModelRoutes(BaseHandler):
         self.send_json(200, {
             "modelfile": modelfile, "parameters": self.store.layer_text(manifest, MT_PARAMS),
             "template": template, "details": details(cfg),
-            "model_info": {"general.architecture": cfg.get("model_family", "")},
-            "capabilities": ["completion"], "modified_at": self.store.entry(name, self.store.manifest_path(name))["modified_at"],
+            "model_info": {"general.architecture": cfg.get("model_family", ""),
+                           **({f"{cfg.get('model_family')}.embedding_length": cfg["embedding_length"]}
+                              if "embedding_length" in cfg else {})},
+            "capabilities": ["embedding"] if "embedding_length" in cfg else ["completion"], "modified_at": self.store.entry(name, self.store.manifest_path(name))["modified_at"],
         })  # fmt: skip
 
     def copy(self) -> None:

@@ -17,10 +17,10 @@ import json
 import time
 
 from tests.ollama_standin.common import next_id
+from tests.ollama_standin.embeddings import as_base64, embed_all, texts_of
 from tests.ollama_standin.generation import (
     after_tool,
     as_int,
-    embedding,
     formatted_reply,
     last_user,
     pieces,
@@ -50,7 +50,9 @@ class OpenAIRoutes(BaseHandler):
 
     def v1_chat(self) -> None:
         body = self.json_body()
-        name, _ = self.require_model(body.get("model"))
+        name, manifest = self.require_model(body.get("model"))
+        if "embedding_length" in self.store.config(manifest):
+            raise BadRequest(400, f'"{name}" does not support chat')
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise BadRequest(400, "[] is too short - 'messages'")
@@ -132,11 +134,16 @@ class OpenAIRoutes(BaseHandler):
 
     def v1_embeddings(self) -> None:
         body = self.json_body()
-        self.require_model(body.get("model"))
-        inputs = body.get("input")
-        texts = [text_of(t) for t in inputs] if isinstance(inputs, list) else [text_of(inputs)]
+        _, manifest = self.require_model(body.get("model"))
+        texts = texts_of(body.get("input"), openai=True)
+        if not texts:
+            raise BadRequest(400, "invalid input: an empty list")
+        fmt = body.get("encoding_format") or "float"
+        if fmt not in ("float", "base64"):
+            raise BadRequest(400, f"invalid encoding_format: {fmt}")
+        vectors = embed_all(texts, self.store.config(manifest), truncate=True, dimensions=body.get("dimensions"))
         count = sum(len(pieces(t)) for t in texts)
-        self.send_json(200, {"object": "list", "model": body.get("model"),
-                             "data": [{"object": "embedding", "embedding": embedding(t), "index": i}
-                                      for i, t in enumerate(texts)],
+        data = [{"object": "embedding", "embedding": as_base64(v) if fmt == "base64" else v, "index": i}
+                for i, v in enumerate(vectors)]  # fmt: skip
+        self.send_json(200, {"object": "list", "data": data, "model": body.get("model"),
                              "usage": {"prompt_tokens": count, "total_tokens": count}})  # fmt: skip
