@@ -165,7 +165,7 @@ def _member_state(m: dict[str, Any]) -> str:
 
 
 MATRIX = (("OPENAI", "openai"), ("/llm/", "post"), ("OLLAMA", "ollama"), ("STREAM", "streaming"),
-          ("TOOLS", "tools"), ("JSON", "structured-output"))  # fmt: skip
+          ("TOOLS", "tools"), ("JSON", "structured-output"), ("EMBED", "embed"), ("RERANK", "rerank"))  # fmt: skip
 SURFACE_COLUMNS = (("MESSAGES", "messages"), ("RESPONSES", "responses"))
 SURFACES_LEGEND = ("MESSAGES (Anthropic) and RESPONSES (OpenAI): native = the engine's own route;\n"
                    "  translated = modelserve's front translates it to the engine's Chat Completions")  # fmt: skip
@@ -186,6 +186,7 @@ def backends_text(rows: list[BackendRow]) -> str:
     for r in rows:
         detail = f"{r.version}" if r.available and r.version else ("" if r.available else f"not here: {r.reason}")
         lines.append(f"{r.name}: {r.summary}" + (f" ({detail})" if detail else ""))
+        lines += [f"  no {why}" for why in r.refusals]
     return "\n".join(lines)
 
 

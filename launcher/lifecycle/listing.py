@@ -21,6 +21,7 @@ class BackendRow:
     capabilities: list[str] = field(default_factory=list)  # APIs first, then features
     surfaces: dict[str, str] = field(default_factory=dict)  # Messages, Responses: native | translated | no
     auto_priority: int | None = None  # `-b auto` tries higher first; None: only when named
+    refusals: list[str] = field(default_factory=list)  # "embed: why not", for tasks others serve
 
 
 def backend_rows() -> list[BackendRow]:
@@ -37,5 +38,6 @@ def backend_rows() -> list[BackendRow]:
             version=found.version, summary=b.summary, cpu=b.supports_cpu, gpu=b.supports_gpu,
             capabilities=b.capabilities.names(), auto_priority=b.auto.priority if b.auto else None,
             surfaces={str(k): str(v) for k, v in b.capabilities.surfaces().items()},
+            refusals=[f"{task}: {why}" for task, why in b.capabilities.refusals],
         ))  # fmt: skip
     return rows

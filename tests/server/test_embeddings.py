@@ -151,3 +151,14 @@ def test_a_generation_server_refuses_embeddings_by_task(tiny_server: ServerProce
     r = tiny_server.post("/v1/embeddings", {"model": "tiny", "input": "hi"})
     assert r.status_code == 400
     assert "needs an embedding model (task embed), but 'tiny' serves task generate" in r.json()["error"]["message"]
+
+
+def test_the_modelscope_loader_serves_the_same_vectors(start_server: StartServer, minilm_dir: Path,
+                                                       server: ServerProcess) -> None:  # fmt: skip
+    # A folder loads the same way with either loader (a hub id would go through ModelScope's cache).
+    other = start_server(minilm_dir, "--task", "embed", "--loader", "modelscope", name="minilm")
+    try:
+        ours, theirs = (embed(s, {"input": TEXTS[0]}).json()["data"][0]["embedding"] for s in (other, server))
+        assert ours == pytest.approx(theirs, abs=1e-6)
+    finally:
+        other.stop()

@@ -95,10 +95,11 @@ def test_the_backends_matrix_golden() -> None:
     translated = {k: "translated" for k in native}
     rows = [
         BackendRow("flask-transformers", "modelserve", True, version="5.0", summary="built-in", cpu=True, gpu=True,
-                   capabilities=["post", "openai", "streaming", "tools", "structured-output"], auto_priority=10,
-                   surfaces=native),
+                   capabilities=["post", "openai", "streaming", "tools", "structured-output", "embed", "rerank"],
+                   auto_priority=10, surfaces=native),
         BackendRow("fastchat", "modelserve", False, reason="not installed here: fschat", summary="FastChat",
-                   cpu=True, gpu=True, capabilities=["openai", "streaming"], surfaces=translated),
+                   cpu=True, gpu=True, capabilities=["openai", "streaming"], surfaces=translated,
+                   refusals=["rerank: it has no rerank route"]),
         BackendRow("echo", "modelserve-echo", True, summary="a plugin", cpu=True, capabilities=["openai"],
                    surfaces=translated),
         BackendRow("broken", "someone", False, reason="cannot load x:Y: ImportError"),
