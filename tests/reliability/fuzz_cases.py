@@ -23,8 +23,11 @@ from tests.tiny_model import VOCABULARY
 MODEL = "fuzz"
 GENERATION_ROUTES = ("/llm/", "/v1/chat/completions", "/v1/completions", "/v1/messages", "/v1/messages/count_tokens",
                      "/v1/responses")  # fmt: skip
+# An embed or rerank server's routes (tests/reliability/test_fuzz.py fuzzes those servers too; on
+# a server of another task they are 400s naming the task).
+POOLING_ROUTES = ("/v1/embeddings", "/v1/rerank", "/rerank")
 READ_ROUTES = ("/v1/models", "/health", "/metrics")
-ROUTES = GENERATION_ROUTES + READ_ROUTES
+ROUTES = GENERATION_ROUTES + POOLING_ROUTES + READ_ROUTES
 METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "PROPFIND", "BREW")
 CONTENT_TYPES = (
     "application/json",
@@ -207,8 +210,29 @@ def _with_optional(draw: st.DrawFn, required: dict[str, Any], optional: dict[str
     return body
 
 
+token_ids = st.lists(st.integers(0, 30_000), min_size=1, max_size=8)
+EMBED_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    "encoding_format": st.sampled_from(["float", "base64"]),
+    "dimensions": st.sampled_from([384, 8]) | st.integers(0, 1000),
+    "user": text,
+}
+RERANK_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
+    "top_n": st.integers(0, 5),
+    "return_documents": st.booleans(),
+    "user": text,
+}
+
+
 @st.composite
 def valid_body(draw: st.DrawFn, route: str) -> dict[str, Any]:
+    if route == "/v1/embeddings":
+        given = draw(st.one_of(words, st.lists(words, min_size=1, max_size=4), token_ids,
+                               st.lists(token_ids, min_size=1, max_size=3)))  # fmt: skip
+        return draw(_with_optional({"model": MODEL, "input": given}, EMBED_OPTIONAL))
+    if route in ("/v1/rerank", "/rerank"):
+        documents = st.lists(words | st.fixed_dictionaries({"text": words}), min_size=1, max_size=4)
+        return draw(_with_optional({"model": MODEL, "query": draw(words), "documents": draw(documents)},
+                                   RERANK_OPTIONAL))  # fmt: skip
     if route == "/v1/chat/completions":
         required = {"model": MODEL, "messages": draw(messages), "max_tokens": draw(few_tokens)}
         return draw(_with_optional(required, CHAT_OPTIONAL))
@@ -328,20 +352,26 @@ def _shown_short(strategy: st.SearchStrategy[Case]) -> st.SearchStrategy[Case]:
     return draw_case()
 
 
-generation_route = st.sampled_from(GENERATION_ROUTES)
-valid_case = generation_route.flatmap(lambda r: st.builds(_case("valid", "POST", r), valid_body(r).flatmap(encoded),
-                                                          st.just({"Content-Type": "application/json"}), st.just(False)))
-mutated_case = generation_route.flatmap(lambda r: st.builds(_case("mutated", "POST", r), mutated_body(r).flatmap(encoded),
-                                                            json_headers, st.booleans()))
-random_json_case = st.sampled_from(ROUTES).flatmap(lambda r: st.builds(_case("random-json", "POST", r),
-                                                                       json_values.flatmap(encoded), json_headers, st.booleans()))
-not_json_case = generation_route.flatmap(lambda r: st.builds(_case("not-json", "POST", r), not_json | truncated(r),
-                                                             headers, st.booleans()))
-method_case = st.tuples(st.sampled_from(METHODS), st.sampled_from(ROUTES)).flatmap(
-    lambda mr: st.builds(_case("method", *mr), st.none() | not_json | st.sampled_from(GENERATION_ROUTES).flatmap(
-        lambda r: valid_body(r).flatmap(encoded)), headers, st.booleans()))
-path_case = st.tuples(st.sampled_from(METHODS), random_path).flatmap(
-    lambda mp: st.builds(_case("path", *mp), st.none() | json_values.flatmap(encoded), headers, st.just(False)))
-# Valid and mutated bodies come most often: they are the ones that get past parsing.
-cases = _shown_short(st.one_of(valid_case, mutated_case, mutated_case, random_json_case, not_json_case, method_case,
-                               path_case))  # fmt: skip
+def route_cases(routes: tuple[str, ...]) -> st.SearchStrategy[Case]:
+    """Requests whose valid and mutated bodies are for ``routes`` (the server's own); random JSON,
+    wrong methods and odd paths go to every route (the others answer 400 naming the task)."""
+    route = st.sampled_from(routes)
+    valid = route.flatmap(lambda r: st.builds(_case("valid", "POST", r), valid_body(r).flatmap(encoded),
+                                              st.just({"Content-Type": "application/json"}), st.just(False)))
+    mutated = route.flatmap(lambda r: st.builds(_case("mutated", "POST", r), mutated_body(r).flatmap(encoded),
+                                                json_headers, st.booleans()))
+    random_json = st.sampled_from(ROUTES).flatmap(lambda r: st.builds(_case("random-json", "POST", r),
+                                                                      json_values.flatmap(encoded), json_headers, st.booleans()))
+    broken = route.flatmap(lambda r: st.builds(_case("not-json", "POST", r), not_json | truncated(r), headers,
+                                               st.booleans()))
+    method = st.tuples(st.sampled_from(METHODS), st.sampled_from(ROUTES)).flatmap(
+        lambda mr: st.builds(_case("method", *mr), st.none() | not_json | route.flatmap(
+            lambda r: valid_body(r).flatmap(encoded)), headers, st.booleans()))
+    path = st.tuples(st.sampled_from(METHODS), random_path).flatmap(
+        lambda mp: st.builds(_case("path", *mp), st.none() | json_values.flatmap(encoded), headers, st.just(False)))
+    # Valid and mutated bodies come most often: they are the ones that get past parsing.
+    return _shown_short(st.one_of(valid, mutated, mutated, random_json, broken, method, path))
+
+
+cases = route_cases(GENERATION_ROUTES)
+pooling_cases = route_cases(POOLING_ROUTES)

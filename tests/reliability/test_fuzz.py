@@ -34,10 +34,12 @@ from jsonschema import Draft202012Validator
 
 from tests import anthropic_types
 from tests.openai_schema import event_problems, validator
-from tests.reliability.fuzz_cases import GENERATION_ROUTES, MODEL, Case, cases
+from tests.reliability.fuzz_cases import GENERATION_ROUTES, MODEL, POOLING_ROUTES, Case, cases, pooling_cases
 from tests.server.conftest import ServerProcess, StartServer
 
 FUZZ_REQUESTS = int(os.environ.get("MODELSERVE_FUZZ_REQUESTS", "2000"))
+# Per embed / rerank server: a quarter as many (500 in CI, 2,500 under `make soak`).
+POOLING_REQUESTS = FUZZ_REQUESTS // 4
 RESPONSE_KIND = {"/v1/chat/completions": "chat", "/v1/completions": "completion", "/v1/models": "models",
                  "/v1/responses": "response"}  # fmt: skip
 CHUNK_KIND = {"/v1/chat/completions": "chat_chunk", "/v1/completions": "completion"}
@@ -96,12 +98,41 @@ def answer_problems(case: Case, r: requests.Response) -> list[str]:
         return anthropic_types.problems("count", r.json())
     if path in RESPONSE_KIND:
         return schema_problems(RESPONSE_KIND[path], r.json())
+    if path == "/v1/embeddings":
+        return embedding_problems(r.json())
+    if path in ("/v1/rerank", "/rerank"):
+        return rerank_problems(r.json())
     if path == "/llm/":
         reply = r.json()["data"]["response"]["choices"][0]["message"]["content"]
         return [] if isinstance(reply, str) else [f"/llm/ reply is not text: {reply!r}"]
     if path == "/health":
         return [] if r.json().get("status") == "ok" else [f"/health: {r.text[:200]}"]
     return []
+
+
+def embedding_problems(body: Any) -> list[str]:
+    """OpenAI's embeddings shape: data[i] = {object, index i, embedding: numbers or base64 text}, usage."""
+    data = body.get("data") if isinstance(body, dict) else None
+    if body.get("object") != "list" or not isinstance(data, list) or not data:
+        return [f"not an embeddings list: {json.dumps(body)[:300]}"]
+    found = [f"data[{i}] is {d!r:.200}" for i, d in enumerate(data)
+             if d.get("object") != "embedding" or d.get("index") != i
+             or not (isinstance(d.get("embedding"), str) or all(isinstance(x, float) for x in d["embedding"]))]  # fmt: skip
+    usage = body.get("usage") or {}
+    if not isinstance(usage.get("prompt_tokens"), int) or usage.get("total_tokens") != usage.get("prompt_tokens"):
+        found.append(f"usage: {usage}")
+    return found
+
+
+def rerank_problems(body: Any) -> list[str]:
+    results = body.get("results") if isinstance(body, dict) else None
+    if not isinstance(results, list) or not results:
+        return [f"no results: {json.dumps(body)[:300]}"]
+    scores = [x.get("relevance_score") for x in results]
+    if not all(isinstance(s, float) for s in scores) or scores != sorted(scores, reverse=True):
+        return [f"results not sorted by relevance_score: {scores}"]
+    indices = [x.get("index") for x in results]
+    return [] if len(set(indices)) == len(indices) else [f"an index twice: {indices}"]
 
 
 def stream_problems(kind: str, text: str) -> list[str]:
@@ -159,7 +190,7 @@ class Tally:
             self.no_answer += 1
             return
         self.statuses[r.status_code] += 1
-        if r.status_code == 200 and case.method == "POST" and case.path in GENERATION_ROUTES:
+        if r.status_code == 200 and case.method == "POST" and case.path in GENERATION_ROUTES + POOLING_ROUTES:
             self.generated[case.path] += 1
 
     def summary(self, seconds: float) -> str:
@@ -201,3 +232,41 @@ def test_fuzzed_requests_never_get_a_5xx_and_errors_keep_openais_shape(fuzz_serv
                                                   "max_tokens": 4, "temperature": 0})  # fmt: skip
     assert r.status_code == 200 and schema_problems("chat", r.json()) == [], r.text
     assert "Traceback" not in fuzz_server.log_path.read_text(errors="replace"), fuzz_server.log_tail()
+
+
+@pytest.fixture(scope="module")
+def pooling_servers(start_server: StartServer, minilm_dir: Path, tiny_reranker_dir: Path) -> dict[str, ServerProcess]:
+    return {"embed": start_server(minilm_dir, "--task", "embed", "--threads", "1", name=MODEL),
+            "rerank": start_server(tiny_reranker_dir, "--task", "rerank", name=MODEL)}  # fmt: skip
+
+
+@pytest.mark.reliability
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["embed", "rerank"])
+def test_fuzzed_embedding_and_rerank_requests_never_get_a_5xx(pooling_servers: dict[str, ServerProcess],
+                                                              task: str) -> None:  # fmt: skip
+    """The same fuzz against an embed and a rerank server: their own routes with valid and
+    mutated bodies, every other route with the rest (a generation route is a 400 naming the task)."""
+    server, tally, session = pooling_servers[task], Tally(), requests.Session()
+
+    @settings(max_examples=POOLING_REQUESTS, deadline=None, database=None, derandomize=True,
+              suppress_health_check=list(HealthCheck), phases=[Phase.generate, Phase.shrink])  # fmt: skip
+    @given(case=pooling_cases)
+    def probe(case: Case) -> None:
+        try:
+            r = send(session, server, case)
+        except requests.RequestException as exc:
+            tally.add(case, None)
+            raise AssertionError(f"no answer: {type(exc).__name__}: {exc}") from None
+        tally.add(case, r)
+        found = answer_problems(case, r)
+        assert not found, "\n".join(found)
+
+    started = time.monotonic()
+    try:
+        probe()
+    finally:
+        print(f"{task}: " + tally.summary(time.monotonic() - started))
+    assert tally.requests >= POOLING_REQUESTS and tally.generated.total() > 0
+    assert server.proc.poll() is None, server.log_tail()
+    assert "Traceback" not in server.log_path.read_text(errors="replace"), server.log_tail()
