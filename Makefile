@@ -9,7 +9,7 @@ PORT   ?= 8000
 # multi-GB CUDA build. On a GPU machine: make TORCH=torch demo
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-front bench-reliability setup down lint clean wheelhouse device-check
+.PHONY: demo test test-tools soak bench bench-agent bench-gateway bench-front bench-reliability bench-embeddings setup down lint clean wheelhouse device-check
 
 $(BIN)/.modelserve-setup: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,9 @@ bench-front: setup
 # The figures of the README's Reliability table: fuzz, chaos, soak, drain in one run.
 bench-reliability: setup
 	$(BIN)/python bench/reliability.py
+
+bench-embeddings: setup
+	$(BIN)/python bench/embeddings.py
 
 # The prepared GPU check (README: GPUs). `make wheelhouse` here builds the carry (.wheelhouse:
 # Python 3.12 wheels of what the lent machine's image lacks, and modelserve's own); there,

@@ -50,8 +50,8 @@ class FlaskOptions(BackendOptions):
     )  # fmt: skip
     max_batch_inputs: int = Field(default=32, ge=1, le=1024, description="embed/rerank: inputs (texts, or "
                                   "query-document pairs) encoded together in one forward pass")  # fmt: skip
-    batch_wait_ms: float = Field(default=2.0, ge=0, le=1000, description="embed/rerank: how long a request that finds "
-                                 "the engine idle waits for others to join its batch")  # fmt: skip
+    batch_wait_ms: float = Field(default=10.0, ge=0, le=1000, description="embed/rerank: while a forward pass holds "
+                                 "fewer inputs than the last one (concurrent clients), how long it waits for more")  # fmt: skip
 
 
 class FlaskTransformersBackend(Backend):

@@ -123,9 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "sentence-transformers folder) on /v1/embeddings; rerank: a cross-encoder on /v1/rerank")  # fmt: skip
     p.add_argument("--max-batch-inputs", type=_positive_int, default=32,
                    help="embed/rerank: inputs (texts, or query-document pairs) encoded in one forward pass")  # fmt: skip
-    p.add_argument("--batch-wait-ms", type=_seconds, default=2.0, metavar="MS",
-                   help="embed/rerank: how long a request that finds the engine idle waits for others to join its "
-                        "forward pass (default: %(default)s)")  # fmt: skip
+    p.add_argument("--batch-wait-ms", type=_seconds, default=10.0, metavar="MS",
+                   help="embed/rerank: while a forward pass holds fewer inputs than the last one did (concurrent "
+                        "clients), how long it waits for more to arrive (default: %(default)s; a lone client never "
+                        "waits)")  # fmt: skip
     return p
 
 

@@ -73,15 +73,34 @@ def test_gather_takes_what_waits_and_what_arrives_before_the_deadline() -> None:
         clock.now += timeout
         return None
 
-    batch, held = gather(job("a"), take, limit=32, wait_until=100.005, clock=clock)
+    batch, held = gather(job("a"), take, limit=32, target=32, wait_until=100.005, clock=clock)
     assert [j.inputs for j in batch] == [["a"], ["b"], ["c"]] and held is None
     assert [j.inputs for _, j in arrivals] == [["late"]]  # after the deadline: the next batch's
+    assert clock.now == 100.005
+
+
+def test_gather_does_not_wait_once_the_batch_is_as_large_as_the_last_one() -> None:
+    clock = FakeClock()
+    waiting, arrivals = deque([job("b")]), deque([(100.001, job("c"))])
+
+    def take(timeout: float) -> PoolJob | None:
+        if waiting:
+            return waiting.popleft()
+        if arrivals and arrivals[0][0] <= clock.now + timeout:
+            clock.now = arrivals[0][0]
+            return arrivals.popleft()[1]
+        clock.now += timeout
+        return None
+
+    # The last pass had 2 inputs: "a" and "b" (already waiting) make 2, so nothing more is awaited.
+    batch, _ = gather(job("a"), take, limit=32, target=2, wait_until=100.010, clock=clock)
+    assert [j.inputs for j in batch] == [["a"], ["b"]] and clock.now == 100.0
 
 
 def test_gather_stops_at_the_limit_and_holds_the_job_that_does_not_fit() -> None:
     waiting = deque([job("b", "c"), job("d", "e", "f"), job("g")])
-    batch, held = gather(job("a"), lambda t: waiting.popleft() if waiting else None, limit=4, wait_until=0,
-                         clock=FakeClock())  # fmt: skip
+    batch, held = gather(job("a"), lambda t: waiting.popleft() if waiting else None, limit=4, target=1,
+                         wait_until=0, clock=FakeClock())  # fmt: skip
     assert [j.inputs for j in batch] == [["a"], ["b", "c"]]
     assert held is not None and held.inputs == ["d", "e", "f"]
 

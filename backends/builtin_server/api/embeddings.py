@@ -77,7 +77,7 @@ def _vector(raw: Any, call: EmbeddingsCall) -> Any:
         vector = vector / norm if norm > 0 else vector
     if call.encoding_format == "base64":
         return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
-    return [float(x) for x in vector]
+    return vector.astype(numpy.float64).tolist()  # Python floats, converted in C
 
 
 def embeddings_body(call: EmbeddingsCall, result: PoolResult, *, served_name: str) -> dict[str, Any]:

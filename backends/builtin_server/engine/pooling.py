@@ -2,10 +2,13 @@
 requests sent, together, in as few forward passes as the batch limit allows.
 
 HTTP threads submit a request's inputs and wait on a future. The engine thread takes the oldest
-request, then every other one already waiting (and, when it found the engine idle, those arriving
-within ``batch_wait`` of the first: a burst of single-input requests becomes one pass instead of
-a pass each), up to ``max_batch_inputs`` inputs; a request that would overflow the batch opens
-the next one. Each request's inputs are checked (length, token ids) before its batch runs, so a
+request, then every other one already waiting, up to ``max_batch_inputs`` inputs; a request that
+would overflow the batch opens the next one. While the batch holds fewer inputs than the last
+pass did, it also waits for arrivals, up to ``batch_wait`` after the first request came: clients
+that were answered together send again together, a few milliseconds apart, and without the wait
+the first of them would take a pass alone and the rest the next one (measured: 0.70x of raw
+encoding at 16 concurrent clients with a fixed 2 ms wait). A lone client is never held: its last
+pass had one input. Each request's inputs are checked (length, token ids) before its batch runs, so a
 bad input fails its own request only. A request with more inputs than a batch holds is encoded in
 several passes, its inputs sorted by length so that padding stays small. Nothing a request does
 can stop the loop.
@@ -63,15 +66,15 @@ class PoolJob:
     future: Future[PoolResult] = field(default_factory=Future)
 
 
-def gather(first: PoolJob, take: Callable[[float], PoolJob | None], *, limit: int, wait_until: float,
+def gather(first: PoolJob, take: Callable[[float], PoolJob | None], *, limit: int, target: int, wait_until: float,
            clock: Clock) -> tuple[list[PoolJob], PoolJob | None]:  # fmt: skip
     """The jobs to encode together: ``first``, then what ``take(timeout)`` hands over (None when
     nothing came within ``timeout`` seconds; 0 asks only for what already waits) until the batch
-    holds ``limit`` inputs or ``wait_until`` has passed. Returns the batch and the job that did
-    not fit, which opens the next one."""
+    holds ``limit`` inputs; below ``target`` inputs it waits for arrivals until ``wait_until``.
+    Returns the batch and the job that did not fit, which opens the next one."""
     batch, size = [first], len(first.inputs)
     while size < limit:
-        job = take(max(0.0, wait_until - clock()))
+        job = take(max(0.0, wait_until - clock()) if size < target else 0.0)
         if job is None:
             break
         if size + len(job.inputs) > limit:
@@ -86,7 +89,7 @@ def _shutting_down() -> ApiError:
 
 
 class PoolingEngine:
-    def __init__(self, encoder: Encoder, *, max_batch_inputs: int = 32, batch_wait: float = 0.002,
+    def __init__(self, encoder: Encoder, *, max_batch_inputs: int = 32, batch_wait: float = 0.01,
                  max_queue: int = 256, metrics: PoolingMetrics | None = None, clock: Clock = time.monotonic) -> None:  # fmt: skip
         self.encoder = encoder
         self.task = encoder.task
@@ -98,6 +101,7 @@ class PoolingEngine:
         self._cond = threading.Condition()
         self._queue: deque[PoolJob] = deque()
         self._held: PoolJob | None = None  # did not fit the last batch: first in the next
+        self._last_inputs = 1  # inputs of the last pass: how many a new one waits for
         self._stopping = False
         self.passes = 0  # forward passes run (tests count batching by them)
         self.metrics.queue_depth.set_function(lambda: len(self._queue))
@@ -158,10 +162,11 @@ class PoolingEngine:
                 return None
             first = self._held or self._queue.popleft()
             self._held = None
-        batch, held = gather(first, self._take, limit=self.max_batch_inputs, wait_until=first.arrived + self.batch_wait,
-                             clock=self.clock)  # fmt: skip
+        batch, held = gather(first, self._take, limit=self.max_batch_inputs, target=self._last_inputs,
+                             wait_until=first.arrived + self.batch_wait, clock=self.clock)  # fmt: skip
         with self._cond:
             self._held = held
+        self._last_inputs = sum(len(job.inputs) for job in batch)
         return batch
 
     def _loop(self) -> None:
