@@ -270,11 +270,7 @@ class VLLMBackend(Backend):
         prefix, entry_name = choose_entry(info, ctx.python)
         notes = [f"entry point: {entry_name}"]
 
-        ours: dict[str, Any] = {
-            "host": dep.host,
-            "port": dep.port,
-            "served_model_name": served,
-        }
+        ours: dict[str, Any] = {"host": dep.host, "port": dep.port, "served_model_name": served}
         if dep.max_model_len:
             ours["max_model_len"] = dep.max_model_len
         if dep.dtype != "auto":

@@ -66,6 +66,7 @@ def _device(text: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Long: one add_argument per server flag, each with the help --help shows."""
     p = argparse.ArgumentParser(
         prog="python -m backends.builtin_server",
         description="Serve one causal LM over AgentScope's POST /llm/ and the OpenAI /v1 API; or, with --task, an "

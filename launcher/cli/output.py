@@ -30,7 +30,7 @@ def up_text(result: UpResult) -> str:
         f"  backend:    {result.backend_reason}",
         f"  model:      {rec.model}  ({result.model_description})",
         f"  served as:  {rec.served_model_name}",
-        *([f"  task:       {rec.task}"] if rec.task != "generate" else []),
+        *([f"  task:       {rec.task}"] if rec.task not in (None, "generate") else []),
         "  endpoints:  " + ("\n              ".join(endpoints) if endpoints else "-"),
     ]
     if rec.tools:

@@ -88,7 +88,7 @@ class DeploymentRecord:
     spec: dict[str, Any] = field(default_factory=dict)
     spec_file: str | None = None
     telemetry: dict[str, str] = field(default_factory=dict)  # core.telemetry.Telemetry: what the dashboard reads
-    task: str = "generate"  # what the model does: generate | embed | rerank
+    task: str | None = None  # what the model does: generate | embed | rerank (None: not recorded)
 
     version: int = STATE_VERSION
 

@@ -79,7 +79,7 @@ def client(app: Flask) -> FlaskClient:
 
 def test_state_and_inflight_live_in_app_extensions(app: Flask, engine: FakeEngine) -> None:
     with app.app_context():
-        assert current_state() == ServerState(engine=engine, served_name="m", api_key=None, created=123)  # type: ignore[arg-type]
+        assert current_state() == ServerState(runner=engine, served_name="m", api_key=None, created=123)  # type: ignore[arg-type]
     assert isinstance(app.extensions["modelserve.inflight"], InFlight)
 
 

@@ -10,8 +10,8 @@ import pytest
 
 from launcher.cli.output import plan_text
 from launcher.core.deployment import Deployment
+from launcher.core.deployment_spec import LoadedSpec
 from launcher.core.errors import ConfigError
-from launcher.core.spec import LoadedSpec
 from launcher.lifecycle.choose import Engines, choose, decide_task
 from launcher.lifecycle.prepare import prepare
 from launcher.models import ResolvedModel
