@@ -153,7 +153,7 @@ def embeddings() -> Response:
                                     matryoshka=encoder.matryoshka)  # fmt: skip
     g.user = body.get("user")
     result = engine.submit(call.inputs).result()
-    g.prompt_tokens, g.completion_tokens = sum(result.tokens), 0
+    g.prompt_tokens, g.completion_tokens, g.cached_tokens = sum(result.tokens), 0, 0  # no prefix cache here
     return json_response(embeddings_body(call, result, served_name=state.served_name))
 
 
@@ -166,5 +166,5 @@ def rerank() -> Response:
     call = parse_rerank_request(body, served_name=state.served_name)
     g.user = body.get("user")
     result = engine.submit(call.pairs).result()
-    g.prompt_tokens, g.completion_tokens = sum(result.tokens), 0
+    g.prompt_tokens, g.completion_tokens, g.cached_tokens = sum(result.tokens), 0, 0  # no prefix cache here
     return json_response(rerank_body(call, result, served_name=state.served_name))
