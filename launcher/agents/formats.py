@@ -58,10 +58,15 @@ _NO_RERANK = ("it has no reranker client; send POST {\"model\", \"query\", \"doc
               "(README: Embeddings and rerank)")
 # ModelScope-Agent's llm_config and AgentFabric's model_config.json entries each configure a chat model.
 _NO_EMBEDDING_SLOT = "its config configures a chat model and has no slot for an embedding endpoint"
-_MODELSCOPE_NO: dict[ClientKind, str] = {"openai_embedding": _NO_EMBEDDING_SLOT, "post_api_embedding": _NO_EMBEDDING_SLOT,
-                  "ollama_embedding": _NO_EMBEDDING_SLOT, "rerank": _NO_RERANK}  # fmt: skip
-_V1_NO: dict[ClientKind, str] = {"post_api_embedding": "it has no POST-API embedding class; the OpenAI-compatible one reaches the same "
-                                "route (--endpoint openai)", "rerank": _NO_RERANK}  # fmt: skip
+_MODELSCOPE_NO: dict[ClientKind, str] = {
+    "openai_embedding": _NO_EMBEDDING_SLOT, "post_api_embedding": _NO_EMBEDDING_SLOT,
+    "ollama_embedding": _NO_EMBEDDING_SLOT, "rerank": _NO_RERANK,
+}  # fmt: skip
+_V1_NO: dict[ClientKind, str] = {
+    "post_api_embedding": "it has no POST-API embedding class; the OpenAI-compatible one reaches the same route "
+                          "(--endpoint openai)",
+    "rerank": _NO_RERANK,
+}  # fmt: skip
 SPECS: dict[Format, _Spec] = {
     "agentscope": _Spec(KINDS, False, "merge-list", {"rerank": f"AgentScope 0.x: {_NO_RERANK}"}),
     "modelscope-agent": _Spec(("openai_chat",), True, "new-file", {
@@ -97,6 +102,8 @@ SPECS: dict[Format, _Spec] = {
     **{name: _Spec(("openai_chat",), True, "new-file", {
         "post_api_chat": "it speaks Anthropic Messages or OpenAI Responses, not the POST /llm/ envelope",
         "ollama_chat": "it speaks Anthropic Messages or OpenAI Responses (use --endpoint openai: the same server)",
+        **dict.fromkeys(("openai_embedding", "post_api_embedding", "ollama_embedding", "rerank"),
+                        "it speaks Anthropic Messages or OpenAI Responses: a chat model's, not this one's"),
     }) for name in ("anthropic-env", "codex", "openai-agents", "agentscope-v1-anthropic", "agentscope-v1-responses",
                     "agentscope-v2-anthropic", "agentscope-v2-responses")},  # fmt: skip
 }

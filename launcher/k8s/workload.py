@@ -41,7 +41,7 @@ from launcher.core.launch import ClientEndpoint, LaunchPlan, ProcessSpec
 from launcher.core.model_ref import ResolvedModel
 from launcher.core.probe import Probe
 from launcher.k8s.manifests import GIB, MODEL_MOUNT, SHM_BYTES, Checks, Resources, Workload, service_host
-from launcher.lifecycle.choose import decide_task
+from launcher.models.task import declared_task
 from launcher.store import paths
 
 PYTHON = "python3"  # the interpreter on PATH in both default images
@@ -178,9 +178,10 @@ def plan_workload(dep: Deployment, *, name: str, namespace: str, images: Mapping
                           f"pass --image {backend.name}=IMAGE with a {_kind_name(dplan.kind)} build of the engine, "
                           f"or set {other}")  # fmt: skip
     dep = dep.model_copy(update={"host": "0.0.0.0", "backend": backend.name})
-    # The task as `up` would decide it (an embedding or rerank model's folder says so).
-    dep = dep.model_copy(update={"task": decide_task(dep, backend)[0]})
     model = backend.resolve_model(dep, prepare=False, progress=lambda _: None)
+    if dep.task is None:  # as `up` decides it: what the model (an alias, or its folder) declares
+        found = declared_task(dep.model, model.path)
+        dep = dep.model_copy(update={"task": found.task if found else "generate"})
     inside = container_model(model)
     estimate, problem = _estimate(dep, dplan, model)
     if problem:

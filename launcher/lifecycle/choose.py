@@ -20,7 +20,7 @@ from launcher.core.deployment import Deployment
 from launcher.core.errors import BackendUnavailable, ConfigError, ModelserveError
 from launcher.core.names import Task
 from launcher.lifecycle import envs
-from launcher.models.task import detect_task
+from launcher.models.task import DEFAULT_TASK_REASON, declared_task
 
 
 @dataclass
@@ -90,20 +90,19 @@ def decide_task(dep: Deployment, backend: Backend | None = None) -> tuple[Task, 
     read through ``backend``'s resolution when one was named), or generate by default."""
     if dep.task is not None:
         return dep.task, "asked for"
-    alias = models.ALIASES.get(dep.model)
-    if alias is not None:
-        return alias.task, f"the built-in alias {alias.name} is {alias.origin.split(' (')[0]}"
     try:
-        if backend is not None:
+        if dep.model in models.ALIASES:
+            path = None  # the alias says it, prepared or not
+        elif backend is not None:
             path = backend.resolve_model(dep, prepare=False, progress=_quiet).path
         else:
             path = models.resolve(dep.model, prepare=False).path
     except ModelserveError:  # a model that cannot be found is reported later, by the backend that runs it
         path = None
-    found = detect_task(path)
+    found = declared_task(dep.model, path)
     if found is not None:
-        return found.task, f"detected: {found.reason}"
-    return "generate", "the default: the model declares no other task (set task: embed|rerank otherwise)"
+        return found.task, found.reason
+    return "generate", DEFAULT_TASK_REASON
 
 
 def _quiet(msg: str) -> None:

@@ -26,6 +26,9 @@ POOLING_MODES = ("pooling_mode_cls_token", "pooling_mode_mean_tokens", "pooling_
                  "pooling_mode_lasttoken")  # fmt: skip
 
 
+DEFAULT_TASK_REASON = "the default: the model declares no other task (set task: embed|rerank otherwise)"
+
+
 @dataclass(frozen=True)
 class DetectedTask:
     task: Task
@@ -71,6 +74,17 @@ def detect_task(path: str | None) -> DetectedTask | None:
     if heads and count == 1:
         return DetectedTask("rerank", f"a one-label classification head ({heads[0]}): a cross-encoder")
     return None
+
+
+def declared_task(reference: str, path: str | None) -> DetectedTask | None:
+    """The task the model declares: a built-in alias by its definition, else its folder."""
+    from launcher.models.aliases import ALIASES
+
+    alias = ALIASES.get(reference)
+    if alias is not None:
+        return DetectedTask(alias.task, f"the built-in alias {alias.name} is {alias.origin.split(' (')[0]}")
+    found = detect_task(path)
+    return DetectedTask(found.task, f"detected: {found.reason}") if found else None
 
 
 def embedding_facts(path: str | None) -> EmbeddingFacts:
