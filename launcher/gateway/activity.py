@@ -87,9 +87,11 @@ class Passage:
 
 
 def _find_usage(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """``usage`` at the top (OpenAI), in ``message`` (Anthropic's message_start), in ``response``
-    (Responses' response.completed) or in ``data.response`` (AgentScope's /llm/ envelope)."""
-    for holder in (obj, obj.get("message"), obj.get("response"), (obj.get("data") or {}).get("response")):
+    """``usage`` at the top (OpenAI, embeddings and rerank too), in ``message`` (Anthropic's
+    message_start), in ``response`` (Responses' response.completed) or in ``data.response``
+    (AgentScope's /llm/ envelope; an embeddings answer's ``data`` is a list)."""
+    data = obj.get("data")
+    for holder in (obj, obj.get("message"), obj.get("response"), data.get("response") if isinstance(data, dict) else None):
         if isinstance(holder, dict) and isinstance(holder.get("usage"), dict):
             usage: dict[str, Any] = holder["usage"]
             return usage

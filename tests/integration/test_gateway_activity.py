@@ -130,6 +130,10 @@ def test_usage_in_every_shape_the_fleet_passes() -> None:
     broken = UsageWatch()
     broken.body(b"<html>not json</html>")
     assert broken.prompt_tokens is None
+    embeddings = UsageWatch()  # its "data" is a list of vectors, not the /llm/ envelope
+    embeddings.body(json.dumps({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.5]}],
+                                "usage": {"prompt_tokens": 3, "total_tokens": 3}}).encode())  # fmt: skip
+    assert (embeddings.prompt_tokens, embeddings.completion_tokens) == (3, None)
 
 
 def test_the_ring_is_bounded() -> None:
