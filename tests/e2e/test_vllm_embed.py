@@ -11,13 +11,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import requests
 
 from launcher.process import ports
 from tests.e2e.conftest import client_lines
-from tests.procs import with_home
+from tests.procs import of_deployment, with_home
 
 pytestmark = [pytest.mark.e2e, pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("cleanup_deployments")]
 TEXTS = ["A man is eating food.", "The stock market fell sharply today."]
@@ -27,9 +26,15 @@ def cosine(a: list[float], b: list[float]) -> float:
     return sum(x * y for x, y in zip(a, b, strict=True)) / (math.hypot(*a) * math.hypot(*b))
 
 
-def vllm_left() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith("VLLM::")
-            and p.status() != psutil.STATUS_ZOMBIE]  # fmt: skip
+def member_groups(home: Path) -> list[tuple[str, int]]:
+    """(marker, process group) of every running member: vLLM's retitled EngineCore and Worker
+    read an empty environment, so only their group finds them (other engineers' vLLMs run on
+    this machine too: a search by name would find theirs)."""
+    found = []
+    for state in (home / "deployments").glob("vf.*/state.json"):
+        record = json.loads(state.read_text())
+        found += [(record["marker"], p["pgid"]) for p in record["processes"]]
+    return found
 
 
 @pytest.mark.timeout(2400)
@@ -78,5 +83,7 @@ def test_vllm_embeddings_through_up_and_a_fleet(modelserve: Any, in_tmp: Path, m
     assert ranked.status_code == 200, ranked.text
     results = ranked.json()["results"]
     assert [r["index"] for r in results][0] == 1 and results[0]["relevance_score"] > 0.9 > results[1]["relevance_score"]
+    groups = member_groups(modelserve_home)
+    assert len(groups) >= 3  # chat, minilm, reranker
     modelserve("down", "vf")
-    assert with_home(modelserve_home) == [] and vllm_left() == []
+    assert with_home(modelserve_home) == [] and [of_deployment(m, g) for m, g in groups] == [[]] * len(groups)
