@@ -50,7 +50,7 @@ class FlaskOptions(BackendOptions):
 class FlaskTransformersBackend(Backend):
     name: ClassVar[str] = "flask-transformers"
     loader: ClassVar[str] = "transformers"
-    requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask")
+    requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask", "granian")
     summary: ClassVar[str] = "built-in Flask server, transformers loader: POST /llm/ + OpenAI /v1"
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True, tools=True,
                                                         structured_output=True)  # fmt: skip
