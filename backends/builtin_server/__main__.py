@@ -21,7 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends.builtin_server.http.server import DRAIN_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS
+from backends.builtin_server.http.granian_worker import HttpLimits
+from backends.builtin_server.http.server import DRAIN_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS, default_threads
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.loaders import LoadedModel
@@ -151,7 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     import torch
 
     from backends.builtin_server.engine.loaders import LoadError, load
-    from backends.builtin_server.http.granian_worker import HttpLimits
     from backends.builtin_server.http.server import serve
 
     torch.set_num_threads(args.threads)
@@ -188,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("the model failed its first generate(): %s", exc)
         engine.stop()
         return 1
-    limits = HttpLimits(threads=args.http_threads or args.max_batch_size + args.max_queue + 16,
+    limits = HttpLimits(threads=args.http_threads or default_threads(args.max_batch_size, args.max_queue),
                         max_connections=args.max_connections, header_timeout=args.header_timeout)  # fmt: skip
     return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
                  drain_timeout=args.drain_timeout, limits=limits)  # fmt: skip

@@ -36,14 +36,14 @@ MAX_CONNECTIONS = 10_000
 FD_RESERVE = 256  # descriptors besides connections: model files, the tokenizer, torch, logs
 
 
-def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None,
-          drain_timeout: float = DRAIN_TIMEOUT_S, limits: HttpLimits | None = None) -> int:  # fmt: skip
+def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: str | None, limits: HttpLimits,
+          drain_timeout: float = DRAIN_TIMEOUT_S) -> int:  # fmt: skip
     """Bind, serve until SIGTERM/SIGINT, drain, then stop cleanly. Returns the exit code."""
     from backends.builtin_server.http.app import create_app
     from backends.builtin_server.http.granian_worker import GranianWorker
 
     app = create_app(engine, served_name=served_name, api_key=api_key)
-    limits = within_fd_limit(limits or default_limits(engine))
+    limits = within_fd_limit(limits)
     listener = _listen(host, port, limits.backlog)
     if listener is None:
         engine.stop()
@@ -72,12 +72,11 @@ def serve(engine: Engine, *, host: str, port: int, served_name: str, api_key: st
     return code
 
 
-def default_limits(engine: Engine) -> HttpLimits:
+def default_threads(max_batch_size: int, max_queue: int) -> int:
     """A thread for every request the engine may hold (running or queued: each waits on its own
     thread), so its queue limit answers 503 rather than requests waiting unseen for a thread;
     plus a few for /health, /metrics and errors. Idle threads end by themselves."""
-    return HttpLimits(threads=engine.max_batch_size + engine.max_queue + 16, max_connections=MAX_CONNECTIONS,
-                      header_timeout=HEADER_TIMEOUT_S)  # fmt: skip
+    return max_batch_size + max_queue + 16
 
 
 def within_fd_limit(limits: HttpLimits) -> HttpLimits:
