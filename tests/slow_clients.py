@@ -93,8 +93,9 @@ async def _open(host: str, port: int, trickle: bool, gate: asyncio.Semaphore, ti
     return slow
 
 
-async def _trickle(conns: list[_Slow]) -> None:
-    """One header byte a second on every trickling connection, spread over the second."""
+async def _trickle(conns: list[_Slow], steady: asyncio.Event) -> None:
+    """One header byte a second on every trickling connection, spread over the second; ``steady``
+    is set once each has sent one (and every watcher task has started reading)."""
     tricklers = [c for c in conns if c.trickle]
     while True:
         for batch in range(10):
@@ -102,6 +103,7 @@ async def _trickle(conns: list[_Slow]) -> None:
                 if c.closed_at is None and not c.writer.is_closing():
                     c.writer.write(b"a")
             await asyncio.sleep(0.1)
+        steady.set()
 
 
 async def normal_request(host: str, port: int, request: NormalRequest, timeout: float) -> tuple[int, float]:
@@ -132,8 +134,12 @@ async def hold_slow_clients(host: str, port: int, count: int, request: NormalReq
     last_open = time.monotonic()
     report = SlowClientReport(held=count, refused=count - len(conns), open_s=last_open - started)
     watchers = [asyncio.create_task(c.watch()) for c in conns]
-    trickler = asyncio.create_task(_trickle(conns))
+    steady = asyncio.Event()
+    trickler = asyncio.create_task(_trickle(conns, steady))
     try:
+        # Time normal requests in the steady state (every slow one held and trickling), not while
+        # this process is still starting its readers or the server still accepting the last ones.
+        await asyncio.wait_for(steady.wait(), 10 + count / 1000)
         for _ in range(samples):
             status, seconds = await normal_request(host, port, request, answer_timeout_s)
             report.statuses.append(status)
