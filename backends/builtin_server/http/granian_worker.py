@@ -1,13 +1,16 @@
 """granian's HTTP/1.1 server (Rust, hyper) running the WSGI app inside this process, on our socket.
 
-Why granian, measured against the others (issue 18, the README's Reliability table): with 8,000
-connections held open, half trickling a header byte a second and half silent, a normal request
-was answered in 79 ms and every slow connection was closed by ``header_read_timeout`` (which also
-ends idle keep-alive connections); werkzeug's threaded server gave no answer in 30 s, gunicorn's
-gthread none in 30 s at 1,000, waitress answered but never closed the tricklers (its timeout is
-one of inactivity) and its select loop took seconds per request at 8,000; hypercorn closed them
-but keeps running a WSGI body after the client hangs up, so a cancelled stream would go on
+Why granian, measured against the others on a small Flask app (issue 18): with 8,000 connections
+held open, half trickling a header byte a second and half silent, a normal request was answered
+in 79 ms and every slow connection was closed by ``header_read_timeout`` (which also ends idle
+keep-alive connections). werkzeug's threaded server never closed them and at 8,000 gave no answer
+in 30 s (the issue's figure); gunicorn's gthread
+none in 30 s at 1,000; waitress answered but never closed the tricklers (its timeout is one of
+inactivity) and its poll loop took up to 5.7 s per request at 8,000; hypercorn closed them but
+keeps running a WSGI body after its client hangs up, so a cancelled stream would go on
 generating. granian streams each chunk as it is yielded and closes the body when the client goes.
+What it does not bound: a request whose *body* trickles in holds one of ``threads`` until the
+body is complete (granian calls the app once the headers are in).
 
 granian's own entry points (its CLI, ``Granian(...).serve()``) bind the port and import the app in
 worker *processes*. The model must stay in this process, loaded before the port opens, and our
