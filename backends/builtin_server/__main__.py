@@ -111,15 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=_seconds, default=DRAIN_TIMEOUT_S, metavar="SECONDS",
                    help="on SIGTERM/SIGINT: new requests get 503 while the ones in flight (streams too) get this long "
                         "to finish; what is still running then gets 503 (default: %(default)s; 0: stop at once)")  # fmt: skip
-    p.add_argument("--header-timeout", type=_positive_seconds, default=HEADER_TIMEOUT_S, metavar="SECONDS",
-                   help="a connection that has not sent a request's headers this long after it opened (or after its "
-                        "last answer, when idle) is closed: slow and silent clients hold nothing (default: %(default)s)")  # fmt: skip
-    p.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
-                   help="connections open at once; more wait in the listen backlog (default: %(default)s, lowered "
-                        "to what the descriptor limit allows)")  # fmt: skip
-    p.add_argument("--http-threads", type=_positive_int, default=None,
-                   help="requests answered at once, streams included (each holds a thread until it ends; idle ones "
-                        "go away) (default: --max-batch-size + --max-queue + 16, so the queue limit decides)")  # fmt: skip
+    _add_http_options(p)
     p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
     p.add_argument(
         "--tool-parser",
@@ -130,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--trust-remote-code", action="store_true", help="run the model folder's own Python code")
     return p
+
+
+def _add_http_options(p: argparse.ArgumentParser) -> None:
+    """What one slow or greedy client can take from the HTTP server (http/granian_worker.py)."""
+    p.add_argument("--header-timeout", type=_positive_seconds, default=HEADER_TIMEOUT_S, metavar="SECONDS",
+                   help="a connection that has not sent a request's headers this long after it opened (or after its "
+                        "last answer, when idle) is closed: slow and silent clients hold nothing (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help="connections open at once; more wait in the listen backlog (default: %(default)s, lowered "
+                        "to what the descriptor limit allows)")  # fmt: skip
+    p.add_argument("--http-threads", type=_positive_int, default=None,
+                   help="requests answered at once, streams included (each holds a thread until it ends; idle ones "
+                        "go away) (default: --max-batch-size + --max-queue + 16, so the queue limit decides)")  # fmt: skip
 
 
 def configure_logging() -> None:
