@@ -48,6 +48,9 @@ soak: setup
 	@# Fuzz: 10,000 random and mutated requests to every route of the built-in server (CI: 2,000).
 	MODELSERVE_FUZZ_REQUESTS=10000 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/reliability/test_fuzz.py $(PYTEST_ARGS)
+	@# Slow clients: 8,000 connections held open against the built-in server and the gateway (CI: 1,000).
+	MODELSERVE_SLOW_CLIENTS=8000 MODELSERVE_NO_SKIP=1 \
+	  $(BIN)/python -m pytest -s tests/reliability/test_slow_clients.py $(PYTEST_ARGS)
 	@# Chaos: kill -9 each role of each engine 8 times (CI: once), each after a stable minute (~1 h).
 	MODELSERVE_CHAOS_KILLS=8 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/reliability/test_chaos.py $(PYTEST_ARGS)

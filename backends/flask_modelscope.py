@@ -29,7 +29,7 @@ from launcher.core.model_ref import ResolvedModel
 class FlaskModelScopeBackend(FlaskTransformersBackend):
     name: ClassVar[str] = "flask-modelscope"
     loader: ClassVar[str] = "modelscope"
-    requires: ClassVar[tuple[str, ...]] = ("modelscope", "transformers", "torch", "flask")
+    requires: ClassVar[tuple[str, ...]] = ("modelscope", "transformers", "torch", "flask", "granian")
     summary: ClassVar[str] = "built-in Flask server, modelscope loader: POST /llm/ + OpenAI /v1"
     install_hint: ClassVar[str] = "pip install 'modelserve[hf,modelscope]'"
     auto: ClassVar[AutoChoice | None] = None  # asked for by name only

@@ -57,7 +57,7 @@ class FlaskOptions(BackendOptions):
 class FlaskTransformersBackend(Backend):
     name: ClassVar[str] = "flask-transformers"
     loader: ClassVar[str] = "transformers"
-    requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask")
+    requires: ClassVar[tuple[str, ...]] = ("transformers", "torch", "flask", "granian")
     summary: ClassVar[str] = "built-in Flask server, transformers loader: POST /llm/ + OpenAI /v1"
     # Anthropic Messages and OpenAI Responses are its own routes (through the shared translator, in-process).
     capabilities: ClassVar[Capabilities] = Capabilities(apis=("post", "openai"), streaming=True, tools=True,

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backends.builtin_server.http.server import DRAIN_TIMEOUT_S
+from backends.builtin_server.http.granian_worker import HttpLimits
+from backends.builtin_server.http.server import DRAIN_TIMEOUT_S, HEADER_TIMEOUT_S, MAX_CONNECTIONS, default_threads
 
 if TYPE_CHECKING:
     from backends.builtin_server.engine.loaders import LoadedModel
@@ -56,6 +57,13 @@ def _seconds(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not 0 <= value < float("inf"):
         raise argparse.ArgumentTypeError(f"{value} must be >= 0 seconds")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = _seconds(text)
+    if value < 0.001:  # granian counts in milliseconds
+        raise argparse.ArgumentTypeError(f"{value} must be at least 0.001 seconds")
     return value
 
 
@@ -110,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", type=_seconds, default=DRAIN_TIMEOUT_S, metavar="SECONDS",
                    help="on SIGTERM/SIGINT: new requests get 503 while the ones in flight (streams too) get this long "
                         "to finish; what is still running then gets 503 (default: %(default)s; 0: stop at once)")  # fmt: skip
+    _add_http_options(p)
     p.add_argument("--loader", choices=("transformers", "modelscope"), default="transformers")
     p.add_argument(
         "--tool-parser",
@@ -131,14 +140,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _add_http_options(p: argparse.ArgumentParser) -> None:
+    """What one slow or greedy client can take from the HTTP server (http/granian_worker.py)."""
+    p.add_argument("--header-timeout", type=_positive_seconds, default=HEADER_TIMEOUT_S, metavar="SECONDS",
+                   help="a connection that has not sent a request's headers this long after it opened (or after its "
+                        "last answer, when idle) is closed: slow and silent clients hold nothing (default: %(default)s)")  # fmt: skip
+    p.add_argument("--max-connections", type=_positive_int, default=MAX_CONNECTIONS,
+                   help="connections open at once; more wait in the listen backlog (default: %(default)s, lowered "
+                        "to what the descriptor limit allows)")  # fmt: skip
+    p.add_argument("--http-threads", type=_positive_int, default=None,
+                   help="requests answered at once, streams included (each holds a thread until it ends; idle ones "
+                        "go away) (default: --max-batch-size + --max-queue + 16, so the queue limit decides)")  # fmt: skip
+
+
 def configure_logging() -> None:
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    # werkzeug would log every request a second time, in its own format; ours has tokens and seconds.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    # granian logs each worker and runtime thread it starts and stops; the serving line says it all.
+    logging.getLogger("_granian").setLevel(logging.WARNING)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,7 +212,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         engine.stop()
         return 1
     return serve(engine, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
-                 drain_timeout=args.drain_timeout)  # fmt: skip
+                 drain_timeout=args.drain_timeout, limits=_http_limits(args))  # fmt: skip
+
+
+def _http_limits(args: argparse.Namespace) -> HttpLimits:
+    return HttpLimits(threads=args.http_threads or default_threads(args.max_batch_size, args.max_queue),
+                      max_connections=args.max_connections, header_timeout=args.header_timeout)  # fmt: skip
 
 
 def _serve_pooling(args: argparse.Namespace, served_name: str, api_key: str | None) -> int:
@@ -223,7 +250,7 @@ def _serve_pooling(args: argparse.Namespace, served_name: str, api_key: str | No
         pooling.stop()
         return 1
     return serve(pooling, host=args.host, port=args.port, served_name=served_name, api_key=api_key,
-                 drain_timeout=args.drain_timeout, task=args.task)  # fmt: skip
+                 drain_timeout=args.drain_timeout, task=args.task, limits=_http_limits(args))  # fmt: skip
 
 
 def _engine(args: argparse.Namespace, loaded: LoadedModel) -> Engine:

@@ -29,6 +29,8 @@ class GatewaySettings(StrictModel):
     host: str = LOOPBACK
     port: int = Field(default=8000, ge=1, le=65535)
     api_key: str | None = Field(default=None, description="required as 'Authorization: Bearer KEY' but on /health")
+    header_timeout: float = Field(default=30.0, gt=0, description="seconds a client may take to send a request's "
+                                  "headers, or stay idle between requests; then the gateway closes the connection")
 
 
 class Policy(StrictModel):

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -29,13 +30,18 @@ log = logging.getLogger("modelserve.gateway")
 
 
 async def serve(plan: GatewayPlan, *, tick: float = TICK) -> None:
+    raise_fd_limit()
     metrics = Metrics()
     metrics.declare([m.name for m in plan.members])
     pool = Pool(plan.members, plan.policy, CommandStarter(), metrics)
     pool.adopt()
     # handler_cancellation: a client that disconnects cancels its handler, which closes the
     # upstream request, which the member notices and stops generating.
-    runner = web.AppRunner(create_app(plan, pool, metrics), handler_cancellation=True, access_log=None)
+    # keepalive_timeout: since aiohttp 3.14.4 its clock also runs from the moment a connection opens,
+    # so a client that sends no request, or trickles its headers, is closed after header_timeout
+    # like an idle keep-alive one (left at aiohttp's default, 3,630 s, they held a socket each for an hour).
+    runner = web.AppRunner(create_app(plan, pool, metrics), handler_cancellation=True, access_log=None,
+                           keepalive_timeout=plan.header_timeout)
     await runner.setup()
     await web.TCPSite(runner, plan.host, plan.port, backlog=1024).start()
     log.info("gateway %s on http://%s:%d: %s", plan.name, plan.host, plan.port,
@@ -61,6 +67,14 @@ async def serve(plan: GatewayPlan, *, tick: float = TICK) -> None:
         await pool.shutdown()
         await runner.cleanup()
     log.info("stopped")
+
+
+def raise_fd_limit() -> None:
+    """Every connection is a descriptor, and the soft limit is often 1,024: lift it to the hard one,
+    as servers do (asyncio uses epoll, so descriptors past 1,024 are fine)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def main(argv: list[str] | None = None) -> int:

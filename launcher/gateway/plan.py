@@ -46,6 +46,7 @@ class GatewayPlan(BaseModel):
     policy: Policy = Field(default_factory=Policy)
     members: list[MemberPlan]
     stop_timeout: float = 30.0  # per member stop
+    header_timeout: float = 30.0  # a connection's headers (and any idle gap between requests) within this
 
     @classmethod
     def read(cls, path: Path) -> GatewayPlan:

@@ -115,7 +115,8 @@ def gateway_plan(fleet: Fleet, folder: Path, planned: dict[str, Planned], *, wri
         ))  # fmt: skip
     stop = max((m.spec.deployment.stop_timeout for m in fleet.members), default=10.0)
     return GatewayPlan(name=fleet.name, host=fleet.gateway.host, port=fleet.gateway.port,
-                       api_key=fleet.gateway.api_key, policy=fleet.policy, members=members, stop_timeout=stop)  # fmt: skip
+                       api_key=fleet.gateway.api_key, policy=fleet.policy, members=members, stop_timeout=stop,
+                       header_timeout=fleet.gateway.header_timeout)  # fmt: skip
 
 
 @dataclass(frozen=True)

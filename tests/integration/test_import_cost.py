@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-ENGINES = {"torch", "transformers", "flask", "werkzeug", "numpy", "vllm", "fastchat", "modelscope", "tokenizers"}
+ENGINES = {"torch", "transformers", "flask", "werkzeug", "granian", "numpy", "vllm", "fastchat", "modelscope", "tokenizers"}
 SPEC = {"pydantic", "pydantic_core", "yaml", "launcher.core.deployment_spec", "launcher.core.deployment", "http.client"}
 
 PROBE = """
