@@ -63,9 +63,10 @@ def test_the_plugin_is_listed_like_the_builtins(ms: Run) -> None:
     assert (echo["distribution"], builtin["distribution"]) == ("modelserve-echo", "modelserve")
     assert echo["available"] is True and echo["capabilities"] == ["openai"]
     text = ms("backends").stdout
-    # The matrix row reads like a built-in's: name, here, devices, capabilities, who registered it.
+    # The matrix row reads like a built-in's: name, here, devices, capabilities (embed and rerank: no), who
+    # registered it.
     # A plugin that serves the OpenAI API gets Messages and Responses through modelserve's front.
-    assert any(line.split() == ["echo", "yes", "cpu", "yes", "-", "-", "-", "-", "-", "translated", "translated",
+    assert any(line.split() == ["echo", "yes", "cpu", "yes", "-", "-", "-", "-", "-", "-", "-", "translated", "translated",
                                 "modelserve-echo"] for line in text.splitlines()), text  # fmt: skip
 
 
