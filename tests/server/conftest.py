@@ -49,6 +49,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_bpe_model_dir(tmp_path_factory: pytest.TempPathFactory, smollm2_dir: Path) -> Path:
+    """The tiny model over SmolLM2's byte-level tokenizer (49k tokens), which grammars can drive:
+    random weights make it a model that writes anything the grammar lets it."""
+    folder = tmp_path_factory.mktemp("tiny-bpe-llama")
+    copy_tokenizer(smollm2_dir, folder)
+    build_llama(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer(tiny_model_dir: Path) -> Any:
     from transformers import AutoTokenizer
 

@@ -116,7 +116,8 @@ class Row:
                     end = min(end, len(text) - 1)
                 self._stream(text[:end], final=False)
         if self.reason is None and len(self.ids) >= self.max_new:
-            self.reason = "length"
+            # A grammar that is complete at the last token ended the reply, as its end token would have.
+            self.reason = "stop" if self.sampler.complete else "length"
 
     def cancel(self) -> None:
         self.reason = "cancelled"

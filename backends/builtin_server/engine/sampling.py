@@ -4,7 +4,8 @@ Rows with different temperature / top-p / top-k / penalties / seed / grammar sha
 step: the model's logits for the whole batch come in, and each row turns its own row of them into
 its own token here. The order is HF generate()'s and OpenAI's: repetition penalty (HF's, over the
 prompt and the reply), presence / frequency penalties (OpenAI's, over the reply), logit_bias,
-min_tokens, the grammar's mask (and its endgame), then temperature, top-k, top-p and the draw.
+min_tokens, the grammar's mask, then temperature, top-k, top-p and the draw; last, the grammar's
+endgame may put a closing token in place of the one drawn (tools/endgame.py).
 Logprobs are those of the model's own distribution, before any of that (as vLLM reports them).
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 import torch
 
 from backends.builtin_server.engine.request import Sampling
-from backends.builtin_server.tools.constraints import Grammars, closing_mask, endgame
+from backends.builtin_server.tools.constraints import Grammars
+from backends.builtin_server.tools.endgame import Endgame
 
 # Below this a temperature means greedy, its limit (vLLM's _SAMPLING_EPS): dividing logits by
 # 1e-308 underflows to a division by 0 in float32, and NaN probabilities fail the draw.
@@ -37,7 +39,7 @@ class Pick:
 class RowSampler:
     sampling: Sampling
     eos_ids: frozenset[int]
-    budget: int  # max new tokens: the grammar's endgame counts down to it
+    budget: int  # max new tokens: the grammar's endgame plans within it
     prompt: Sequence[int] = ()
     matcher: Any = None  # llguidance.LLMatcher, for a constrained reply
     grammars: Grammars | None = None
@@ -45,6 +47,12 @@ class RowSampler:
     generator: torch.Generator | None = None
     generated: list[int] = field(default_factory=list)
     _counts: torch.Tensor | None = None  # how often each token was generated (penalties)
+    _endgame: Endgame | None = None
+
+    @property
+    def complete(self) -> bool:
+        """Whether the row's grammar is satisfied and admits nothing more (only its end)."""
+        return self.matcher is not None and self.matcher.is_stopped() and not self.matcher.is_error()
 
     def pick(self, logits: torch.Tensor) -> tuple[int, Pick | None]:
         """This row's next token from its logits (vocab,), and its logprob when asked for."""
@@ -53,7 +61,7 @@ class RowSampler:
         if self._counts is None and (s.presence_penalty or s.frequency_penalty):
             self._counts = torch.zeros_like(logits)
         scores = self._processed(logits.clone())
-        token = self._draw(scores)
+        token = self._closing(self._draw(scores))
         self._record(token)
         if raw is None:
             return token, None
@@ -85,10 +93,16 @@ class RowSampler:
         if grammars is None or self.matcher.is_error():
             return
         grammars.mask(self.matcher, scores)
-        if self.budget - len(self.generated) <= endgame(self.budget) and not self.matcher.is_accepting():
-            closing_mask(grammars, scores)
         if bool(torch.isinf(scores).all()):  # min_tokens and a finished grammar disagree: end the row
             scores[min(self.eos_ids)] = 0.0
+
+    def _closing(self, token: int) -> int:
+        """The drawn token, or the one the grammar's endgame puts in its place (tools/endgame.py)."""
+        if self.matcher is None or self.grammars is None or self.matcher.is_stopped():  # stopped: also on error
+            return token
+        if self._endgame is None:
+            self._endgame = Endgame.start(self.grammars.closer, self.matcher, self.budget - len(self.generated))
+        return self._endgame.choose(self.matcher, token, self.budget - len(self.generated) - 1)
 
     def _draw(self, scores: torch.Tensor) -> int:
         s = self.sampling

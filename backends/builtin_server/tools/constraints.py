@@ -21,6 +21,7 @@ import llguidance.torch as llg_torch
 import torch
 
 from backends.builtin_server.errors import ApiError
+from backends.builtin_server.tools.endgame import Closer
 from backends.builtin_server.tools.spec import ResponseFormat, ToolRequest
 
 # Compact JSON (", " and ": " as json.dumps writes them) and no free whitespace: a small model
@@ -81,21 +82,6 @@ def response_schema(fmt: ResponseFormat) -> dict[str, Any]:
     return {"type": "object"}
 
 
-# The endgame: in its last tokens, a row whose grammar is not satisfied yet may only write tokens
-# that close what is open (a string, an object, an array), then a separator: so a forced call
-# or a JSON reply ends complete instead of cut off at max_tokens (a small model given a free
-# string can run on until it runs out: 1 reply in 20 did, in the SmolLM2 tests). Its last value
-# may come out short; the reply still parses and validates.
-CLOSERS = ('"}] ', '"}], ')
-
-
-def endgame(budget: int) -> int:
-    """How many of a row's last tokens are reserved for closing its JSON: enough for a closing
-    quote, a few required keys the grammar still asks for, and the brackets (16), more for long
-    replies (a quarter, at most 32)."""
-    return min(max(16, budget // 4), 32)
-
-
 class Grammars:
     """Grammars for one model's vocabulary, compiled once per distinct schema."""
 
@@ -105,19 +91,15 @@ class Grammars:
         self._eos_ids = sorted(eos_ids)
         self._tokenizer: llguidance.LLTokenizer | None = None
         self._compiled: dict[str, str] = {}
-        self._closers: tuple[torch.Tensor, ...] | None = None
+        self._closer: Closer | None = None
         self._bitmask: torch.Tensor | None = None  # one row's, reused (only the scheduler thread masks)
 
     @property
-    def closers(self) -> tuple[torch.Tensor, ...]:
-        """Per CLOSERS tier, which tokens' text is only those characters (computed once, ~0.5 s)."""
-        if self._closers is None:
-            texts = self._hf_tokenizer.batch_decode([[i] for i in range(self.vocab_size)])
-            self._closers = tuple(
-                torch.tensor([bool(t.strip()) and set(t) <= set(chars) for t in texts], dtype=torch.bool)
-                for chars in CLOSERS
-            )
-        return self._closers
+    def closer(self) -> Closer:
+        """Closing plans for the endgame, over this vocabulary (built on first use)."""
+        if self._closer is None:
+            self._closer = Closer(self.tokenizer)
+        return self._closer
 
     @property
     def tokenizer(self) -> llguidance.LLTokenizer:
@@ -157,14 +139,3 @@ class Grammars:
         llg_torch.fill_next_token_bitmask(matcher, self._bitmask, 0)
         row = scores.view(1, -1)
         llg_torch.apply_token_bitmask_inplace(row, self._bitmask[:, : (row.shape[-1] + 31) // 32])
-
-
-def closing_mask(grammars: Grammars, scores: torch.Tensor) -> None:
-    """The endgame for one row: of the tokens its grammar allows, keep those that only close
-    (CLOSERS tiers, in order); leave the row alone when none does."""
-    allowed = torch.isfinite(scores)
-    for tier in grammars.closers:
-        pick = allowed & tier[: allowed.shape[0]]
-        if bool(pick.any()):
-            scores.masked_fill_(~pick, float("-inf"))
-            return
