@@ -156,7 +156,8 @@ def _add_http_options(p: argparse.ArgumentParser) -> None:
 def configure_logging() -> None:
     logging.basicConfig(
         stream=sys.stderr,
-        level=logging.INFO,
+        # MODELSERVE_LOG_LEVEL=DEBUG adds a line per engine turn (prefill and decoding step timings).
+        level=os.environ.get("MODELSERVE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     # granian logs each worker and runtime thread it starts and stops; the serving line says it all.

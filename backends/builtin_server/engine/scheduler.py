@@ -221,7 +221,10 @@ class Engine:
         if not self._prefilling:
             return
         try:
+            started = time.monotonic()
             done = self.store.prefill()
+            log.debug("prefill: %d prompt(s) in %.3f s, %d row(s) decoding", len(self._prefilling),
+                      time.monotonic() - started, len(self.rows))  # fmt: skip
         except Exception as exc:  # fails the prompts of this pass; the running rows go on
             log.exception("scheduler: prefill failed for %d request(s)", len(self._prefilling))
             self.metrics.generate_errors.inc()
