@@ -15,6 +15,10 @@ CACHE = Path(os.environ.get("MODELSERVE_TEST_CACHE", ROOT / ".cache" / "modelser
 # Set before any fixture runs (session fixtures come before the autouse ones below).
 os.environ["MODELSERVE_CACHE"] = str(CACHE)
 
+# The built-in server's fixtures (tiny model, server processes, in-process engines) for every
+# layer's folder. pytest reads pytest_plugins only here, in the rootdir's tests/ conftest.
+pytest_plugins = ["tests.servers"]
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:

@@ -1,6 +1,6 @@
 """Random-weight Llama models built from a config, with a real fast tokenizer: no download.
 
-The server tests' tiny model (``tests/server/conftest.py``) and the GPU device check
+The server tests' tiny model (``tests/servers.py``) and the GPU device check
 (``bench/device_check``, which builds a bigger one on the lent machine) load them with the real
 loading code. The tokenizer is a WordLevel one over a small vocabulary with a ChatML template,
 built with the ``tokenizers`` library, or copied from a real model folder.

@@ -22,7 +22,7 @@ from tests.e2e.conftest import modelserve_cmd
 from tests.golden import GOLDEN
 from tests.ollama_standin.generation import pieces, reply_for
 from tests.ollama_standin.harness import env_with_standin
-from tests.server.conftest import ServerProcess, StartServer, start_server, tiny_model_dir  # noqa: F401
+from tests.servers import ServerProcess, StartServer
 
 pytestmark = pytest.mark.usefixtures("cleanup_deployments")
 Run = Callable[..., subprocess.CompletedProcess[str]]

@@ -24,7 +24,7 @@ import requests
 from backends.builtin_server.http.server import DRAIN_TIMEOUT_S, STOP_GRACE_S
 from launcher.core.deployment import Deployment
 from tests.openai_schema import problems
-from tests.server.conftest import ServerProcess, StartServer, wait_for
+from tests.servers import ServerProcess, StartServer, wait_for
 
 # Long enough to be in flight when SIGTERM lands (~1 s here, ~2 s on a busy machine), short enough
 # to finish well inside the default drain.

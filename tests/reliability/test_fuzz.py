@@ -35,7 +35,7 @@ from jsonschema import Draft202012Validator
 from tests import anthropic_types
 from tests.openai_schema import event_problems, validator
 from tests.reliability.fuzz_cases import GENERATION_ROUTES, MODEL, POOLING_ROUTES, Case, cases, pooling_cases
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 FUZZ_REQUESTS = int(os.environ.get("MODELSERVE_FUZZ_REQUESTS", "2000"))
 # Per embed / rerank server: a quarter as many (500 in CI, 2,500 under `make soak`).

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.server.conftest import ROOT, StartServer, free_port
+from tests.servers import ROOT, StartServer, free_port
 from tests.slow_clients import NormalRequest, SlowClientReport, hold_slow_clients
 
 COUNT = int(os.environ.get("MODELSERVE_SLOW_CLIENTS", "1000"))

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests import envs
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",

@@ -17,7 +17,7 @@ from backends.builtin_server.engine.jobs import Completion
 from backends.builtin_server.engine.request import ChatMessage, GenerationRequest, Sampling, TokenBudget
 from backends.builtin_server.engine.scheduler import Engine
 from backends.builtin_server.engine.slot_store import SlotStore
-from tests.server.conftest import wait_for
+from tests.servers import wait_for
 from tests.tiny_model import VOCABULARY
 
 WORDS = VOCABULARY.split()

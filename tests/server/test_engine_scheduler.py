@@ -29,7 +29,7 @@ from backends.builtin_server.engine.request import (
 )
 from backends.builtin_server.engine.scheduler import Engine
 from backends.builtin_server.errors import ApiError
-from tests.server.conftest import wait_for
+from tests.servers import wait_for
 
 
 def request(text: str, max_new: int, sampling: Sampling = GREEDY, **kwargs: Any) -> GenerationRequest:

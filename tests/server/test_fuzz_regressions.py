@@ -18,7 +18,7 @@ from backends.builtin_server.engine.request import Sampling
 from backends.builtin_server.engine.sampling import RowSampler
 from backends.builtin_server.errors import ApiError
 from tests.openai_schema import problems
-from tests.server.conftest import ServerProcess
+from tests.servers import ServerProcess
 
 USER = [{"role": "user", "content": "hello"}]
 

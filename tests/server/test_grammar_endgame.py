@@ -24,7 +24,7 @@ from backends.builtin_server.tools.constraints import Grammars, closed, tool_cal
 from backends.builtin_server.tools.endgame import Endgame
 from backends.builtin_server.tools.parsers import PARSERS
 from backends.builtin_server.tools.spec import Function, ToolRequest
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 VOCAB = 49152
 CITY = {"type": "object", "properties": {"city": {"type": "string"}, "country": {"type": "string"},

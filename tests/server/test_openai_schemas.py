@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.openai_schema import problems
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 QUERY = "cats"
 DOCUMENTS = ["the capital of paris", "dogs and two cats", {"text": "a story about tokyo"}, "cats cats cats",

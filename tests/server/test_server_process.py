@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.server.conftest import ServerProcess, StartServer, wait_for
+from tests.servers import ServerProcess, StartServer, wait_for
 
 LLM_DATA_KEYS = {"completion_tokens", "messages", "prompt_tokens", "response", "total_tokens", "username"}
 LLM_RESPONSE_KEYS = {"choices", "created", "id", "model", "object", "usage"}

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 
 pytestmark = pytest.mark.e2e
 

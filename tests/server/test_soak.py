@@ -20,7 +20,7 @@ import psutil
 import pytest
 import requests
 
-from tests.server.conftest import ServerProcess, StartServer, wait_for
+from tests.servers import ServerProcess, StartServer, wait_for
 
 REQUESTS = int(os.environ.get("MODELSERVE_SOAK_REQUESTS", "1000"))
 CONCURRENCY = 16

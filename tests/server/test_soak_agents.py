@@ -19,7 +19,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.server.conftest import ServerProcess, StartServer
+from tests.servers import ServerProcess, StartServer
 from tests.tiny_model import VOCABULARY
 
 TURNS = int(os.environ.get("MODELSERVE_SOAK_TURNS", "1000"))

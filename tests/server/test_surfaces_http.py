@@ -16,7 +16,7 @@ from backends.builtin_server.engine.request import GenerationRequest
 from backends.builtin_server.http.app import create_app
 from tests import anthropic_types
 from tests.openai_schema import event_problems, problems
-from tests.server.test_http_app import FakeEngine
+from tests.fake_engine import FakeEngine
 
 ASK = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -25,7 +25,7 @@ from backends.builtin_server.engine.jobs import (
 from backends.builtin_server.engine.request import GenerationRequest
 from backends.builtin_server.http.app import create_app
 from backends.builtin_server.http.recent_requests import RecentRequests, tokens_per_second
-from tests.server.test_http_app import USER, FakeEngine
+from tests.fake_engine import USER, FakeEngine
 
 
 class CachingEngine(FakeEngine):

@@ -1,4 +1,6 @@
 """Fixtures for the built-in server: a tiny real model, and real server processes on free ports.
+Every test folder gets them (``pytest_plugins`` in tests/conftest.py); tests import the types
+(``ServerProcess``, ``StartServer``) and helpers (``wait_for``, ``free_port``) from here.
 
 The tiny model is a 2-layer Llama with random weights plus a real fast tokenizer with a ChatML
 template, so the fast tests exercise the real load / tokenize / generate / batching path without
@@ -24,7 +26,7 @@ import requests
 
 from tests.tiny_model import build_llama, build_tokenizer, copy_tokenizer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 MODEL_ENV = "MODELSERVE_TEST_MODEL"
 READY_TIMEOUT = 120.0  # first import of torch after an install is slow; a warm start takes ~4 s
 
