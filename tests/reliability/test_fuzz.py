@@ -149,7 +149,7 @@ def stream_problems(kind: str, text: str) -> list[str]:
         else:
             # OpenAI's schema for a streamed completion requires a finish_reason, but its API (and
             # vLLM, and we) send null until a choice ends: the one departure allowed (as in
-            # tests/server/test_openai_schemas.py). The chunk is checked with the end it will have.
+            # tests/e2e/test_server_openai_schemas.py). The chunk is checked with the end it will have.
             found += schema_problems(kind, {**chunk, "choices": [{**c, "finish_reason": "length"} for c in chunk["choices"]]})
     return found
 

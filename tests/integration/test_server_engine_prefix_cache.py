@@ -4,7 +4,8 @@ chunked prefill, n = 2), it is used (cached tokens counted, a shared prefix comp
 stays inside the KV budget, least recently used blocks leaving first.
 
 On the tiny random-weight model: its output means nothing, but a cache that served one wrong
-token of KV changes it. Grammar rows and tools need a real tokenizer: test_prefix_cache_smollm2.py.
+token of KV changes it. Grammar rows and tools need a real tokenizer:
+tests/e2e/test_server_prefix_cache_smollm2.py.
 """
 
 from __future__ import annotations

@@ -68,6 +68,7 @@ def one(server: ServerProcess, i: int, rng: random.Random) -> str:
     return kind
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_mixed_load_has_no_errors_and_memory_settles(soak_server: ServerProcess) -> None:
     proc = psutil.Process(soak_server.proc.pid)

@@ -13,6 +13,8 @@ import pytest
 from tests.openai_schema import problems
 from tests.servers import ServerProcess, StartServer
 
+pytestmark = pytest.mark.e2e
+
 USER = [{"role": "user", "content": "What is the weather in Paris?"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "description": "Current weather in a city.",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TEXTS = ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply today.",
          "Stocks dropped a lot on Wall Street."]  # fmt: skip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

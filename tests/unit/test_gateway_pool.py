@@ -1,5 +1,5 @@
 """The gateway's member pool against a fake starter (the real one runs `modelserve up`; see
-test_fleet_real.py): starts once however many ask, unloads the least recently used idle member
+tests/e2e/test_fleet.py): starts once however many ask, unloads the least recently used idle member
 and never a busy one, expires idle members on a fake clock, bounds each member's queue."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The Flask app in-process, on a fake engine: routes from app state, error handlers, SSE framing.
 
-No model and no server process: these check the HTTP layer alone (test_server_process.py runs the
-real thing end to end).
+No model and no server process: these check the HTTP layer alone
+(tests/integration/test_server_process.py runs the real thing end to end).
 """
 
 from __future__ import annotations

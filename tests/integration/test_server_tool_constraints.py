@@ -1,6 +1,6 @@
 """The grammar side of tools and response_format, on SmolLM2's real tokenizer: a reply held to
 a schema validates whatever the model prefers (how it ends in its token budget:
-test_grammar_endgame.py)."""
+test_server_grammar_endgame.py)."""
 
 from __future__ import annotations
 

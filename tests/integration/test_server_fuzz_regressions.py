@@ -1,7 +1,7 @@
 """What the fuzz (tests/reliability/test_fuzz.py) found, and what turned up while fixing that, one
 regression test each: every one was a 500, or a request that never got an answer at all, and is
 now a 400 or a proper answer. (The engine's side of it, a failing row failing alone, is in
-test_engine_scheduler.py.)
+test_server_engine_scheduler.py.)
 
 On the shared tiny server, plus the pieces that failed (the body parser, the sampler) alone.
 """

@@ -1,6 +1,6 @@
 """Anthropic Messages and OpenAI Responses on the built-in server's Flask app, in-process on the
-fake engine of test_http_app.py: routes, each surface's error shape, x-api-key, stream framing,
-previous_response_id. The real model and the real SDKs: tests/e2e/test_surfaces_builtin.py."""
+fake engine of tests/fake_engine.py: routes, each surface's error shape, x-api-key, stream framing,
+previous_response_id. The real model and the real SDKs: tests/e2e/test_surfaces.py."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from backends.builtin_server.engine.jobs import Choice, Completion
 from backends.builtin_server.engine.request import GenerationRequest
 from backends.builtin_server.http.app import create_app
 from tests import anthropic_types
-from tests.openai_schema import event_problems, problems
 from tests.fake_engine import FakeEngine
+from tests.openai_schema import event_problems, problems
 
 ASK = {"model": "m", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]}
 

@@ -61,6 +61,7 @@ class Watch:
                 self.highest[key] = max(self.highest.get(key, 0.0), metrics[key])
 
 
+@pytest.mark.reliability
 @pytest.mark.slow
 def test_agent_sessions_resending_their_history_run_clean(agent_server: ServerProcess) -> None:
     proc = psutil.Process(agent_server.proc.pid)
