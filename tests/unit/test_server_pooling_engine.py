@@ -14,14 +14,7 @@ import pytest
 
 from backends.builtin_server.engine.pooling import PoolingEngine, PoolJob, gather
 from backends.builtin_server.errors import ApiError
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.fakes import FakeClock
 
 
 @dataclass(frozen=True)
@@ -62,7 +55,7 @@ def job(*inputs: str, at: float = 100.0) -> PoolJob:
 
 
 def test_gather_takes_what_waits_and_what_arrives_before_the_deadline() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     arrivals = deque([(100.001, job("b")), (100.004, job("c")), (100.050, job("late"))])
 
     def take(timeout: float) -> PoolJob | None:
@@ -80,7 +73,7 @@ def test_gather_takes_what_waits_and_what_arrives_before_the_deadline() -> None:
 
 
 def test_gather_does_not_wait_once_the_batch_is_as_large_as_the_last_one() -> None:
-    clock = FakeClock()
+    clock = FakeClock(100.0)
     waiting, arrivals = deque([job("b")]), deque([(100.001, job("c"))])
 
     def take(timeout: float) -> PoolJob | None:
@@ -100,7 +93,7 @@ def test_gather_does_not_wait_once_the_batch_is_as_large_as_the_last_one() -> No
 def test_gather_stops_at_the_limit_and_holds_the_job_that_does_not_fit() -> None:
     waiting = deque([job("b", "c"), job("d", "e", "f"), job("g")])
     batch, held = gather(job("a"), lambda t: waiting.popleft() if waiting else None, limit=4, target=1,
-                         wait_until=0, clock=FakeClock())  # fmt: skip
+                         wait_until=0, clock=FakeClock(100.0))  # fmt: skip
     assert [j.inputs for j in batch] == [["a"], ["b", "c"]]
     assert held is not None and held.inputs == ["d", "e", "f"]
 
