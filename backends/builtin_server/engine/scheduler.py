@@ -36,6 +36,7 @@ from backends.builtin_server.engine.jobs import (
 from backends.builtin_server.engine.kv_store import KvStore, Prefilled, Wait
 from backends.builtin_server.engine.memory import kv_tokens_per_gib
 from backends.builtin_server.engine.metrics import Metrics
+from backends.builtin_server.engine.output_head import pack_output_head
 from backends.builtin_server.engine.prompts import Prepared, PromptBuilder
 from backends.builtin_server.engine.request import (
     GREEDY,
@@ -106,6 +107,7 @@ class Engine:
         self._queue: deque[Job] = deque()
         self._stopping = False
         self._abort = threading.Event()  # set on shutdown: running rows end at the next step
+        pack_output_head(model)
         self.store: KvStore = choose_store(model, budget=self.kv_budget, max_rows=max_batch_size,
                                            turn_tokens=prefill_tokens_per_step or PREFILL_TOKENS_PER_TURN, prefix_cache=prefix_cache,
                                            context=self.prompts.context)  # fmt: skip
@@ -223,8 +225,7 @@ class Engine:
         try:
             started = time.monotonic()
             done = self.store.prefill()
-            log.debug("prefill: %d prompt(s) in %.3f s, %d row(s) decoding", len(self._prefilling),
-                      time.monotonic() - started, len(self.rows))  # fmt: skip
+            log.debug("prefill: %d prompt(s) in %.3f s, %d row(s) decoding", len(self._prefilling), time.monotonic() - started, len(self.rows))
         except Exception as exc:  # fails the prompts of this pass; the running rows go on
             log.exception("scheduler: prefill failed for %d request(s)", len(self._prefilling))
             self.metrics.generate_errors.inc()
