@@ -98,3 +98,17 @@ class FakeProcessTable:
 
     def reap(self, pids: object) -> None:
         return None
+
+
+async def settle(check: Callable[[], bool] | None = None, *, turns: int = 200) -> None:
+    """Let the event loop run the other tasks, without a clock: until ``check()`` holds (an
+    AssertionError after ``turns`` loop turns), or for ``turns`` turns when there is nothing to
+    wait for (what a test then asserts is that nothing moved)."""
+    import asyncio
+
+    for _ in range(turns):
+        if check is not None and check():
+            return
+        await asyncio.sleep(0)
+    if check is not None and not check():
+        raise AssertionError(f"still not true after {turns} turns of the event loop")

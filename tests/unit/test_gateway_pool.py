@@ -15,7 +15,7 @@ from launcher.gateway import policy
 from launcher.gateway.metrics import Metrics
 from launcher.gateway.plan import MemberPlan
 from launcher.gateway.pool import Busy, Pool, StartError, Unavailable, Upstream
-from tests.fakes import FakeClock
+from tests.fakes import FakeClock, settle
 
 
 class FakeStarter:
@@ -65,7 +65,7 @@ def test_eight_requests_for_a_cold_member_start_it_once() -> None:
                 return up.base_url
 
         tasks = [asyncio.create_task(ask()) for _ in range(8)]
-        await asyncio.sleep(0.05)
+        await settle(lambda: m.in_flight == 8)
         assert m.state == "starting" and m.in_flight == 8
         starter.gate.set()
         assert set(await asyncio.gather(*tasks)) == {"http://127.0.0.1/a"}
@@ -110,9 +110,9 @@ def test_a_member_with_requests_in_flight_is_never_unloaded() -> None:
                 await release.wait()
 
         holder = asyncio.create_task(hold_a())
-        await asyncio.sleep(0.05)
+        await settle(lambda: a.in_flight == 1)
         waiter = asyncio.create_task(pool.load(b, pool.clock() + 60))
-        await asyncio.sleep(0.1)
+        await settle()
         assert b.state == "stopped" and a.state == "ready" and starter.events == ["start a"]
         release.set()
         await asyncio.gather(holder, waiter)
@@ -133,7 +133,7 @@ def test_a_busy_full_fleet_answers_503_at_the_deadline() -> None:
                 await release.wait()
 
         holder = asyncio.create_task(hold_a())
-        await asyncio.sleep(0.05)
+        await settle(lambda: pool.members["a"].in_flight == 1)
         with pytest.raises(Busy) as busy:
             await pool.load(pool.members["b"], clock() + 0.1)
         assert busy.value.status == 503 and "all stayed busy" in str(busy.value)
@@ -175,8 +175,7 @@ def test_a_full_member_queue_answers_429() -> None:
                 await release.wait()
 
         holders = [asyncio.create_task(hold()) for _ in range(3)]  # 2 in flight, 1 waiting
-        await asyncio.sleep(0.05)
-        assert (a.in_flight, a.waiting) == (2, 1)
+        await settle(lambda: (a.in_flight, a.waiting) == (2, 1))
         with pytest.raises(Busy) as busy:
             await hold()
         assert busy.value.status == 429 and busy.value.retry_after >= 1
@@ -219,7 +218,7 @@ def test_a_member_that_died_is_noticed_and_a_preloaded_one_comes_back() -> None:
         await pool.load(pool.members["a"], pool.clock() + 60)
         starter.dead |= {"a", "p!"}
         await pool.tick()
-        await asyncio.sleep(0.05)
+        await settle(lambda: pool.members["p!"].loads == 2)  # the preloaded one started again
         assert pool.members["a"].state == "stopped" and pool.members["a"].last_error == "its server exited"
         assert pool.members["p!"].state == "ready" and pool.members["p!"].loads == 2
         assert starter.events == ["start p!", "start a", "stop a", "stop p!", "start p!"]
