@@ -112,7 +112,7 @@ down:
 
 # Style, types, the layer contracts in pyproject.toml, and sizes/cycles (tests/layout.py).
 lint: setup
-	$(BIN)/ruff check launcher backends tests bench
+	$(BIN)/ruff check launcher backends surfaces tests bench
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m tests.layout
